@@ -1,0 +1,46 @@
+"""fpl-hf: Fuzzy Positive Learning for semi-supervised semantic segmentation on the Hugging Face stack."""
+
+from transformers import AutoConfig, AutoImageProcessor, AutoModelForSemanticSegmentation
+
+from .losses import (
+    PseudoLabelLossOutput,
+    adaptive_weight,
+    fuzzy_positive_assignment,
+    fuzzy_positive_loss,
+    k_shares,
+    positive_gradient_score,
+    pseudo_label_cross_entropy,
+)
+from .modeling import (
+    DeepLabV3PlusConfig,
+    DeepLabV3PlusForSemanticSegmentation,
+    DeepLabV3PlusImageProcessor,
+    DeepLabV3PlusPreTrainedModel,
+)
+
+__version__ = "0.1.0"
+
+AutoConfig.register(DeepLabV3PlusConfig.model_type, DeepLabV3PlusConfig, exist_ok=True)
+AutoModelForSemanticSegmentation.register(DeepLabV3PlusConfig, DeepLabV3PlusForSemanticSegmentation, exist_ok=True)
+AutoImageProcessor.register(
+    DeepLabV3PlusConfig, image_processor_classes={"torchvision": DeepLabV3PlusImageProcessor}, exist_ok=True
+)
+# Saved checkpoints carry the model code, so they also load with trust_remote_code=True where fpl_hf is absent.
+# The image processor is not registered so: transformers 5 then infers a remote *video* processor from its
+# auto_map and makes `pipeline()` prompt for trust_remote_code even where fpl_hf is installed.
+DeepLabV3PlusConfig.register_for_auto_class()
+DeepLabV3PlusForSemanticSegmentation.register_for_auto_class("AutoModelForSemanticSegmentation")
+
+__all__ = [
+    "DeepLabV3PlusConfig",
+    "DeepLabV3PlusForSemanticSegmentation",
+    "DeepLabV3PlusImageProcessor",
+    "DeepLabV3PlusPreTrainedModel",
+    "PseudoLabelLossOutput",
+    "adaptive_weight",
+    "fuzzy_positive_assignment",
+    "fuzzy_positive_loss",
+    "k_shares",
+    "positive_gradient_score",
+    "pseudo_label_cross_entropy",
+]

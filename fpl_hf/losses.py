@@ -1,0 +1,373 @@
+"""Fuzzy Positive Learning losses (Qiao et al., CVPR 2023).
+
+Pure functions on logits of shape (B, C, H, W). Equation numbers refer to the
+paper; where the paper and the authors' released code differ, ``semantics``
+picks one ("paper" or "code"), as described in ``docs/fpl_reference.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+import torch
+import torch.nn.functional as F
+
+Semantics = Literal["code", "paper"]
+Weighting = Literal["concave", "linear", "convex", "none"]
+
+SEMANTICS = ("code", "paper")
+WEIGHTS = ("concave", "linear", "convex", "none")
+CODE_KMAX = 3
+CONVEX_FACTOR = {"paper": 4.0, "code": 1.0}
+
+
+@dataclass
+class PseudoLabelLossOutput:
+    """What an unsupervised loss returns.
+
+    Attributes:
+        loss: scalar, mean over valid pixels of ``weight * pixel_loss``.
+        pixel_loss: (B, H, W) unweighted per-pixel loss (Eq. 7 for FPL).
+        weight: (B, H, W) adaptive weight, detached; 1 where ``weight="none"``.
+        k: (B, H, W) size of the positive set (1 everywhere for cross-entropy).
+        positive_mask: (B, C, H, W) bool, the classes each pixel learns as positive.
+        valid_mask: (B, H, W) bool, the pixels that count in ``loss``.
+    """
+
+    loss: torch.Tensor
+    pixel_loss: torch.Tensor
+    weight: torch.Tensor
+    k: torch.Tensor
+    positive_mask: torch.Tensor
+    valid_mask: torch.Tensor
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"`{name}` must be one of {choices}, got {value!r}.")
+
+
+def _check_threshold(threshold: float, *, allow_zero: bool = False) -> None:
+    low_ok = threshold >= 0 if allow_zero else threshold > 0
+    if not (low_ok and threshold < 1):
+        interval = "[0, 1)" if allow_zero else "(0, 1)"
+        raise ValueError(f"`threshold` must be in {interval}, got {threshold}; the paper uses 0.85 to 0.95.")
+
+
+def _check_logits(name: str, logits: torch.Tensor) -> None:
+    if logits.dim() != 4:
+        raise ValueError(f"`{name}` must have shape (B, C, H, W), got {tuple(logits.shape)}.")
+    if logits.shape[1] < 2:
+        raise ValueError(f"`{name}` must have C >= 2 classes, got C = {logits.shape[1]}.")
+    if not logits.is_floating_point():
+        raise ValueError(f"`{name}` must be a floating point tensor, got {logits.dtype}.")
+
+
+def _compute_dtype(tensor: torch.Tensor) -> torch.dtype:
+    # Half precision loses the ordering of close probabilities and overflows exp(); compute in fp32 or better.
+    return torch.promote_types(tensor.dtype, torch.float32)
+
+
+def _resolve_kmax(num_classes: int, semantics: str, kmax: Optional[int]) -> int:
+    if kmax is None:
+        kmax = CODE_KMAX if semantics == "code" else num_classes - 1
+    if kmax < 1:
+        raise ValueError(f"`kmax` must be >= 1, got {kmax}.")
+    # At least one negative class must remain (K < C).
+    return min(kmax, num_classes - 1)
+
+
+def _positive_mask_from_values(probs: torch.Tensor, kth_value: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """The K most probable classes; ties at the K-th place go to the lowest class index."""
+    kth = kth_value.unsqueeze(1)
+    above = probs > kth
+    tied = probs == kth
+    slots_for_tied = (k - above.sum(1, dtype=torch.int16)).unsqueeze(1)
+    tie_rank = tied.cumsum(1, dtype=torch.int16)
+    return above | (tied & (tie_rank <= slots_for_tied))
+
+
+def _assign(
+    probs: torch.Tensor, threshold: float, semantics: str, kmax: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """FPA core on probabilities: (positive mask, K, sorted top-(kmax+1) probabilities)."""
+    top = probs.topk(kmax + 1, dim=1, sorted=True).values
+    cumulative = top[:, :kmax].cumsum(1)
+    # n = 1 + #{m : cum(m) < T} (code) or <= T (paper); K = clamp(n - 1, 1, kmax).
+    below = cumulative < threshold if semantics == "code" else cumulative <= threshold
+    k = below.sum(1).clamp_(min=1)
+    kth_value = top.gather(1, (k - 1).unsqueeze(1)).squeeze(1)
+    return _positive_mask_from_values(probs, kth_value, k), k, top
+
+
+def fuzzy_positive_assignment(
+    teacher_probs: torch.Tensor,
+    threshold: float,
+    *,
+    semantics: Semantics = "code",
+    kmax: Optional[int] = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fuzzy positive assignment (FPA, Algorithm 1).
+
+    Args:
+        teacher_probs: (B, C, H, W) teacher probabilities (softmax over C).
+        threshold: T in (0, 1); the set is the smallest top-n whose mass reaches T, minus one.
+        semantics: "code" uses `cum >= T` and caps K at 3; "paper" uses `cum > T`, no cap.
+        kmax: overrides the cap of either semantics.
+
+    Returns:
+        The boolean positive mask (B, C, H, W) and K (B, H, W), with 1 <= K <= min(kmax, C - 1).
+    """
+    _check_logits("teacher_probs", teacher_probs)
+    _check_threshold(threshold)
+    _check_choice("semantics", semantics, SEMANTICS)
+    kmax = _resolve_kmax(teacher_probs.shape[1], semantics, kmax)
+    probs = teacher_probs.detach().to(_compute_dtype(teacher_probs))
+    positive_mask, k, _ = _assign(probs, threshold, semantics, kmax)
+    return positive_mask, k
+
+
+def adaptive_weight(
+    top_probs: torch.Tensor,
+    k: torch.Tensor,
+    weight: Weighting = "concave",
+    *,
+    semantics: Semantics = "code",
+    A: float = 50.0,
+) -> torch.Tensor:
+    """Trust in each pixel's fuzzy set (Eq. 10, 11, 16), without gradient.
+
+    Args:
+        top_probs: (B, N, H, W) teacher probabilities sorted descending, N >= max(K) + 1.
+        k: (B, H, W) positive-set sizes.
+        weight: "concave", "linear", "convex" or "none".
+        semantics: "paper" averages the top K (m = cum(K) / K) and uses 4q in the convex
+            weight; "code" averages the top K + 1 and uses 1q.
+        A: steepness of the concave weight.
+    """
+    _check_choice("weight", weight, WEIGHTS)
+    _check_choice("semantics", semantics, SEMANTICS)
+    if weight == "none":
+        return torch.ones_like(k, dtype=top_probs.dtype)
+    top_probs = top_probs.detach()
+    cumulative = top_probs.cumsum(1)
+    q = top_probs.gather(1, k.unsqueeze(1)).squeeze(1)
+    count = k if semantics == "paper" else k + 1
+    m = cumulative.gather(1, (count - 1).unsqueeze(1)).squeeze(1) / count
+    margin = (m - q).clamp_(min=0)
+    if weight == "concave":
+        return torch.log1p(A * margin) / torch.log1p(A * m)
+    if weight == "linear":
+        return margin / m
+    return margin / (m + CONVEX_FACTOR[semantics] * q)
+
+
+class _FuzzyPositiveRegularization(torch.autograd.Function):
+    """Eq. 7 per pixel with the analytic gradient of Eq. 8.
+
+    Written as softplus(logsumexp_Y(-z) + logsumexp_notY(z)) so that no exp() can overflow;
+    the backward keeps only the logits, the mask and two (B, H, W) maps.
+    """
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, positive_mask: torch.Tensor) -> torch.Tensor:
+        neg_inf = torch.finfo(logits.dtype).min
+        lse_pos = torch.logsumexp(torch.where(positive_mask, -logits, neg_inf), dim=1)
+        lse_neg = torch.logsumexp(logits.masked_fill(positive_mask, neg_inf), dim=1)
+        total = lse_pos + lse_neg
+        ctx.save_for_backward(logits, positive_mask, lse_pos, lse_neg, total)
+        return F.softplus(total)
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):
+        logits, positive_mask, lse_pos, lse_neg, total = ctx.saved_tensors
+        # dL/dz_i = -sigmoid(total) * exp(-z_i - lse_pos) for i in Y, +sigmoid(total) * exp(z_j - lse_neg) else.
+        exponent = torch.where(positive_mask, -logits - lse_pos.unsqueeze(1), logits - lse_neg.unsqueeze(1))
+        magnitude = exponent.exp_().mul_((torch.sigmoid(total) * grad_output).unsqueeze(1))
+        return torch.where(positive_mask, -magnitude, magnitude), None
+
+
+def _reduce(pixel_loss: torch.Tensor, weight: torch.Tensor, valid_mask: torch.Tensor) -> torch.Tensor:
+    weighted = (pixel_loss * weight).masked_fill(~valid_mask, 0.0)
+    return weighted.sum() / valid_mask.sum().clamp(min=1)
+
+
+def _valid_mask(student_logits: torch.Tensor, ignore_mask: Optional[torch.Tensor]) -> torch.Tensor:
+    batch, _, height, width = student_logits.shape
+    if ignore_mask is None:
+        return torch.ones(batch, height, width, dtype=torch.bool, device=student_logits.device)
+    if ignore_mask.shape != (batch, height, width):
+        raise ValueError(
+            f"`ignore_mask` must have shape (B, H, W) = {(batch, height, width)}, got {tuple(ignore_mask.shape)}."
+        )
+    return ~ignore_mask.to(device=student_logits.device, dtype=torch.bool)
+
+
+def _prepare(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    threshold: float,
+    weight: str,
+    semantics: str,
+    allow_zero_threshold: bool,
+) -> torch.Tensor:
+    """Validates the common arguments and returns the teacher's probabilities (detached)."""
+    _check_logits("student_logits", student_logits)
+    _check_logits("teacher_logits", teacher_logits)
+    if student_logits.shape != teacher_logits.shape:
+        raise ValueError(
+            f"`student_logits` {tuple(student_logits.shape)} and `teacher_logits` "
+            f"{tuple(teacher_logits.shape)} must have the same shape."
+        )
+    _check_threshold(threshold, allow_zero=allow_zero_threshold)
+    _check_choice("weight", weight, WEIGHTS)
+    _check_choice("semantics", semantics, SEMANTICS)
+    teacher = teacher_logits.detach()
+    return torch.softmax(teacher.to(_compute_dtype(teacher)), dim=1)
+
+
+def fuzzy_positive_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    threshold: float = 0.9,
+    *,
+    weight: Weighting = "concave",
+    semantics: Semantics = "code",
+    kmax: Optional[int] = None,
+    A: float = 50.0,
+    ignore_mask: Optional[torch.Tensor] = None,
+) -> PseudoLabelLossOutput:
+    """Fuzzy positive learning: FPA on the teacher, FPR on the student, adaptive weight.
+
+    Args:
+        student_logits: (B, C, H, W) logits that receive the gradient.
+        teacher_logits: (B, C, H, W) logits that define the fuzzy positive sets (detached here).
+        threshold: T of FPA, in (0, 1).
+        weight: adaptive weight, "concave" (paper's best), "linear", "convex" or "none".
+        semantics: "code" (released code: `>=`, K <= 3, top-(K+1) mean, convex 1q) or "paper".
+        kmax: cap on K, overriding the semantics' own.
+        A: steepness of the concave weight.
+        ignore_mask: (B, H, W) bool, True where a pixel must not count (padding, ignore labels).
+    """
+    teacher_probs = _prepare(student_logits, teacher_logits, threshold, weight, semantics, False)
+    kmax = _resolve_kmax(student_logits.shape[1], semantics, kmax)
+    with torch.no_grad():
+        positive_mask, k, top_probs = _assign(teacher_probs, threshold, semantics, kmax)
+        pixel_weight = adaptive_weight(top_probs, k, weight, semantics=semantics, A=A)
+    del teacher_probs
+    logits = student_logits.to(_compute_dtype(student_logits))
+    pixel_loss = _FuzzyPositiveRegularization.apply(logits, positive_mask)
+    valid_mask = _valid_mask(student_logits, ignore_mask)
+    return PseudoLabelLossOutput(
+        loss=_reduce(pixel_loss, pixel_weight, valid_mask),
+        pixel_loss=pixel_loss,
+        weight=pixel_weight,
+        k=k,
+        positive_mask=positive_mask,
+        valid_mask=valid_mask,
+    )
+
+
+def pseudo_label_cross_entropy(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    threshold: float = 0.0,
+    *,
+    weight: Weighting = "none",
+    semantics: Semantics = "code",
+    kmax: Optional[int] = None,
+    A: float = 50.0,
+    ignore_mask: Optional[torch.Tensor] = None,
+) -> PseudoLabelLossOutput:
+    """Vanilla pseudo-label cross-entropy (Eq. 2) with the interface of `fuzzy_positive_loss`.
+
+    K is 1 everywhere. `threshold` is the confidence threshold of FixMatch-style frameworks
+    (UniMatch: 0.95): pixels whose top teacher probability is below it get weight 0; 0 keeps all.
+    `weight` multiplies the K = 1 adaptive weight on top, for ablations; `kmax` may only be 1.
+    """
+    if kmax not in (None, 1):
+        raise ValueError(f"`kmax` must be None or 1 for the cross-entropy, whose K is 1; got {kmax}.")
+    teacher_probs = _prepare(student_logits, teacher_logits, threshold, weight, semantics, True)
+    with torch.no_grad():
+        top_probs, pseudo_labels = teacher_probs.topk(2, dim=1)
+        k = torch.ones_like(pseudo_labels[:, 0])
+        pixel_weight = adaptive_weight(top_probs, k, weight, semantics=semantics, A=A)
+        pixel_weight = pixel_weight * (top_probs[:, 0] >= threshold)
+        positive_mask = torch.zeros_like(teacher_probs, dtype=torch.bool).scatter_(1, pseudo_labels[:, :1], True)
+    del teacher_probs
+    logits = student_logits.to(_compute_dtype(student_logits))
+    pixel_loss = F.cross_entropy(logits, pseudo_labels[:, 0], reduction="none")
+    valid_mask = _valid_mask(student_logits, ignore_mask)
+    return PseudoLabelLossOutput(
+        loss=_reduce(pixel_loss, pixel_weight, valid_mask),
+        pixel_loss=pixel_loss,
+        weight=pixel_weight,
+        k=k,
+        positive_mask=positive_mask,
+        valid_mask=valid_mask,
+    )
+
+
+def positive_gradient_score(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    labels: torch.Tensor,
+    threshold: float = 0.9,
+    *,
+    loss: Literal["fpl", "ce"] = "fpl",
+    semantics: Semantics = "code",
+    kmax: Optional[int] = None,
+    ignore_index: int = 255,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positive gradient score R = (dL/dz_gt) / sum_{i in Y} dL/dz_i (Eq. 12), per pixel.
+
+    Returns R (B, H, W) and the case of each pixel: 1 = pseudo-label right, 2 = wrong but the
+    ground truth is in the fuzzy set, 3 = ground truth outside it, 0 = ignored label (R = NaN).
+    With `loss="ce"` the denominator is the gradient of the pseudo-label alone.
+    """
+    _check_choice("loss", loss, ("fpl", "ce"))
+    teacher_probs = _prepare(student_logits, teacher_logits, threshold, "none", semantics, False)
+    if labels.shape != teacher_probs.shape[:1] + teacher_probs.shape[2:]:
+        raise ValueError(f"`labels` must have shape (B, H, W), got {tuple(labels.shape)}.")
+    kmax = _resolve_kmax(student_logits.shape[1], semantics, kmax)
+    with torch.no_grad():
+        fuzzy_mask, _, _ = _assign(teacher_probs, threshold, semantics, kmax)
+        pseudo_labels = teacher_probs.argmax(1)
+        valid = labels != ignore_index
+        gt = labels.masked_fill(~valid, 0).long().unsqueeze(1)
+        gt_in_set = fuzzy_mask.gather(1, gt).squeeze(1)
+        case = torch.where(pseudo_labels == gt.squeeze(1), 1, torch.where(gt_in_set, 2, 3))
+        case = case.masked_fill(~valid, 0)
+
+        logits = student_logits.detach().to(teacher_probs.dtype)
+        positive_mask = fuzzy_mask if loss == "fpl" else F.one_hot(pseudo_labels, logits.shape[1]).movedim(-1, 1).bool()
+        neg_inf = torch.finfo(logits.dtype).min
+        lse_pos = torch.logsumexp(torch.where(positive_mask, -logits, neg_inf), dim=1)
+        lse_neg = torch.logsumexp(logits.masked_fill(positive_mask, neg_inf), dim=1)
+        z_gt = logits.gather(1, gt).squeeze(1)
+        # From Eq. 8 the sum over Y of dL/dz_i is -sigmoid(total); dividing cancels the sigmoid.
+        gt_positive = positive_mask.gather(1, gt).squeeze(1)
+        score = torch.where(gt_positive, torch.exp(-z_gt - lse_pos), -torch.exp(z_gt - lse_neg))
+        score = score.masked_fill(~valid, float("nan"))
+    return score, case
+
+
+def k_shares(k: torch.Tensor, valid_mask: Optional[torch.Tensor] = None, max_k: int = 3) -> dict[str, float]:
+    """Share of pixels with K = 1, 2, ..., and K >= max_k, e.g. {"k1": 0.9, "k2": 0.07, "k3+": 0.03}."""
+    values = k if valid_mask is None else k[valid_mask]
+    total = max(values.numel(), 1)
+    shares = {f"k{n}": (values == n).sum().item() / total for n in range(1, max_k)}
+    shares[f"k{max_k}+"] = (values >= max_k).sum().item() / total
+    return shares
+
+
+__all__ = [
+    "PseudoLabelLossOutput",
+    "fuzzy_positive_assignment",
+    "adaptive_weight",
+    "fuzzy_positive_loss",
+    "pseudo_label_cross_entropy",
+    "positive_gradient_score",
+    "k_shares",
+]

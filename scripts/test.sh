@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Sets up (if needed) and runs the test suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+HF_HUB_OFFLINE=1 .venv/bin/python -m pytest -q "$@"
