@@ -78,27 +78,43 @@ def _resolve_kmax(num_classes: int, semantics: str, kmax: Optional[int]) -> int:
     return min(kmax, num_classes - 1)
 
 
-def _positive_mask_from_values(probs: torch.Tensor, kth_value: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """The K most probable classes; ties at the K-th place go to the lowest class index."""
-    kth = kth_value.unsqueeze(1)
-    above = probs > kth
-    tied = probs == kth
-    slots_for_tied = (k - above.sum(1, dtype=torch.int16)).unsqueeze(1)
-    tie_rank = tied.cumsum(1, dtype=torch.int16)
-    return above | (tied & (tie_rank <= slots_for_tied))
+def _break_ties_by_class_index(probs: torch.Tensor, classes: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+    """Re-ranks `pixels` by a stable sort, so that equal probabilities rank in class order.
+
+    topk orders equal values arbitrarily (and differently on CPU and GPU); only the few pixels whose tie crosses
+    the edge of the positive set need the stable order for the set to be well defined.
+    """
+    stable = probs.movedim(1, -1)[pixels].sort(dim=1, descending=True, stable=True).indices
+    ranked = classes.movedim(1, -1).clone()
+    ranked[pixels] = stable[:, : classes.shape[1]]
+    return ranked.movedim(-1, 1)
 
 
 def _assign(
     probs: torch.Tensor, threshold: float, semantics: str, kmax: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """FPA core on probabilities: (positive mask, K, sorted top-(kmax+1) probabilities)."""
-    top = probs.topk(kmax + 1, dim=1, sorted=True).values
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """FPA core on probabilities.
+
+    Returns the positive classes (B, kmax, H, W), where slots beyond K repeat the first class, the mask of the
+    slots within K, K (B, H, W), and the sorted top-(kmax + 1) probabilities (B, kmax + 1, H, W).
+    """
+    top, classes = probs.topk(kmax + 1, dim=1)
     cumulative = top[:, :kmax].cumsum(1)
     # n = 1 + #{m : cum(m) < T} (code) or <= T (paper); K = clamp(n - 1, 1, kmax).
     below = cumulative < threshold if semantics == "code" else cumulative <= threshold
     k = below.sum(1).clamp_(min=1)
-    kth_value = top.gather(1, (k - 1).unsqueeze(1)).squeeze(1)
-    return _positive_mask_from_values(probs, kth_value, k), k, top
+    straddling_tie = top.gather(1, (k - 1).unsqueeze(1)) == top.gather(1, k.unsqueeze(1))
+    if straddling_tie.any():
+        classes = _break_ties_by_class_index(probs, classes, straddling_tie.squeeze(1))
+    slots = torch.arange(kmax, device=probs.device).view(1, kmax, 1, 1)
+    in_set = slots < k.unsqueeze(1)
+    positive_classes = torch.where(in_set, classes[:, :kmax], classes[:, :1])
+    return positive_classes, in_set, k, top
+
+
+def _mask_of(classes: torch.Tensor, num_classes: int) -> torch.Tensor:
+    shape = (classes.shape[0], num_classes) + tuple(classes.shape[2:])
+    return torch.zeros(shape, dtype=torch.bool, device=classes.device).scatter_(1, classes, True)
 
 
 def fuzzy_positive_assignment(
@@ -124,8 +140,8 @@ def fuzzy_positive_assignment(
     _check_choice("semantics", semantics, SEMANTICS)
     kmax = _resolve_kmax(teacher_probs.shape[1], semantics, kmax)
     probs = teacher_probs.detach().to(_compute_dtype(teacher_probs))
-    positive_mask, k, _ = _assign(probs, threshold, semantics, kmax)
-    return positive_mask, k
+    positive_classes, _, k, _ = _assign(probs, threshold, semantics, kmax)
+    return _mask_of(positive_classes, probs.shape[1]), k
 
 
 def adaptive_weight(
@@ -166,26 +182,29 @@ def adaptive_weight(
 class _FuzzyPositiveRegularization(torch.autograd.Function):
     """Eq. 7 per pixel with the analytic gradient of Eq. 8.
 
-    Written as softplus(logsumexp_Y(-z) + logsumexp_notY(z)) so that no exp() can overflow;
-    the backward keeps only the logits, the mask and two (B, H, W) maps.
+    Written as softplus(logsumexp_Y(-z) + logsumexp_notY(z)) so that no exp() can overflow. The positive set
+    arrives as at most kmax class indices per pixel, so only the negatives' logsumexp and the gradient touch all
+    C classes; the backward keeps the logits, the indices and three (B, H, W) maps.
     """
 
     @staticmethod
-    def forward(ctx, logits: torch.Tensor, positive_mask: torch.Tensor) -> torch.Tensor:
-        neg_inf = torch.finfo(logits.dtype).min
-        lse_pos = torch.logsumexp(torch.where(positive_mask, -logits, neg_inf), dim=1)
-        lse_neg = torch.logsumexp(logits.masked_fill(positive_mask, neg_inf), dim=1)
+    def forward(ctx, logits: torch.Tensor, positive_classes: torch.Tensor, in_set: torch.Tensor) -> torch.Tensor:
+        positive_logits = logits.gather(1, positive_classes)
+        lse_pos = torch.logsumexp(torch.where(in_set, -positive_logits, -torch.inf), dim=1)
+        lse_neg = torch.logsumexp(logits.scatter(1, positive_classes, -torch.inf), dim=1)
         total = lse_pos + lse_neg
-        ctx.save_for_backward(logits, positive_mask, lse_pos, lse_neg, total)
+        ctx.save_for_backward(logits, positive_classes, lse_pos, lse_neg, total)
         return F.softplus(total)
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
-        logits, positive_mask, lse_pos, lse_neg, total = ctx.saved_tensors
-        # dL/dz_i = -sigmoid(total) * exp(-z_i - lse_pos) for i in Y, +sigmoid(total) * exp(z_j - lse_neg) else.
-        exponent = torch.where(positive_mask, -logits - lse_pos.unsqueeze(1), logits - lse_neg.unsqueeze(1))
-        magnitude = exponent.exp_().mul_((torch.sigmoid(total) * grad_output).unsqueeze(1))
-        return torch.where(positive_mask, -magnitude, magnitude), None
+        logits, positive_classes, lse_pos, lse_neg, total = ctx.saved_tensors
+        scale = (torch.sigmoid(total) * grad_output).unsqueeze(1)
+        # dL/dz_j = sigmoid(total) * exp(z_j - lse_neg) for j not in Y; the positives are overwritten below with
+        # dL/dz_i = -sigmoid(total) * exp(-z_i - lse_pos). Repeated slots carry the first class's own value.
+        grad = (logits - lse_neg.unsqueeze(1)).exp_().mul_(scale)
+        positive_grad = (-logits.gather(1, positive_classes) - lse_pos.unsqueeze(1)).exp_().mul_(scale).neg_()
+        return grad.scatter_(1, positive_classes, positive_grad), None, None
 
 
 def _reduce(pixel_loss: torch.Tensor, weight: torch.Tensor, valid_mask: torch.Tensor) -> torch.Tensor:
@@ -253,11 +272,12 @@ def fuzzy_positive_loss(
     teacher_probs = _prepare(student_logits, teacher_logits, threshold, weight, semantics, False)
     kmax = _resolve_kmax(student_logits.shape[1], semantics, kmax)
     with torch.no_grad():
-        positive_mask, k, top_probs = _assign(teacher_probs, threshold, semantics, kmax)
+        positive_classes, in_set, k, top_probs = _assign(teacher_probs, threshold, semantics, kmax)
         pixel_weight = adaptive_weight(top_probs, k, weight, semantics=semantics, A=A)
+        positive_mask = _mask_of(positive_classes, teacher_probs.shape[1])
     del teacher_probs
     logits = student_logits.to(_compute_dtype(student_logits))
-    pixel_loss = _FuzzyPositiveRegularization.apply(logits, positive_mask)
+    pixel_loss = _FuzzyPositiveRegularization.apply(logits, positive_classes, in_set)
     valid_mask = _valid_mask(student_logits, ignore_mask)
     return PseudoLabelLossOutput(
         loss=_reduce(pixel_loss, pixel_weight, valid_mask),
@@ -294,7 +314,7 @@ def pseudo_label_cross_entropy(
         k = torch.ones_like(pseudo_labels[:, 0])
         pixel_weight = adaptive_weight(top_probs, k, weight, semantics=semantics, A=A)
         pixel_weight = pixel_weight * (top_probs[:, 0] >= threshold)
-        positive_mask = torch.zeros_like(teacher_probs, dtype=torch.bool).scatter_(1, pseudo_labels[:, :1], True)
+        positive_mask = _mask_of(pseudo_labels[:, :1], teacher_probs.shape[1])
     del teacher_probs
     logits = student_logits.to(_compute_dtype(student_logits))
     pixel_loss = F.cross_entropy(logits, pseudo_labels[:, 0], reduction="none")
@@ -332,7 +352,8 @@ def positive_gradient_score(
         raise ValueError(f"`labels` must have shape (B, H, W), got {tuple(labels.shape)}.")
     kmax = _resolve_kmax(student_logits.shape[1], semantics, kmax)
     with torch.no_grad():
-        fuzzy_mask, _, _ = _assign(teacher_probs, threshold, semantics, kmax)
+        positive_classes, _, _, _ = _assign(teacher_probs, threshold, semantics, kmax)
+        fuzzy_mask = _mask_of(positive_classes, teacher_probs.shape[1])
         pseudo_labels = teacher_probs.argmax(1)
         valid = labels != ignore_index
         gt = labels.masked_fill(~valid, 0).long().unsqueeze(1)
