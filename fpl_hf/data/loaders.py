@@ -1,0 +1,156 @@
+"""Loaders into the normal form: Pascal VOC, Cityscapes, image folders and Hub data sets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+from datasets import Dataset, load_dataset
+
+from .normal_form import IGNORE_INDEX, to_normal_form
+from .splits import hide_labels
+
+PathLike = Union[str, os.PathLike]
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+VOC_CLASSES = (
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+)
+CITYSCAPES_CLASSES = (
+    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
+    "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle",
+)
+# Cityscapes labelIds of the 19 evaluated classes, in trainId order; every other id is ignored.
+CITYSCAPES_EVAL_IDS = (7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33)
+
+
+def _voc_root(root: PathLike) -> Path:
+    root = Path(root)
+    for candidate in (root, root / "VOC2012", root / "VOCdevkit" / "VOC2012"):
+        if (candidate / "JPEGImages").is_dir():
+            return candidate
+    raise FileNotFoundError(f"No Pascal VOC tree under {root}: expected JPEGImages/ (in VOCdevkit/VOC2012/).")
+
+
+def load_voc(root: PathLike, split: str = "train", *, aug: bool = False) -> Dataset:
+    """Pascal VOC 2012 from a local VOCdevkit: `split` is a name of ImageSets/Segmentation (train, val) or,
+    with `aug=True`, the 10,582-image aug set (`train_aug.txt` beside it) with SegmentationClassAug masks."""
+    root = _voc_root(root)
+    masks = root / ("SegmentationClassAug" if aug else "SegmentationClass")
+    list_name = f"{split}_aug.txt" if aug and not split.endswith("_aug") else f"{split}.txt"
+    list_path = root / "ImageSets" / "Segmentation" / list_name
+    if not list_path.is_file():
+        raise FileNotFoundError(f"No split file {list_path}.")
+    if not masks.is_dir():
+        raise FileNotFoundError(f"No mask folder {masks}" + (" (download SegmentationClassAug)." if aug else "."))
+    names = [line.split()[0] for line in list_path.read_text().splitlines() if line.strip()]
+    images = [root / "JPEGImages" / f"{name}.jpg" for name in names]
+    labels = [masks / f"{name}.png" for name in names]
+    for path in images + labels:
+        if not path.is_file():
+            raise FileNotFoundError(f"{list_path} names {path.stem}, but {path} does not exist.")
+    return to_normal_form(Dataset.from_dict({"image": list(map(str, images)), "label": list(map(str, labels))}))
+
+
+def cityscapes_label_ids_to_train_ids(label_ids: np.ndarray) -> np.ndarray:
+    lookup = np.full(256, IGNORE_INDEX, dtype=np.uint8)
+    lookup[list(CITYSCAPES_EVAL_IDS)] = np.arange(len(CITYSCAPES_EVAL_IDS))
+    return lookup[label_ids]
+
+
+def load_cityscapes(root: PathLike, split: str = "train") -> Dataset:
+    """Cityscapes from leftImg8bit/ and gtFine/ under `root`. Masks are `*_labelTrainIds.png` where present,
+    else `*_labelIds.png` mapped to the 19 trainIds (255 elsewhere) when read."""
+    root = Path(root)
+    image_dir = root / "leftImg8bit" / split
+    if not image_dir.is_dir():
+        raise FileNotFoundError(f"No Cityscapes images at {image_dir}.")
+    images = sorted(image_dir.glob("*/*_leftImg8bit.png"))
+    if not images:
+        raise ValueError(f"No *_leftImg8bit.png under {image_dir}.")
+    labels, needs_mapping = [], False
+    for image in images:
+        stem = image.name.replace("_leftImg8bit.png", "")
+        base = root / "gtFine" / split / image.parent.name / stem
+        train_ids, label_ids = Path(f"{base}_gtFine_labelTrainIds.png"), Path(f"{base}_gtFine_labelIds.png")
+        if train_ids.is_file():
+            labels.append(str(train_ids))
+        elif label_ids.is_file():
+            labels.append(str(label_ids))
+            needs_mapping = True
+        else:
+            raise FileNotFoundError(f"No gtFine mask for {image} (looked for {train_ids.name} and {label_ids.name}).")
+    dataset = to_normal_form(Dataset.from_dict({"image": list(map(str, images)), "label": labels}))
+    if needs_mapping and any(not path.endswith("_labelIds.png") for path in labels):
+        raise ValueError(f"{root}: mix of labelIds and labelTrainIds masks; use one kind.")
+    if needs_mapping:
+        dataset = dataset.map(_map_cityscapes_batch, batched=True, batch_size=16, desc="labelIds -> trainIds")
+    return dataset
+
+
+def _map_cityscapes_batch(batch: dict) -> dict:
+    from PIL import Image as PILImage
+
+    batch["label"] = [
+        PILImage.fromarray(cityscapes_label_ids_to_train_ids(np.asarray(label))) for label in batch["label"]
+    ]
+    return batch
+
+
+def _images_in(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise FileNotFoundError(f"No folder {folder}.")
+    return sorted(path for path in folder.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def load_folders(
+    images: PathLike, masks: PathLike, unlabeled: Optional[PathLike] = None
+) -> tuple[Dataset, Optional[Dataset]]:
+    """Labeled image/mask pairs matched by file stem, plus an optional folder of unlabeled images (no masks)."""
+    image_paths = _images_in(Path(images))
+    mask_by_stem = {path.stem: path for path in _images_in(Path(masks))}
+    missing = [path.name for path in image_paths if path.stem not in mask_by_stem]
+    if missing:
+        raise FileNotFoundError(f"No mask in {masks} for images {missing[:5]} (masks are matched by file stem).")
+    if not image_paths:
+        raise ValueError(f"The labeled folder {images} holds no images.")
+    labeled = to_normal_form(
+        Dataset.from_dict(
+            {"image": list(map(str, image_paths)), "label": [str(mask_by_stem[p.stem]) for p in image_paths]}
+        )
+    )
+    if unlabeled is None:
+        return labeled, None
+    unlabeled_paths = _images_in(Path(unlabeled))
+    if not unlabeled_paths:
+        raise ValueError(f"The unlabeled folder {unlabeled} holds no images.")
+    return labeled, to_normal_form(Dataset.from_dict({"image": list(map(str, unlabeled_paths))}), require_label=False)
+
+
+def load_hub(
+    name: str,
+    split: str = "train",
+    *,
+    image_column: Optional[str] = None,
+    label_column: Optional[str] = None,
+    unlabeled: bool = False,
+    **load_kwargs,
+) -> Dataset:
+    """Any `datasets` data set by Hub id or local path (offline it uses the local copy or cache)."""
+    dataset = load_dataset(name, split=split, **load_kwargs)
+    dataset = to_normal_form(dataset, image_column, label_column, require_label=not unlabeled)
+    return hide_labels(dataset) if unlabeled else dataset
+
+
+__all__ = [
+    "VOC_CLASSES",
+    "CITYSCAPES_CLASSES",
+    "load_voc",
+    "load_cityscapes",
+    "cityscapes_label_ids_to_train_ids",
+    "load_folders",
+    "load_hub",
+]

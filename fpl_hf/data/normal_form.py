@@ -1,0 +1,100 @@
+"""The one normal form of fpl_hf data: a `datasets.Dataset` with `image` and `label` Image columns."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+from datasets import Dataset, Image
+from PIL import Image as PILImage
+
+IGNORE_INDEX = 255
+IMAGE_COLUMNS = ("image", "pixel_values", "img", "images")
+LABEL_COLUMNS = ("label", "annotation", "segmentation", "mask", "semantic_segmentation", "labels", "seg")
+
+
+def _find(columns: list[str], candidates: tuple[str, ...], given: Optional[str], what: str) -> Optional[str]:
+    if given is not None:
+        if given not in columns:
+            raise ValueError(f"`{what}_column` {given!r} is not a column of the data set; it has {columns}.")
+        return given
+    return next((name for name in candidates if name in columns), None)
+
+
+def to_normal_form(
+    dataset: Dataset, image_column: Optional[str] = None, label_column: Optional[str] = None, *, require_label: bool = True
+) -> Dataset:
+    """Renames the image and label columns to `image` and `label`, casts both to `Image`, drops the rest.
+
+    Column names known from the Hub (`pixel_values`, `annotation`, `segmentation`, `mask`, ...) are found
+    automatically; pass `image_column`/`label_column` for others.
+    """
+    columns = list(dataset.column_names)
+    image = _find(columns, IMAGE_COLUMNS, image_column, "image")
+    if image is None:
+        raise ValueError(f"No image column among {columns}; pass `image_column=`.")
+    label = _find(columns, LABEL_COLUMNS, label_column, "label")
+    if label is None and require_label:
+        raise ValueError(f"No label (mask) column among {columns}; pass `label_column=`.")
+    keep = {image: "image", **({label: "label"} if label is not None else {})}
+    dataset = dataset.remove_columns([c for c in columns if c not in keep])
+    dataset = dataset.rename_columns({old: new for old, new in keep.items() if old != new})
+    for name in keep.values():
+        if not isinstance(dataset.features[name], Image):
+            dataset = dataset.cast_column(name, Image())
+    return dataset
+
+
+def label_array(label: PILImage.Image, where: str, *, palette: Optional[dict[tuple[int, int, int], int]] = None) -> np.ndarray:
+    """Class ids of a mask image; RGB masks need `palette` (color -> id)."""
+    if label.mode in ("RGB", "RGBA"):
+        if palette is None:
+            raise ValueError(
+                f"{where}: the mask is an {label.mode} color image, but class ids are expected (one id per pixel, "
+                "mode L or P). Convert it, or pass `palette={(r, g, b): class_id, ...}`."
+            )
+        rgb = np.asarray(label.convert("RGB"), dtype=np.int64)
+        codes = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+        ids = np.full(codes.shape, IGNORE_INDEX, dtype=np.uint8)
+        for (r, g, b), class_id in palette.items():
+            ids[codes == ((r << 16) | (g << 8) | b)] = class_id
+        return ids
+    if label.mode not in ("L", "P", "I", "I;16"):
+        raise ValueError(f"{where}: unsupported mask mode {label.mode}; save masks as 8-bit PNGs of class ids.")
+    return np.asarray(label).astype(np.uint8 if label.mode in ("L", "P") else np.int64)
+
+
+def check_pair(image: PILImage.Image, label: np.ndarray, num_labels: int, where: str) -> None:
+    """Raises a ValueError naming the sample when the mask does not fit the image or holds unknown ids."""
+    if label.shape != (image.height, image.width):
+        raise ValueError(
+            f"{where}: image is {image.width}x{image.height} but its mask is {label.shape[1]}x{label.shape[0]}; "
+            "they must have the same size."
+        )
+    unknown = np.setdiff1d(np.unique(label), np.append(np.arange(num_labels), IGNORE_INDEX))
+    if unknown.size:
+        raise ValueError(
+            f"{where}: mask holds class ids {unknown[:10].tolist()} outside [0, {num_labels}) and not "
+            f"{IGNORE_INDEX} (ignore). Check `num_labels` or map the ids."
+        )
+
+
+def open_image(dataset: Dataset, index: int, column: str, where: str) -> PILImage.Image:
+    """Decodes one image, turning a missing or corrupt file into an error that names the sample."""
+    try:
+        return dataset[index][column]
+    except (OSError, ValueError, SyntaxError) as error:
+        raise ValueError(f"{where}: could not read the {column} ({type(error).__name__}: {error}).") from error
+
+
+def describe(dataset: Dataset, index: int, name: str) -> str:
+    raw = dataset.with_format("arrow")[index]
+    path = None
+    for column in ("image", "label"):
+        if column in raw.column_names:
+            cell = raw[column][0].as_py()
+            path = path or (cell.get("path") if isinstance(cell, dict) else None)
+    return f"{name} sample {index}" + (f" ({path})" if path else "")
+
+
+__all__ = ["IGNORE_INDEX", "to_normal_form", "label_array", "check_pair", "open_image", "describe"]

@@ -1,0 +1,147 @@
+"""The training set of a semi-supervised step: one labeled sample with the unlabeled samples it needs."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from datasets import Dataset
+from torchvision import tv_tensors
+
+from .augment import cutmix_mask, normalization, strong_augmentation, weak_augmentation
+from .normal_form import IGNORE_INDEX, check_pair, describe, label_array, open_image
+from .splits import HIDDEN_LABEL
+
+
+@dataclass
+class CutMixSettings:
+    """Box masks drawn per item: `num_boxes` boxes covering a share in `area_range`, with `probability`."""
+
+    num_boxes: int = 3
+    area_range: tuple[float, float] = (0.25, 0.5)
+    probability: float = 1.0
+
+
+class SemiSupervisedDataset(torch.utils.data.Dataset):
+    """Items of `max(len(labeled), len(unlabeled))`, the labeled part repeated.
+
+    Each item holds:
+        pixel_values (3, S, S), labels (S, S): a weakly augmented labeled crop.
+        unlabeled_pixel_values (U, 3, S, S): weak crops of U different unlabeled images.
+        unlabeled_strong_pixel_values (U, V, 3, S, S): V strong views of each weak crop (V = 0: absent).
+        unlabeled_valid (U, S, S): False on crop padding.
+        unlabeled_labels (U, S, S): the hidden labels (255 where unknown), for diagnostics only.
+        cutmix_masks (M, S, S): box masks, M = `num_cutmix_masks`.
+    """
+
+    def __init__(
+        self,
+        labeled: Dataset,
+        unlabeled: Dataset,
+        *,
+        num_labels: int,
+        crop_size: int,
+        image_mean: Sequence[float],
+        image_std: Sequence[float],
+        num_unlabeled: int = 1,
+        num_strong_views: int = 0,
+        num_cutmix_masks: int = 0,
+        cutmix: Optional[CutMixSettings] = None,
+        scale_range: tuple[float, float] = (0.5, 2.0),
+        palette: Optional[dict[tuple[int, int, int], int]] = None,
+    ):
+        if len(labeled) == 0:
+            raise ValueError("The labeled part is empty: training needs at least one labeled image.")
+        if len(unlabeled) == 0:
+            raise ValueError("The unlabeled part is empty: pass unlabeled images, or use framework='supervised'.")
+        self.labeled, self.unlabeled = labeled, unlabeled
+        self.num_labels, self.crop_size, self.palette = num_labels, crop_size, palette
+        self.num_unlabeled, self.num_strong_views, self.num_cutmix_masks = num_unlabeled, num_strong_views, num_cutmix_masks
+        self.cutmix = cutmix or CutMixSettings()
+        self.weak = weak_augmentation(crop_size, scale_range)
+        self.strong = strong_augmentation()
+        self.normalize = normalization(image_mean, image_std)
+
+    def __len__(self) -> int:
+        return max(len(self.labeled), len(self.unlabeled))
+
+    def _sample(self, dataset: Dataset, index: int, label_column: str, name: str) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
+        where = describe(dataset, index, name)
+        image = open_image(dataset, index, "image", where).convert("RGB")
+        if label_column in dataset.column_names:
+            label = label_array(open_image(dataset, index, label_column, where), where, palette=self.palette)
+            check_pair(image, label, self.num_labels, where)
+        else:
+            label = np.full((image.height, image.width), IGNORE_INDEX, dtype=np.uint8)
+        pixels = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
+        return tv_tensors.Image(pixels), tv_tensors.Mask(torch.from_numpy(label.astype(np.int64)))
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        image, label = self._sample(self.labeled, index % len(self.labeled), "label", "labeled")
+        image, label = self.weak(image, label)
+        item = {"pixel_values": self.normalize(image), "labels": label.long()}
+
+        weak, strong, valid, hidden = [], [], [], []
+        for offset in range(self.num_unlabeled):
+            # The second unlabeled image is a random other one, as CPS and UniMatch draw their mixing partner.
+            u_index = index % len(self.unlabeled) if offset == 0 else random.randrange(len(self.unlabeled))
+            u_image, u_label = self._sample(self.unlabeled, u_index, HIDDEN_LABEL, "unlabeled")
+            ones = tv_tensors.Mask(torch.ones_like(u_label))
+            u_image, u_label, u_valid = self.weak(u_image, u_label, ones)
+            weak.append(self.normalize(u_image))
+            strong.append([self.normalize(self.strong(u_image)) for _ in range(self.num_strong_views)])
+            valid.append(u_valid == 1)
+            hidden.append(u_label.long())
+        item["unlabeled_pixel_values"] = torch.stack(weak)
+        if self.num_strong_views:
+            item["unlabeled_strong_pixel_values"] = torch.stack([torch.stack(views) for views in strong])
+        item["unlabeled_valid"] = torch.stack(valid)
+        item["unlabeled_labels"] = torch.stack(hidden)
+        if self.num_cutmix_masks:
+            settings = self.cutmix
+            item["cutmix_masks"] = torch.stack(
+                [
+                    cutmix_mask(
+                        self.crop_size,
+                        self.crop_size,
+                        num_boxes=settings.num_boxes,
+                        area_range=settings.area_range,
+                        probability=settings.probability,
+                    )
+                    for _ in range(self.num_cutmix_masks)
+                ]
+            )
+        return item
+
+
+class EvaluationDataset(torch.utils.data.Dataset):
+    """Whole labeled images, normalized, at their own size (batch them with batch size 1 or equal sizes)."""
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        *,
+        num_labels: int,
+        image_mean: Sequence[float],
+        image_std: Sequence[float],
+        palette: Optional[dict[tuple[int, int, int], int]] = None,
+    ):
+        self.dataset, self.num_labels, self.palette = dataset, num_labels, palette
+        self.normalize = normalization(image_mean, image_std)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        where = describe(self.dataset, index, "evaluation")
+        image = open_image(self.dataset, index, "image", where).convert("RGB")
+        label = label_array(open_image(self.dataset, index, "label", where), where, palette=self.palette)
+        check_pair(image, label, self.num_labels, where)
+        pixels = tv_tensors.Image(torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1))
+        return {"pixel_values": self.normalize(pixels), "labels": torch.from_numpy(label.astype(np.int64))}
+
+
+__all__ = ["CutMixSettings", "SemiSupervisedDataset", "EvaluationDataset"]

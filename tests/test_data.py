@@ -1,0 +1,270 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset
+from PIL import Image
+from torchvision import tv_tensors
+
+from fpl_hf.data import (
+    HIDDEN_LABEL,
+    EvaluationDataset,
+    SemiSupervisedDataset,
+    cutmix_mask,
+    load_cityscapes,
+    load_folders,
+    load_hub,
+    load_voc,
+    make_fashion_scenes,
+    read_split_list,
+    split_from_lists,
+    split_labeled_unlabeled,
+    strong_augmentation,
+    to_normal_form,
+    weak_augmentation,
+)
+
+SPLITS = Path(__file__).resolve().parents[2] / "shared" / "splits"
+
+
+def _save(path: Path, array: np.ndarray, mode=None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(array, mode) if mode else Image.fromarray(array)
+    image.save(path)
+
+
+def _fake_pair(seed: int, size=(20, 24), num_labels=4):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 255, (*size, 3), dtype=np.uint8), rng.integers(0, num_labels, size, dtype=np.uint8)
+
+
+def test_split_lists_have_the_published_counts():
+    expected = {
+        "pascal": {"92": 92, "183": 183, "366": 366, "732": 732, "1464": 1464, "1_16": 662, "1_8": 1323, "1_4": 2646},
+        "cityscapes": {"1_16": 186, "1_8": 372, "1_4": 744, "1_2": 1488},
+    }
+    for dataset, counts in expected.items():
+        for split, count in counts.items():
+            labeled = read_split_list(SPLITS / dataset / split / "labeled.txt")
+            unlabeled = read_split_list(SPLITS / dataset / split / "unlabeled.txt")
+            assert len(labeled) == count, (dataset, split)
+            assert all(label is not None for _, label in labeled)
+            assert not {i for i, _ in labeled} & {i for i, _ in unlabeled}
+    assert len(read_split_list(SPLITS / "pascal" / "1_16" / "unlabeled.txt")) == 10582 - 662
+    assert len(read_split_list(SPLITS / "cityscapes" / "1_16" / "unlabeled.txt")) == 2975 - 186
+
+
+def test_split_list_with_root_finds_files_and_names_missing_ones(tmp_path):
+    image, label = _fake_pair(0)
+    _save(tmp_path / "JPEGImages" / "a.jpg", image)
+    _save(tmp_path / "SegmentationClass" / "a.png", label)
+    (tmp_path / "labeled.txt").write_text("JPEGImages/a.jpg SegmentationClass/a.png")
+    (tmp_path / "unlabeled.txt").write_text("JPEGImages/a.jpg SegmentationClass/a.png\n")
+    labeled, unlabeled = split_from_lists(tmp_path, tmp_path / "labeled.txt", tmp_path / "unlabeled.txt")
+    assert labeled.column_names == ["image", "label"] and HIDDEN_LABEL in unlabeled.column_names
+    assert np.array_equal(np.asarray(labeled[0]["label"]), label)
+    (tmp_path / "bad.txt").write_text("JPEGImages/b.jpg SegmentationClass/b.png\n")
+    with pytest.raises(FileNotFoundError, match="b.jpg"):
+        read_split_list(tmp_path / "bad.txt", tmp_path)
+
+
+@pytest.mark.parametrize("kwargs", [dict(num_labeled=7), dict(fraction=1 / 8), dict(fraction="1/8")])
+def test_split_by_count_and_fraction_is_reproducible_disjoint_and_complete(kwargs):
+    dataset = Dataset.from_dict({"image": list(range(56)), "label": list(range(56))})
+    labeled, unlabeled = split_labeled_unlabeled(dataset, seed=3, **kwargs)
+    again, _ = split_labeled_unlabeled(dataset, seed=3, **kwargs)
+    other, _ = split_labeled_unlabeled(dataset, seed=4, **kwargs)
+    assert len(labeled) == 7
+    assert list(labeled["label"]) == list(again["label"]) and list(labeled["label"]) != list(other["label"])
+    assert sorted(list(labeled["label"]) + list(unlabeled[HIDDEN_LABEL])) == list(range(56))
+    assert "label" not in unlabeled.column_names
+
+
+def test_split_rejects_impossible_requests():
+    dataset = Dataset.from_dict({"image": list(range(10)), "label": list(range(10))})
+    with pytest.raises(ValueError, match="num_labeled"):
+        split_labeled_unlabeled(dataset, num_labeled=10)
+    with pytest.raises(ValueError, match="num_labeled"):
+        split_labeled_unlabeled(dataset, num_labeled=50)
+    with pytest.raises(ValueError, match="exactly one"):
+        split_labeled_unlabeled(dataset)
+
+
+def test_normal_form_maps_hub_column_names():
+    dataset = Dataset.from_dict(
+        {"pixel_values": [Image.new("RGB", (4, 4))], "annotation": [Image.new("L", (4, 4))], "id": [1]}
+    )
+    normal = to_normal_form(dataset)
+    assert normal.column_names == ["image", "label"]
+    with pytest.raises(ValueError, match="label_column"):
+        to_normal_form(Dataset.from_dict({"pixel_values": [Image.new("RGB", (4, 4))]}))
+
+
+def test_fake_voc_tree_loads(tmp_path):
+    root = tmp_path / "VOCdevkit" / "VOC2012"
+    for name in ("2007_000032", "2007_000039"):
+        image, label = _fake_pair(len(name))
+        label[0, 0] = 255
+        _save(root / "JPEGImages" / f"{name}.jpg", image)
+        palette_mask = Image.fromarray(label, "P")
+        palette_mask.putpalette([0, 0, 0, 128, 0, 0] * 128)
+        (root / "SegmentationClass").mkdir(parents=True, exist_ok=True)
+        palette_mask.save(root / "SegmentationClass" / f"{name}.png")
+    (root / "ImageSets" / "Segmentation").mkdir(parents=True)
+    (root / "ImageSets" / "Segmentation" / "train.txt").write_text("2007_000032\n2007_000039\n")
+    dataset = load_voc(tmp_path)
+    assert len(dataset) == 2
+    assert np.asarray(dataset[0]["label"])[0, 0] == 255
+    with pytest.raises(FileNotFoundError, match="SegmentationClassAug"):
+        load_voc(tmp_path, aug=True) if (root / "ImageSets/Segmentation/train_aug.txt").write_text("2007_000032") else None
+
+
+def test_fake_cityscapes_tree_maps_label_ids_to_train_ids(tmp_path):
+    image, _ = _fake_pair(0)
+    label_ids = np.full((20, 24), 7, dtype=np.uint8)  # road -> 0
+    label_ids[:5] = 26  # car -> 13
+    label_ids[5:8] = 3  # out of roi -> ignore
+    _save(tmp_path / "leftImg8bit/train/aachen/aachen_000000_000019_leftImg8bit.png", image)
+    _save(tmp_path / "gtFine/train/aachen/aachen_000000_000019_gtFine_labelIds.png", label_ids)
+    label = np.asarray(load_cityscapes(tmp_path)[0]["label"])
+    assert (label[:5] == 13).all() and (label[5:8] == 255).all() and (label[8:] == 0).all()
+
+
+def test_custom_folders_with_an_unlabeled_folder_without_masks(tmp_path):
+    for index in range(3):
+        image, label = _fake_pair(index)
+        _save(tmp_path / "images" / f"{index}.jpg", image)
+        _save(tmp_path / "masks" / f"{index}.png", label)
+        _save(tmp_path / "unlabeled" / f"u{index}.jpg", image)
+    labeled, unlabeled = load_folders(tmp_path / "images", tmp_path / "masks", tmp_path / "unlabeled")
+    assert len(labeled) == 3 and len(unlabeled) == 3 and unlabeled.column_names == ["image"]
+    pairs = SemiSupervisedDataset(labeled, unlabeled, num_labels=4, crop_size=16, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    item = pairs[0]
+    assert (item["unlabeled_labels"] == 255).all()
+    (tmp_path / "masks" / "2.png").unlink()
+    with pytest.raises(FileNotFoundError, match="2.jpg"):
+        load_folders(tmp_path / "images", tmp_path / "masks")
+
+
+def _one_pair_dataset(tmp_path, image, label, mode=None):
+    _save(tmp_path / "i.png", image)
+    _save(tmp_path / "m.png", label, mode)
+    return to_normal_form(Dataset.from_dict({"image": [str(tmp_path / "i.png")], "label": [str(tmp_path / "m.png")]}))
+
+
+@pytest.mark.parametrize(
+    "label, message",
+    [
+        (np.zeros((10, 12), dtype=np.uint8), "same size"),
+        (np.full((20, 24), 9, dtype=np.uint8), r"class ids \[9\]"),
+        (np.zeros((20, 24, 3), dtype=np.uint8), "color image"),
+    ],
+)
+def test_bad_masks_raise_errors_that_name_the_sample(tmp_path, label, message):
+    image, _ = _fake_pair(0)
+    dataset = _one_pair_dataset(tmp_path, image, label)
+    evaluation = EvaluationDataset(dataset, num_labels=4, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    with pytest.raises(ValueError, match=message) as error:
+        evaluation[0]
+    assert "m.png" in str(error.value) or "i.png" in str(error.value)
+
+
+def test_color_mask_with_palette_is_mapped(tmp_path):
+    image, _ = _fake_pair(0)
+    rgb = np.zeros((20, 24, 3), dtype=np.uint8)
+    rgb[:10] = (128, 0, 0)
+    dataset = _one_pair_dataset(tmp_path, image, rgb)
+    evaluation = EvaluationDataset(
+        dataset, num_labels=4, image_mean=[0.5] * 3, image_std=[0.5] * 3, palette={(0, 0, 0): 0, (128, 0, 0): 1}
+    )
+    labels = evaluation[0]["labels"]
+    assert (labels[:10] == 1).all() and (labels[10:] == 0).all()
+
+
+def test_corrupt_image_names_the_sample(tmp_path):
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    _save(tmp_path / "m.png", np.zeros((4, 4), dtype=np.uint8))
+    dataset = to_normal_form(Dataset.from_dict({"image": [str(tmp_path / "broken.jpg")], "label": [str(tmp_path / "m.png")]}))
+    with pytest.raises(ValueError, match="broken.jpg"):
+        EvaluationDataset(dataset, num_labels=2, image_mean=[0.5] * 3, image_std=[0.5] * 3)[0]
+
+
+def test_empty_parts_are_rejected():
+    data = Dataset.from_dict({"image": [Image.new("RGB", (4, 4))], "label": [Image.new("L", (4, 4))]})
+    with pytest.raises(ValueError, match="unlabeled part is empty"):
+        SemiSupervisedDataset(data, data.select([]), num_labels=2, crop_size=4, image_mean=[0] * 3, image_std=[1] * 3)
+
+
+def test_embedded_scenes_are_deterministic_and_realistic():
+    first = make_fashion_scenes(20, size=64, seed=1)
+    second = make_fashion_scenes(20, size=64, seed=1)
+    other = make_fashion_scenes(20, size=64, seed=2)
+    validation = make_fashion_scenes(20, size=64, seed=1, split="validation")
+    arrays = lambda d, c: np.stack([np.asarray(x) for x in d[c]])  # noqa: E731
+    assert np.array_equal(arrays(first, "image"), arrays(second, "image"))
+    assert np.array_equal(arrays(first, "label"), arrays(second, "label"))
+    assert not np.array_equal(arrays(first, "image"), arrays(other, "image"))
+    assert not np.array_equal(arrays(first, "image"), arrays(validation, "image"))
+    labels = arrays(first, "label")
+    assert labels.max() <= 10 and len(np.unique(labels)) >= 6
+    assert 0.2 < (labels > 0).mean() < 0.8
+    images = arrays(first, "image").astype(float)
+    # the background is textured, not a constant that a threshold would separate
+    assert images[labels == 0].std() > 20
+
+
+def test_augmentations_keep_image_and_mask_aligned():
+    torch.manual_seed(0)
+    size = 40
+    image = torch.zeros(3, size, size, dtype=torch.uint8)
+    image[:, 8:30, 5:22] = 200
+    mask = (image[0] > 100).long()  # the mask is derived from the image content
+    weak, strong = weak_augmentation(32), strong_augmentation()
+    for _ in range(20):
+        out_image, out_mask = weak(tv_tensors.Image(image), tv_tensors.Mask(mask))
+        assert out_image.shape[-2:] == out_mask.shape == (32, 32)
+        bright, inside = out_image[0] > 100, out_mask == 1
+        assert bright.any() == inside.any()
+        if inside.sum() > 20:
+            # resampling blurs the edge symmetrically; any shift between image and mask moves the centroids apart
+            rows, cols = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+            for grid in (rows, cols):
+                assert abs(grid[bright].mean() - grid[inside].mean()) <= 0.5  # one pixel off would be >= 1
+        strong_image, strong_mask = strong(out_image, out_mask)
+        assert torch.equal(strong_mask, out_mask)
+
+
+def test_unlabeled_padding_is_marked_invalid():
+    data = Dataset.from_dict({"image": [Image.new("RGB", (8, 8), "white")], "label": [Image.new("L", (8, 8))]})
+    pairs = SemiSupervisedDataset(
+        data, data.rename_column("label", HIDDEN_LABEL), num_labels=2, crop_size=24, image_mean=[0] * 3,
+        image_std=[1] * 3, scale_range=(1.0, 1.0),
+    )
+    item = pairs[0]
+    valid = item["unlabeled_valid"][0]
+    assert valid.sum() == 64
+    assert (item["unlabeled_pixel_values"][0][:, ~valid] == 0).all()
+    assert (item["labels"] == 255).sum() == 24 * 24 - 64
+
+
+@pytest.mark.parametrize("num_boxes, area_range", [(1, (0.02, 0.4)), (3, (0.25, 0.5))])
+def test_cutmix_areas_fall_in_range(num_boxes, area_range):
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(50):
+        mask = cutmix_mask(64, 64, num_boxes=num_boxes, area_range=area_range, generator=generator)
+        share = mask.mean().item()
+        assert set(mask.unique().tolist()) <= {0.0, 1.0}
+        assert share <= area_range[1] * 1.1
+        if num_boxes == 1:
+            assert share >= area_range[0] * 0.8
+        else:
+            assert share >= area_range[0] / num_boxes * 0.8
+    assert cutmix_mask(8, 8, probability=0.0).sum() == 0
+
+
+def test_hub_loader_reads_a_local_copy_offline(tmp_path):
+    data = Dataset.from_dict({"pixel_values": [Image.new("RGB", (4, 4))] * 3, "segmentation": [Image.new("L", (4, 4))] * 3})
+    data.to_parquet(str(tmp_path / "train.parquet"))
+    dataset = load_hub("parquet", data_files={"train": str(tmp_path / "train.parquet")})
+    assert dataset.column_names == ["image", "label"] and len(dataset) == 3
