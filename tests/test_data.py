@@ -268,3 +268,11 @@ def test_hub_loader_reads_a_local_copy_offline(tmp_path):
     data.to_parquet(str(tmp_path / "train.parquet"))
     dataset = load_hub("parquet", data_files={"train": str(tmp_path / "train.parquet")})
     assert dataset.column_names == ["image", "label"] and len(dataset) == 3
+
+
+def test_missing_fashion_mnist_says_how_to_get_it(tmp_path, monkeypatch):
+    from fpl_hf.data import embedded
+
+    monkeypatch.setattr(embedded, "FASHION_MNIST_DIR", tmp_path)
+    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        embedded.load_fashion_mnist("train")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Optional, Union
 
@@ -162,9 +163,16 @@ class DeepLabV3PlusForSemanticSegmentation(DeepLabV3PlusPreTrainedModel):
         try:
             state_dict = resolve_backbone_state_dict(self.config.backbone, source, self.config.backbone_kwargs)
             overlay = {} if state_dict is None else {"state_dict": state_dict}
-            pretrained = timm.create_model(
-                self.config.backbone, pretrained=True, pretrained_cfg_overlay=overlay, **_timm_feature_kwargs(self.config)
-            )
+            # The checked state dict fits the classifier model; timm's warning about its unused head is noise here.
+            builder_log = logging.getLogger("timm.models._builder")
+            level = builder_log.level
+            builder_log.setLevel(logging.ERROR)
+            try:
+                pretrained = timm.create_model(
+                    self.config.backbone, pretrained=True, pretrained_cfg_overlay=overlay, **_timm_feature_kwargs(self.config)
+                )
+            finally:
+                builder_log.setLevel(level)
         except (FileNotFoundError, ImportError):
             raise
         except (RuntimeError, ValueError) as error:
