@@ -207,9 +207,18 @@ class _FuzzyPositiveRegularization(torch.autograd.Function):
         return grad.scatter_(1, positive_classes, positive_grad), None, None
 
 
-def _reduce(pixel_loss: torch.Tensor, weight: torch.Tensor, valid_mask: torch.Tensor) -> torch.Tensor:
+def _output(
+    pixel_loss: torch.Tensor, weight: torch.Tensor, k: torch.Tensor, positive_mask: torch.Tensor, valid_mask: torch.Tensor
+) -> PseudoLabelLossOutput:
     weighted = (pixel_loss * weight).masked_fill(~valid_mask, 0.0)
-    return weighted.sum() / valid_mask.sum().clamp(min=1)
+    return PseudoLabelLossOutput(
+        loss=weighted.sum() / valid_mask.sum().clamp(min=1),
+        pixel_loss=pixel_loss,
+        weight=weight,
+        k=k,
+        positive_mask=positive_mask,
+        valid_mask=valid_mask,
+    )
 
 
 def _valid_mask(student_logits: torch.Tensor, ignore_mask: Optional[torch.Tensor]) -> torch.Tensor:
@@ -278,15 +287,7 @@ def fuzzy_positive_loss(
     del teacher_probs
     logits = student_logits.to(_compute_dtype(student_logits))
     pixel_loss = _FuzzyPositiveRegularization.apply(logits, positive_classes, in_set)
-    valid_mask = _valid_mask(student_logits, ignore_mask)
-    return PseudoLabelLossOutput(
-        loss=_reduce(pixel_loss, pixel_weight, valid_mask),
-        pixel_loss=pixel_loss,
-        weight=pixel_weight,
-        k=k,
-        positive_mask=positive_mask,
-        valid_mask=valid_mask,
-    )
+    return _output(pixel_loss, pixel_weight, k, positive_mask, _valid_mask(student_logits, ignore_mask))
 
 
 def pseudo_label_cross_entropy(
@@ -310,23 +311,15 @@ def pseudo_label_cross_entropy(
         raise ValueError(f"`kmax` must be None or 1 for the cross-entropy, whose K is 1; got {kmax}.")
     teacher_probs = _prepare(student_logits, teacher_logits, threshold, weight, semantics, True)
     with torch.no_grad():
-        top_probs, pseudo_labels = teacher_probs.topk(2, dim=1)
-        k = torch.ones_like(pseudo_labels[:, 0])
+        # FPA capped at one class is the argmax, with the same tie rule as the fuzzy sets.
+        pseudo_labels, _, k, top_probs = _assign(teacher_probs, 0.5, semantics, kmax=1)
         pixel_weight = adaptive_weight(top_probs, k, weight, semantics=semantics, A=A)
         pixel_weight = pixel_weight * (top_probs[:, 0] >= threshold)
-        positive_mask = _mask_of(pseudo_labels[:, :1], teacher_probs.shape[1])
+        positive_mask = _mask_of(pseudo_labels, teacher_probs.shape[1])
     del teacher_probs
     logits = student_logits.to(_compute_dtype(student_logits))
     pixel_loss = F.cross_entropy(logits, pseudo_labels[:, 0], reduction="none")
-    valid_mask = _valid_mask(student_logits, ignore_mask)
-    return PseudoLabelLossOutput(
-        loss=_reduce(pixel_loss, pixel_weight, valid_mask),
-        pixel_loss=pixel_loss,
-        weight=pixel_weight,
-        k=k,
-        positive_mask=positive_mask,
-        valid_mask=valid_mask,
-    )
+    return _output(pixel_loss, pixel_weight, k, positive_mask, _valid_mask(student_logits, ignore_mask))
 
 
 def positive_gradient_score(
