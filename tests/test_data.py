@@ -276,3 +276,20 @@ def test_missing_fashion_mnist_says_how_to_get_it(tmp_path, monkeypatch):
     monkeypatch.setattr(embedded, "FASHION_MNIST_DIR", tmp_path)
     with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
         embedded.load_fashion_mnist("train")
+
+
+def test_paired_dataset_repeats_the_labeled_part_to_the_unlabeled_length():
+    images = [Image.fromarray(np.full((8, 8, 3), 10 * i, dtype=np.uint8)) for i in range(7)]
+    labels = [Image.fromarray(np.full((8, 8), i % 2, dtype=np.uint8)) for i in range(7)]
+    data = Dataset.from_dict({"image": images, "label": labels})
+    labeled, unlabeled = data.select(range(2)), data.select(range(2, 7)).rename_column("label", HIDDEN_LABEL)
+    pairs = SemiSupervisedDataset(
+        labeled, unlabeled, num_labels=2, crop_size=8, image_mean=[0] * 3, image_std=[1] * 3,
+        scale_range=(1.0, 1.0), num_unlabeled=2, num_cutmix_masks=1,
+    )
+    assert len(pairs) == 5
+    items = [pairs[i] for i in range(5)]
+    # labeled index wraps around (0, 1, 0, 1, 0); the first unlabeled image follows the item index
+    assert [int(item["labels"].max()) for item in items] == [0, 1, 0, 1, 0]
+    assert [round(float(item["unlabeled_pixel_values"][0].max()) * 255) for item in items] == [20, 30, 40, 50, 60]
+    assert items[0]["unlabeled_pixel_values"].shape == (2, 3, 8, 8) and items[0]["cutmix_masks"].shape == (1, 8, 8)
