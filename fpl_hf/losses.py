@@ -367,6 +367,24 @@ def positive_gradient_score(
     return score, case
 
 
+def ohem_cross_entropy(
+    logits: torch.Tensor, labels: torch.Tensor, *, threshold: float = 0.7, min_kept: int = 50_000, ignore_index: int = 255
+) -> torch.Tensor:
+    """Online hard example mining (the CPS Cityscapes recipe): cross-entropy over the pixels whose probability
+    of the true class is below `threshold`, and at least the `min_kept` hardest labeled pixels."""
+    pixel_loss = F.cross_entropy(logits.float(), labels, ignore_index=ignore_index, reduction="none").flatten()
+    valid = labels.flatten() != ignore_index
+    if not valid.any():
+        return pixel_loss.sum() * 0.0
+    with torch.no_grad():
+        true_prob = torch.exp(-pixel_loss[valid])
+        kept = min(min_kept, true_prob.numel())
+        cutoff = max(threshold, true_prob.kthvalue(kept).values.item()) if kept > 0 else threshold
+    hard = valid.clone()
+    hard[valid] = true_prob <= cutoff
+    return pixel_loss[hard].mean()
+
+
 def k_shares(k: torch.Tensor, valid_mask: Optional[torch.Tensor] = None, max_k: int = 3) -> dict[str, float]:
     """Share of pixels with K = 1, 2, ..., and K >= max_k, e.g. {"k1": 0.9, "k2": 0.07, "k3+": 0.03}."""
     values = k if valid_mask is None else k[valid_mask]
@@ -384,4 +402,5 @@ __all__ = [
     "pseudo_label_cross_entropy",
     "positive_gradient_score",
     "k_shares",
+    "ohem_cross_entropy",
 ]

@@ -293,3 +293,16 @@ def test_paired_dataset_repeats_the_labeled_part_to_the_unlabeled_length():
     assert [int(item["labels"].max()) for item in items] == [0, 1, 0, 1, 0]
     assert [round(float(item["unlabeled_pixel_values"][0].max()) * 255) for item in items] == [20, 30, 40, 50, 60]
     assert items[0]["unlabeled_pixel_values"].shape == (2, 3, 8, 8) and items[0]["cutmix_masks"].shape == (1, 8, 8)
+
+
+def test_items_are_reproducible_per_epoch_and_leave_the_global_rng_alone():
+    data = make_fashion_scenes(6, size=32, seed=0)
+    labeled, unlabeled = split_labeled_unlabeled(data, num_labeled=2, seed=0)
+    pairs = SemiSupervisedDataset(labeled, unlabeled, num_labels=11, crop_size=24, image_mean=[0.5] * 3,
+                                  image_std=[0.5] * 3, num_unlabeled=2, num_cutmix_masks=1)
+    state = torch.random.get_rng_state()
+    first = pairs[1]
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert all(torch.equal(first[key], pairs[1][key]) for key in first)
+    pairs.set_epoch(1)
+    assert not torch.equal(first["pixel_values"], pairs[1]["pixel_values"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import random
 from typing import Any, Sequence
 
 import torch
@@ -26,7 +25,8 @@ class RandomScale(v2.Transform):
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
         height, width = v2.query_size(flat_inputs)
-        factor = random.uniform(*self.scale_range)
+        low, high = self.scale_range
+        factor = low + (high - low) * torch.rand(()).item()
         return {"size": [max(1, int(height * factor + 0.5)), max(1, int(width * factor + 0.5))]}
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:

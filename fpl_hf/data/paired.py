@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -26,7 +25,7 @@ class CutMixSettings:
 
 
 class SemiSupervisedDataset(torch.utils.data.Dataset):
-    """Items of `max(len(labeled), len(unlabeled))`, the labeled part repeated.
+    """Items of `max(len(labeled), len(unlabeled))`, the labeled part repeated (`num_unlabeled=0`: labeled only).
 
     Each item holds:
         pixel_values (3, S, S), labels (S, S): a weakly augmented labeled crop.
@@ -52,10 +51,11 @@ class SemiSupervisedDataset(torch.utils.data.Dataset):
         cutmix: Optional[CutMixSettings] = None,
         scale_range: tuple[float, float] = (0.5, 2.0),
         palette: Optional[dict[tuple[int, int, int], int]] = None,
+        seed: int = 0,
     ):
         if len(labeled) == 0:
             raise ValueError("The labeled part is empty: training needs at least one labeled image.")
-        if len(unlabeled) == 0:
+        if num_unlabeled and len(unlabeled) == 0:
             raise ValueError("The unlabeled part is empty: pass unlabeled images, or use framework='supervised'.")
         self.labeled, self.unlabeled = labeled, unlabeled
         self.num_labels, self.crop_size, self.palette = num_labels, crop_size, palette
@@ -64,9 +64,14 @@ class SemiSupervisedDataset(torch.utils.data.Dataset):
         self.weak = weak_augmentation(crop_size, scale_range)
         self.strong = strong_augmentation()
         self.normalize = normalization(image_mean, image_std)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by accelerate's data loader at each epoch: augmentations differ from epoch to epoch."""
+        self.epoch = epoch
 
     def __len__(self) -> int:
-        return max(len(self.labeled), len(self.unlabeled))
+        return max(len(self.labeled), len(self.unlabeled)) if self.num_unlabeled else len(self.labeled)
 
     def _sample(self, dataset: Dataset, index: int, label_column: str, name: str) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
         where = describe(dataset, index, name)
@@ -80,14 +85,23 @@ class SemiSupervisedDataset(torch.utils.data.Dataset):
         return tv_tensors.Image(pixels), tv_tensors.Mask(torch.from_numpy(label.astype(np.int64)))
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        # Each item draws from its own generator, seeded by (seed, epoch, index): the global RNG (model dropout,
+        # saved in checkpoints) is untouched by data loading and prefetching, so a resumed run sees the same data.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(hash((self.seed, self.epoch, index)) & 0x7FFF_FFFF_FFFF_FFFF)
+            return self._item(index)
+
+    def _item(self, index: int) -> dict[str, torch.Tensor]:
         image, label = self._sample(self.labeled, index % len(self.labeled), "label", "labeled")
         image, label = self.weak(image, label)
         item = {"pixel_values": self.normalize(image), "labels": label.long()}
+        if not self.num_unlabeled:
+            return item
 
         weak, strong, valid, hidden = [], [], [], []
         for offset in range(self.num_unlabeled):
             # The second unlabeled image is a random other one, as CPS and UniMatch draw their mixing partner.
-            u_index = index % len(self.unlabeled) if offset == 0 else random.randrange(len(self.unlabeled))
+            u_index = index % len(self.unlabeled) if offset == 0 else int(torch.randint(len(self.unlabeled), ()))
             u_image, u_label = self._sample(self.unlabeled, u_index, HIDDEN_LABEL, "unlabeled")
             ones = tv_tensors.Mask(torch.ones_like(u_label))
             u_image, u_label, u_valid = self.weak(u_image, u_label, ones)

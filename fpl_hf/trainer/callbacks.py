@@ -1,0 +1,48 @@
+"""The mean teacher's EMA update, as a TrainerCallback (like TRL's SyncRefModelCallback)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from transformers import TrainerCallback
+
+
+@torch.no_grad()
+def ema_update(teacher: nn.Module, student: nn.Module, decay: float) -> None:
+    """teacher = decay * teacher + (1 - decay) * student, for parameters and float buffers (BatchNorm's
+    running statistics); integer buffers (`num_batches_tracked`) are copied."""
+    for teacher_tensor, student_tensor in zip(teacher.state_dict().values(), student.state_dict().values()):
+        if teacher_tensor.is_floating_point():
+            teacher_tensor.lerp_(student_tensor.to(teacher_tensor.dtype), 1.0 - decay)
+        else:
+            teacher_tensor.copy_(student_tensor)
+
+
+class EMATeacherCallback(TrainerCallback):
+    """After every optimizer step, moves the teacher towards the student with decay min(1 - 1/(step + 1), max)."""
+
+    def __init__(self, teacher: nn.Module, max_decay: float):
+        self.teacher, self.max_decay = teacher, max_decay
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        decay = min(1.0 - 1.0 / (state.global_step + 1), self.max_decay)
+        ema_update(self.teacher, model, decay)
+
+
+class DatasetEpochCallback(TrainerCallback):
+    """Tells the training set the epoch, so its per-item augmentation seeds change from epoch to epoch.
+
+    accelerate only forwards the epoch to a dataset when the sampler cannot take it, which the Trainer's can.
+    `state.epoch` is fractional when resuming mid-epoch; its floor is the epoch being run.
+    """
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.dataset.set_epoch(math.floor(state.epoch + 1e-9))
+
+
+__all__ = ["DatasetEpochCallback", "EMATeacherCallback", "ema_update"]

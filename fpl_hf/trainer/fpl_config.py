@@ -1,0 +1,169 @@
+"""`FPLConfig`: the training arguments of semi-supervised segmentation with Fuzzy Positive Learning."""
+
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from transformers import TrainingArguments
+
+from ..losses import SEMANTICS, WEIGHTS
+
+FRAMEWORKS = ("supervised", "cps", "mean_teacher", "unimatch")
+UNSUP_LOSSES = ("fpl", "ce")
+# CutMix boxes per framework: (number of boxes, area range, probability), from CPS and UniMatch.
+CUTMIX_DEFAULTS = {"cps": (3, (0.25, 0.5), 1.0), "mean_teacher": (3, (0.25, 0.5), 1.0), "unimatch": (1, (0.02, 0.4), 0.5)}
+
+
+@dataclass
+class FPLConfig(TrainingArguments):
+    r"""Training arguments of `FPLTrainer`: every `TrainingArguments` field, plus the method's own.
+
+    Defaults follow the paper's CPS recipe (SGD, momentum 0.9, weight decay 1e-4 off BatchNorm and biases,
+    poly 0.9 decay, T = 0.9, concave weight); the learning rate is the released code's effective 0.0025 of a
+    single process.
+    """
+
+    framework: str = field(
+        default="cps",
+        metadata={"help": "Semi-supervised framework: 'supervised' (labeled only), 'cps' (cross pseudo supervision), "
+                  "'mean_teacher' (AEL-style EMA teacher) or 'unimatch' (weak-to-strong with feature perturbation)."},
+    )
+    unsup_loss: str = field(
+        default="fpl",
+        metadata={"help": "Loss on pseudo-labels: 'fpl' (fuzzy positive learning) or 'ce' (vanilla cross-entropy)."},
+    )
+    threshold: float = field(
+        default=0.9,
+        metadata={"help": "FPL's T in (0, 1): the fuzzy set is the smallest top-n reaching T, minus one. "
+                  "The paper uses 0.95 at 1/32 labels and 0.9 otherwise."},
+    )
+    fpl_weight: str = field(
+        default="concave",
+        metadata={"help": "Adaptive weight of each pixel's fuzzy set: 'concave' (paper's best), 'linear', "
+                  "'convex' or 'none'."},
+    )
+    semantics: str = field(
+        default="code",
+        metadata={"help": "'code' (released code: cum >= T, K <= 3, top-(K+1) weight mean) or 'paper' "
+                  "(cum > T, K uncapped, top-K mean)."},
+    )
+    kmax: Optional[int] = field(default=None, metadata={"help": "Cap on K, overriding the semantics' own."})
+    concave_a: float = field(default=50.0, metadata={"help": "A, the steepness of the concave weight."})
+    balance_to_ce: bool = field(
+        default=False,
+        metadata={"help": "Rescale the FPL term to the value of the vanilla pseudo-label cross-entropy (detached "
+                  "ratio), as the released code does; the gradient stays FPL's."},
+    )
+    unsup_weight: float = field(
+        default=1.0, metadata={"help": "beta, the weight of the unsupervised term (CPS: 1 on VOC, 5 on Cityscapes)."}
+    )
+    cutmix: bool = field(default=True, metadata={"help": "Mix unlabeled images with CutMix boxes (CPS w/ CutMix)."})
+    cutmix_num_boxes: Optional[int] = field(
+        default=None, metadata={"help": "Boxes per CutMix mask; default 3 (CPS, mean teacher) or 1 (UniMatch)."}
+    )
+    cutmix_area_min: Optional[float] = field(
+        default=None, metadata={"help": "Smallest share of the crop that the boxes cover; default 0.25 or 0.02."}
+    )
+    cutmix_area_max: Optional[float] = field(
+        default=None, metadata={"help": "Largest share of the crop that the boxes cover; default 0.5 or 0.4."}
+    )
+    cutmix_probability: Optional[float] = field(
+        default=None, metadata={"help": "Probability of mixing at all; default 1.0 or 0.5 (UniMatch)."}
+    )
+    ema_decay: float = field(
+        default=0.99, metadata={"help": "Mean teacher: EMA decay, used as min(1 - 1/(step + 1), ema_decay)."}
+    )
+    confidence_threshold: Optional[float] = field(
+        default=None,
+        metadata={"help": "Confidence threshold of the 'ce' baseline; default 0.95 for UniMatch and 0 (none) "
+                  "for CPS and the mean teacher, as in their papers. FPL does not use it."},
+    )
+    feature_dropout: float = field(
+        default=0.5, metadata={"help": "UniMatch: dropout rate of the feature-perturbation branch."}
+    )
+    ohem: bool = field(
+        default=False, metadata={"help": "OHEM cross-entropy for the supervised loss (the Cityscapes recipe)."}
+    )
+    ohem_threshold: float = field(default=0.7, metadata={"help": "OHEM keeps pixels whose true-class p is below this."})
+    ohem_min_kept: int = field(default=50_000, metadata={"help": "OHEM keeps at least this many pixels per batch."})
+    crop_size: int = field(default=512, metadata={"help": "Side of the square training crops."})
+    momentum: float = field(default=0.9, metadata={"help": "SGD momentum (with `optim='sgd'`)."})
+
+    # Defaults of TrainingArguments changed to the paper's recipe.
+    optim: str = field(default="sgd", metadata={"help": "Optimizer; the paper uses SGD. Every HF optimizer works."})
+    learning_rate: float = field(default=0.0025, metadata={"help": "Initial learning rate."})
+    weight_decay: float = field(default=1e-4, metadata={"help": "Weight decay (never on BatchNorm or biases)."})
+    lr_scheduler_type: str = field(default="polynomial", metadata={"help": "Learning-rate schedule."})
+    lr_scheduler_kwargs: dict | str | None = field(
+        default_factory=lambda: {"power": 0.9, "lr_end": 0.0}, metadata={"help": "Poly decay with power 0.9."}
+    )
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Keep the unlabeled fields of each batch (must stay False)."}
+    )
+    report_to: None | str | list[str] = field(default="none", metadata={"help": "Logging integrations."})
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("framework", self.framework, FRAMEWORKS),
+            ("unsup_loss", self.unsup_loss, UNSUP_LOSSES),
+            ("fpl_weight", self.fpl_weight, WEIGHTS),
+            ("semantics", self.semantics, SEMANTICS),
+        ]
+        for name, value, choices in checks:
+            if value not in choices:
+                raise ValueError(f"`{name}` must be one of {choices}, got {value!r}.")
+        if not 0 < self.threshold < 1:
+            raise ValueError(f"`threshold` must be in (0, 1), got {self.threshold}; the paper uses 0.85 to 0.95.")
+        if self.kmax is not None and self.kmax < 1:
+            raise ValueError(f"`kmax` must be >= 1 or None, got {self.kmax}.")
+        if self.unsup_weight < 0:
+            raise ValueError(f"`unsup_weight` must be >= 0, got {self.unsup_weight}.")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"`ema_decay` must be in [0, 1), got {self.ema_decay}; AEL uses 0.99.")
+        if not 0 <= self.feature_dropout < 1:
+            raise ValueError(f"`feature_dropout` must be in [0, 1), got {self.feature_dropout}.")
+        if self.crop_size < 8:
+            raise ValueError(f"`crop_size` must be >= 8, got {self.crop_size}.")
+        if self.remove_unused_columns:
+            raise ValueError("`remove_unused_columns` must be False: the unlabeled fields are not model inputs.")
+        if self.framework == "unimatch" and not self.cutmix:
+            raise ValueError("`cutmix=False` does not apply to 'unimatch', whose strong views are always mixed.")
+        boxes, (area_min, area_max), probability = CUTMIX_DEFAULTS.get(self.framework, CUTMIX_DEFAULTS["cps"])
+        self.cutmix_num_boxes = boxes if self.cutmix_num_boxes is None else self.cutmix_num_boxes
+        self.cutmix_area_min = area_min if self.cutmix_area_min is None else self.cutmix_area_min
+        self.cutmix_area_max = area_max if self.cutmix_area_max is None else self.cutmix_area_max
+        self.cutmix_probability = probability if self.cutmix_probability is None else self.cutmix_probability
+        if not 0 < self.cutmix_area_min <= self.cutmix_area_max < 1:
+            raise ValueError(
+                f"`cutmix_area_min`/`cutmix_area_max` must satisfy 0 < min <= max < 1, got "
+                f"{self.cutmix_area_min}/{self.cutmix_area_max}."
+            )
+        if self.cutmix_num_boxes < 1 or not 0 <= self.cutmix_probability <= 1:
+            raise ValueError("`cutmix_num_boxes` must be >= 1 and `cutmix_probability` in [0, 1].")
+        if self.confidence_threshold is None:
+            self.confidence_threshold = 0.95 if self.framework == "unimatch" else 0.0
+        if not 0 <= self.confidence_threshold < 1:
+            raise ValueError(f"`confidence_threshold` must be in [0, 1), got {self.confidence_threshold}.")
+        if self.optim == "sgd" and not self.optim_args:
+            self.optim_args = f"momentum={self.momentum}"
+        super().__post_init__()
+
+    @property
+    def num_unlabeled_images(self) -> int:
+        """Unlabeled images each training item carries: two where one is mixed into the other."""
+        if self.framework == "supervised":
+            return 0
+        return 2 if self.cutmix else 1
+
+    @property
+    def num_strong_views(self) -> int:
+        return 2 if self.framework == "unimatch" else 0
+
+    @property
+    def num_cutmix_masks(self) -> int:
+        if self.framework == "unimatch":
+            return 2
+        return 1 if self.cutmix and self.framework != "supervised" else 0
+
+
+__all__ = ["FPLConfig", "FRAMEWORKS", "UNSUP_LOSSES"]

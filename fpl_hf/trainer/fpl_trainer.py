@@ -1,0 +1,224 @@
+"""`FPLTrainer`: transformers' Trainer running one semi-supervised framework step per `compute_loss`."""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections import defaultdict
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import Trainer
+from transformers.trainer_pt_utils import get_parameter_names
+
+from ..losses import (
+    fuzzy_positive_assignment,
+    fuzzy_positive_loss,
+    k_shares,
+    ohem_cross_entropy,
+    pseudo_label_cross_entropy,
+)
+from ..metrics import ConfusionMatrix
+from .callbacks import DatasetEpochCallback, EMATeacherCallback
+from .fpl_config import FPLConfig
+from .frameworks import STEPS
+
+TEACHER_FILE = "teacher.safetensors"
+
+
+class BranchPair(nn.Module):
+    """CPS's two networks of one architecture; a forward returns both logits. Branch 1 is the exported model."""
+
+    def __init__(self, branch_1: nn.Module, branch_2: nn.Module):
+        super().__init__()
+        self.branch_1, self.branch_2 = branch_1, branch_2
+        self.config = branch_1.config
+
+    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.branch_1(pixel_values=pixel_values).logits, self.branch_2(pixel_values=pixel_values).logits
+
+
+def reinitialized_head_copy(model: nn.Module, seed: int) -> nn.Module:
+    """A copy of `model` with the same (pretrained) backbone and a differently initialised head, as CPS does."""
+    twin = copy.deepcopy(model)
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    for name, module in twin.named_modules():
+        if not name.startswith("backbone") and module is not twin:
+            twin._init_weights(module)
+    torch.random.set_rng_state(generator_state)
+    return twin
+
+
+class FPLTrainer(Trainer):
+    """Semi-supervised segmentation Trainer; `args.framework` picks the step, `args.unsup_loss` the loss.
+
+    Args:
+        model: a `DeepLabV3PlusForSemanticSegmentation` (for CPS it becomes branch 1 of a `BranchPair`).
+        args: an `FPLConfig`.
+        train_dataset: a `SemiSupervisedDataset` built for the framework (see `FPLConfig.num_unlabeled_images`).
+        eval_dataset: labeled images (`EvaluationDataset`); evaluation streams a confusion matrix.
+    """
+
+    def __init__(self, model: nn.Module, args: FPLConfig, train_dataset=None, eval_dataset=None, **kwargs: Any):
+        if not isinstance(args, FPLConfig):
+            raise TypeError(f"`args` must be an FPLConfig, got {type(args).__name__}.")
+        self.num_labels = model.config.num_labels
+        self.ignore_index = model.config.semantic_loss_ignore_index
+        if args.framework == "cps":
+            model = BranchPair(model, reinitialized_head_copy(model, args.seed + 1))
+        args.batch_eval_metrics = True
+        self._confusion = ConfusionMatrix(self.num_labels, self.ignore_index)
+        kwargs.setdefault("compute_metrics", self._stream_metrics)
+        kwargs.setdefault("preprocess_logits_for_metrics", lambda logits, labels: logits.argmax(1))
+        super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset, **kwargs)
+        if hasattr(train_dataset, "set_epoch"):
+            self.add_callback(DatasetEpochCallback(train_dataset))
+        self.teacher = None
+        if args.framework == "mean_teacher":
+            self.teacher = copy.deepcopy(model).eval().requires_grad_(False)
+            self.add_callback(EMATeacherCallback(self.teacher, args.ema_decay))
+        self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
+        self.best_metrics: Optional[dict[str, float]] = None
+
+    # The step -------------------------------------------------------------------------------------------
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.teacher is not None:
+            self.teacher.to(inputs["pixel_values"].device)
+        loss = STEPS[self.args.framework](self, model, inputs)
+        if not torch.isfinite(loss):
+            terms = {name: values[-1] for name, values in self._metrics["train"].items() if values}
+            raise FloatingPointError(
+                f"Non-finite loss ({loss.item()}) at step {self.state.global_step}; last terms {terms}. "
+                "Lower the learning rate, or check the inputs for NaN/Inf."
+            )
+        self.record(loss=loss)
+        return (loss, None) if return_outputs else loss
+
+    def supervised_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.args.ohem:
+            return ohem_cross_entropy(
+                logits, labels, threshold=self.args.ohem_threshold, min_kept=self.args.ohem_min_kept,
+                ignore_index=self.ignore_index,
+            )
+        return F.cross_entropy(logits.float(), labels, ignore_index=self.ignore_index)
+
+    def unsupervised_loss(
+        self, student: torch.Tensor, teacher: torch.Tensor, valid: torch.Tensor, hidden_labels: torch.Tensor
+    ) -> torch.Tensor:
+        """The pseudo-label loss of `args.unsup_loss` on valid (non-padding) pixels, with its statistics logged."""
+        args = self.args
+        loss_fn = fuzzy_positive_loss if args.unsup_loss == "fpl" else pseudo_label_cross_entropy
+        threshold = args.threshold if args.unsup_loss == "fpl" else args.confidence_threshold
+        weight = args.fpl_weight if args.unsup_loss == "fpl" else "none"
+        kmax = args.kmax if args.unsup_loss == "fpl" else None
+        out = loss_fn(
+            student, teacher, threshold, weight=weight, semantics=args.semantics, kmax=kmax, A=args.concave_a,
+            ignore_mask=~valid,
+        )
+        loss = out.loss
+        if args.balance_to_ce and args.unsup_loss == "fpl":
+            ce = pseudo_label_cross_entropy(student.detach(), teacher, ignore_mask=~valid).loss
+            loss = loss * (ce / loss.detach().clamp(min=1e-12))
+        with torch.no_grad():
+            self._record_pseudo_label_statistics(out, teacher, valid, hidden_labels)
+        return loss
+
+    def _record_pseudo_label_statistics(self, out, teacher, valid, hidden_labels) -> None:
+        self.record(**k_shares(out.k, valid), weight=out.weight[valid].float().mean())
+        known = valid & (hidden_labels != self.ignore_index)
+        if not known.any():
+            return
+        # Cases of the paper's section 3.4, against the fuzzy set FPA gives for this teacher (also for 'ce');
+        # case 1 (pseudo-label right) is the pseudo-label accuracy.
+        fuzzy, _ = fuzzy_positive_assignment(
+            torch.softmax(teacher.float(), 1), self.args.threshold, semantics=self.args.semantics, kmax=self.args.kmax
+        )
+        truth = hidden_labels.clamp(max=self.num_labels - 1)
+        right = teacher.argmax(1) == truth
+        in_set = fuzzy.gather(1, truth.unsqueeze(1)).squeeze(1)
+        total = known.sum()
+        self.record(
+            pseudo_label_accuracy=(right & known).sum() / total,
+            case_wrong_in_set=(~right & in_set & known).sum() / total,
+            case_outside_set=(~in_set & known).sum() / total,
+        )
+
+    def record(self, **values: Any) -> None:
+        mode = "train" if self.model.training else "eval"
+        for name, value in values.items():
+            self._metrics[mode][name].append(float(value.detach()) if torch.is_tensor(value) else float(value))
+
+    def log(self, logs: dict[str, float], start_time: Optional[float] = None) -> None:
+        mode = "train" if self.model.training else "eval"
+        prefix = "" if mode == "train" else "eval_"
+        averaged = {f"{prefix}{name}": sum(values) / len(values) for name, values in self._metrics[mode].items() if values}
+        logs = {**logs, **averaged}
+        self._metrics[mode].clear()
+        super().log(logs, start_time)
+
+    # Optimizer ------------------------------------------------------------------------------------------
+    def get_decay_parameter_names(self, model: nn.Module) -> list[str]:
+        """Weight decay on weights only: never on BatchNorm, GroupNorm, LayerNorm parameters or biases."""
+        norms = [nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm]
+        return [name for name in get_parameter_names(model, norms) if not name.endswith("bias")]
+
+    # Evaluation -----------------------------------------------------------------------------------------
+    def _inference_model(self, model: nn.Module) -> nn.Module:
+        model = self.accelerator.unwrap_model(model)
+        return model.branch_1 if isinstance(model, BranchPair) else model
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        with torch.no_grad():
+            logits = self._inference_model(model)(pixel_values=inputs["pixel_values"]).logits
+            loss = self.supervised_loss(logits, inputs["labels"])
+        return loss, logits, inputs["labels"]
+
+    def _stream_metrics(self, eval_pred, compute_result: bool = False) -> dict[str, float]:
+        predictions, labels = eval_pred.predictions, eval_pred.label_ids
+        self._confusion.update(predictions, labels)
+        if not compute_result:
+            return {}
+        result = self._confusion.compute()
+        self._confusion = ConfusionMatrix(self.num_labels, self.ignore_index)
+        names = getattr(self._inference_model(self.model).config, "id2label", {})
+        metrics = {"mean_iou": float(result["mean_iou"]), "overall_accuracy": float(result["overall_accuracy"])}
+        for index, iou in enumerate(result["per_category_iou"]):
+            metrics[f"iou_{names.get(index, index)}"] = float(iou)
+        if self.best_metrics is None or not metrics["mean_iou"] <= self.best_metrics["mean_iou"]:
+            self.best_metrics = {**metrics, "step": self.state.global_step}
+        return metrics
+
+    # Saving ---------------------------------------------------------------------------------------------
+    def save_model(self, output_dir: Optional[str] = None, _internal_call: bool = False) -> None:
+        """Checkpoints hold every network; the final model is the plain segmentation network (CPS: branch 1)."""
+        if _internal_call or not isinstance(self.accelerator.unwrap_model(self.model), BranchPair):
+            super().save_model(output_dir, _internal_call)
+        elif self.args.should_save:
+            output_dir = output_dir or self.args.output_dir
+            self._inference_model(self.model).save_pretrained(output_dir)
+            if self.processing_class is not None:
+                self.processing_class.save_pretrained(output_dir)
+        if _internal_call and self.teacher is not None and self.args.should_save:
+            _save_atomically(self.teacher.state_dict(), os.path.join(output_dir or self.args.output_dir, TEACHER_FILE))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Optional[nn.Module] = None) -> None:
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        if self.teacher is not None:
+            path = os.path.join(resume_from_checkpoint, TEACHER_FILE)
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"{resume_from_checkpoint} has no {TEACHER_FILE}: it is not a mean-teacher run.")
+            self.teacher.load_state_dict(load_file(path))
+
+
+def _save_atomically(state_dict: dict[str, torch.Tensor], path: str) -> None:
+    temporary = f"{path}.tmp"
+    save_file({name: tensor.contiguous() for name, tensor in state_dict.items()}, temporary)
+    os.replace(temporary, path)
+
+
+__all__ = ["BranchPair", "FPLTrainer", "reinitialized_head_copy"]
+

@@ -1,0 +1,38 @@
+"""Cross pseudo supervision (Chen et al., CVPR 2021): two branches teach each other.
+
+The model is a `BranchPair`: one forward gives both branches' logits.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .common import mix
+
+
+def step(trainer, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    logits_1, logits_2 = model(batch["pixel_values"])
+    sup = trainer.supervised_loss(logits_1, batch["labels"]) + trainer.supervised_loss(logits_2, batch["labels"])
+
+    unlabeled, valid, hidden = batch["unlabeled_pixel_values"], batch["unlabeled_valid"], batch["unlabeled_labels"]
+    if trainer.args.cutmix:
+        # Teachers see the unmixed images; their predictions are mixed with the same box as the images.
+        box = batch["cutmix_masks"][:, 0]
+        with torch.no_grad():
+            teacher_1_a, teacher_2_a = model(unlabeled[:, 0])
+            teacher_1_b, teacher_2_b = model(unlabeled[:, 1])
+        teacher_1, teacher_2 = mix(teacher_1_a, teacher_1_b, box), mix(teacher_2_a, teacher_2_b, box)
+        student_1, student_2 = model(mix(unlabeled[:, 0], unlabeled[:, 1], box))
+        valid = mix(valid[:, 0], valid[:, 1], box)
+        hidden = mix(hidden[:, 0], hidden[:, 1], box)
+    else:
+        student_1, student_2 = model(unlabeled[:, 0])
+        teacher_1, teacher_2 = student_1.detach(), student_2.detach()
+        valid, hidden = valid[:, 0], hidden[:, 0]
+
+    # Branch 1 learns from branch 2's pseudo-labels (or fuzzy sets), and branch 2 from branch 1's.
+    unsup = trainer.unsupervised_loss(student_1, teacher_2, valid, hidden) + trainer.unsupervised_loss(
+        student_2, teacher_1, valid, hidden
+    )
+    trainer.record(sup=sup, unsup=unsup)
+    return sup + trainer.args.unsup_weight * unsup

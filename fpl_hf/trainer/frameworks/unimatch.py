@@ -1,0 +1,44 @@
+"""UniMatch-style weak-to-strong consistency (Yang et al., CVPR 2023), with FPL in place of the thresholded CE.
+
+The weak view gives the targets; two strong views (each CutMixed with another image's strong view) and a
+feature-perturbed decoding of the weak view learn from them.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .common import mix
+
+
+def step(trainer, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    labeled, labels = batch["pixel_values"], batch["labels"]
+    weak, strong = batch["unlabeled_pixel_values"], batch["unlabeled_strong_pixel_values"]
+    valid, hidden, boxes = batch["unlabeled_valid"], batch["unlabeled_labels"], batch["cutmix_masks"]
+    batch_size = labeled.shape[0]
+
+    # The mixing partner's weak prediction, in eval mode as in UniMatch.
+    model.eval()
+    with torch.no_grad():
+        partner = model(pixel_values=weak[:, 1]).logits
+    model.train()
+
+    outputs = model(pixel_values=torch.cat([labeled, weak[:, 0]]), feature_dropout=trainer.args.feature_dropout)
+    labeled_logits, weak_logits = outputs.logits.split([batch_size, batch_size])
+    perturbed_logits = outputs.perturbed_logits[batch_size:]
+    strong_1 = mix(strong[:, 0, 0], strong[:, 1, 0], boxes[:, 0])
+    strong_2 = mix(strong[:, 0, 1], strong[:, 1, 1], boxes[:, 1])
+    strong_logits_1, strong_logits_2 = model(pixel_values=torch.cat([strong_1, strong_2])).logits.chunk(2)
+
+    weak_logits = weak_logits.detach()
+    sup = trainer.supervised_loss(labeled_logits, labels)
+    unsup_strong = 0.5 * sum(
+        trainer.unsupervised_loss(
+            student, mix(weak_logits, partner, box), mix(valid[:, 0], valid[:, 1], box), mix(hidden[:, 0], hidden[:, 1], box)
+        )
+        for student, box in ((strong_logits_1, boxes[:, 0]), (strong_logits_2, boxes[:, 1]))
+    )
+    unsup_perturbed = trainer.unsupervised_loss(perturbed_logits, weak_logits, valid[:, 0], hidden[:, 0])
+    unsup = 0.5 * unsup_strong + 0.5 * unsup_perturbed
+    trainer.record(sup=sup, unsup=unsup, unsup_strong=unsup_strong, unsup_perturbed=unsup_perturbed)
+    return (sup + trainer.args.unsup_weight * unsup) / 2

@@ -1,0 +1,198 @@
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import tiny_config
+from fpl_hf import DeepLabV3PlusForSemanticSegmentation
+from fpl_hf.data import CutMixSettings, EvaluationDataset, SemiSupervisedDataset, make_fashion_scenes, split_labeled_unlabeled
+from fpl_hf.trainer import BranchPair, FPLConfig, FPLTrainer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    data = make_fashion_scenes(24, size=32, seed=0)
+    labeled, unlabeled = split_labeled_unlabeled(data, num_labeled=6, seed=0)
+    return labeled, unlabeled, make_fashion_scenes(4, size=32, split="validation")
+
+
+def make_trainer(scenes, tmp_path, **overrides):
+    labeled, unlabeled, validation = scenes
+    values = dict(
+        output_dir=str(tmp_path / "run"), crop_size=32, max_steps=2, per_device_train_batch_size=2, logging_steps=1,
+        use_cpu=True, save_strategy="no", learning_rate=0.01, disable_tqdm=True, seed=0,
+    )
+    values.update(overrides)
+    args = FPLConfig(**values)
+    torch.manual_seed(0)
+    # timm zero-initialises each residual block's last BatchNorm: the BatchNorm before it would then need many
+    # steps to move measurably, and "every parameter changed" could not be checked in two.
+    model = DeepLabV3PlusForSemanticSegmentation(tiny_config(num_labels=11, backbone_kwargs={"zero_init_last": False}))
+    train = SemiSupervisedDataset(
+        labeled, unlabeled, num_labels=11, crop_size=32, image_mean=[0.5] * 3, image_std=[0.5] * 3,
+        num_unlabeled=args.num_unlabeled_images, num_strong_views=args.num_strong_views,
+        num_cutmix_masks=args.num_cutmix_masks,
+        cutmix=CutMixSettings(args.cutmix_num_boxes, (args.cutmix_area_min, args.cutmix_area_max), args.cutmix_probability),
+    )
+    evaluation = EvaluationDataset(validation, num_labels=11, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    return FPLTrainer(model, args, train_dataset=train, eval_dataset=evaluation)
+
+
+def snapshot(module):
+    return {name: parameter.detach().clone() for name, parameter in module.named_parameters()}
+
+
+CASES = [("supervised", "fpl"), ("cps", "fpl"), ("cps", "ce"), ("mean_teacher", "fpl"), ("mean_teacher", "ce"),
+         ("unimatch", "fpl"), ("unimatch", "ce")]
+
+
+@pytest.mark.parametrize("framework, unsup_loss", CASES)
+def test_every_framework_trains_logs_its_terms_and_changes_every_parameter(scenes, tmp_path, framework, unsup_loss):
+    trainer = make_trainer(scenes, tmp_path, framework=framework, unsup_loss=unsup_loss)
+    before = snapshot(trainer.model)
+    teacher_before = snapshot(trainer.teacher) if trainer.teacher is not None else None
+    trainer.train()
+    logs = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert len(logs) == 2 and all(math.isfinite(entry["loss"]) for entry in logs)
+    expected = {"loss"} if framework == "supervised" else {"sup", "unsup", "k1", "k2", "k3+", "weight",
+                                                           "pseudo_label_accuracy", "case_wrong_in_set", "case_outside_set"}
+    assert expected <= set(logs[-1])
+    unchanged = [name for name, value in snapshot(trainer.model).items() if torch.equal(value, before[name])]
+    assert not unchanged, unchanged
+    if framework == "cps":
+        assert isinstance(trainer.model, BranchPair)
+        assert any(name.startswith("branch_2.") for name in before)  # both branches were checked above
+    if teacher_before is not None:
+        assert all(parameter.grad is None for parameter in trainer.teacher.parameters())
+        moved = [name for name, value in snapshot(trainer.teacher).items() if not torch.equal(value, teacher_before[name])]
+        assert moved and len(moved) == len(teacher_before)
+
+
+def test_mean_teacher_follows_the_student_by_ema_including_batchnorm_buffers(scenes, tmp_path):
+    from fpl_hf.trainer import ema_update
+
+    student = DeepLabV3PlusForSemanticSegmentation(tiny_config())
+    teacher = DeepLabV3PlusForSemanticSegmentation(tiny_config())
+    expected = {k: 0.9 * v + 0.1 * student.state_dict()[k] for k, v in teacher.state_dict().items() if v.is_floating_point()}
+    ema_update(teacher, student, 0.9)
+    state = teacher.state_dict()
+    for key, value in expected.items():
+        torch.testing.assert_close(state[key], value)
+    assert any("running_mean" in key for key in expected)
+
+
+def test_cps_branches_start_with_the_same_backbone_and_different_heads(scenes, tmp_path):
+    trainer = make_trainer(scenes, tmp_path, framework="cps")
+    pair = trainer.model
+    assert torch.equal(pair.branch_1.backbone.conv1[0].weight, pair.branch_2.backbone.conv1[0].weight)
+    assert not torch.equal(pair.branch_1.classifier.weight, pair.branch_2.classifier.weight)
+
+
+@pytest.mark.parametrize("framework", ["cps", "mean_teacher"])
+def test_resuming_gives_the_weights_of_an_uninterrupted_run(scenes, tmp_path, framework):
+    full = make_trainer(scenes, tmp_path / "full", framework=framework, max_steps=4)
+    full.train()
+    interrupted = make_trainer(scenes, tmp_path / "cut", framework=framework, max_steps=4, save_strategy="steps", save_steps=2)
+    interrupted.train()
+    resumed = make_trainer(scenes, tmp_path / "cut", framework=framework, max_steps=4)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "cut" / "run" / "checkpoint-2"))
+    for name, value in snapshot(full.model).items():
+        torch.testing.assert_close(snapshot(resumed.model)[name], value, msg=name)
+    if framework == "mean_teacher":
+        assert (tmp_path / "cut" / "run" / "checkpoint-2" / "teacher.safetensors").is_file()
+        for name, value in snapshot(full.teacher).items():
+            torch.testing.assert_close(snapshot(resumed.teacher)[name], value, msg=name)
+
+
+@pytest.mark.parametrize("framework", ["cps", "mean_teacher", "unimatch"])
+def test_bf16_on_cpu_trains(scenes, tmp_path, framework):
+    trainer = make_trainer(scenes, tmp_path, framework=framework, bf16=True)
+    trainer.train()
+    assert all(math.isfinite(entry["loss"]) for entry in trainer.state.log_history if "loss" in entry)
+
+
+def test_evaluation_streams_miou_and_keeps_the_best(scenes, tmp_path):
+    trainer = make_trainer(scenes, tmp_path, framework="cps", max_steps=2, eval_strategy="steps", eval_steps=1)
+    trainer.train()
+    evaluations = [entry["eval_mean_iou"] for entry in trainer.state.log_history if "eval_mean_iou" in entry]
+    assert len(evaluations) == 2 and 0 <= min(evaluations)
+    assert trainer.best_metrics["mean_iou"] == max(evaluations)
+
+
+def test_final_cps_model_is_a_plain_model_that_from_pretrained_loads(scenes, tmp_path):
+    trainer = make_trainer(scenes, tmp_path, framework="cps")
+    trainer.train()
+    trainer.save_model(str(tmp_path / "final"))
+    loaded = DeepLabV3PlusForSemanticSegmentation.from_pretrained(tmp_path / "final").eval()
+    branch = trainer.model.branch_1.eval()
+    pixels = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(pixels).logits, branch(pixels).logits)
+
+
+def test_optimizer_is_sgd_without_decay_on_batchnorm_and_biases(scenes, tmp_path):
+    trainer = make_trainer(scenes, tmp_path, framework="supervised")
+    trainer.create_optimizer()
+    optimizer = trainer.optimizer
+    assert isinstance(optimizer, torch.optim.SGD) and optimizer.defaults["momentum"] == 0.9
+    names = {id(p): n for n, p in trainer.model.named_parameters()}
+    for group in optimizer.param_groups:
+        group_names = [names[id(p)] for p in group["params"]]
+        if group["weight_decay"] > 0:
+            assert not any(n.endswith("bias") or ".bn" in n or "running" in n for n in group_names)
+            assert all(trainer.model.get_parameter(n).dim() > 1 for n in group_names)
+
+
+def test_other_optimizers_still_work(scenes, tmp_path):
+    trainer = make_trainer(scenes, tmp_path, framework="cps", optim="adamw_torch", max_steps=1)
+    trainer.train()
+    assert isinstance(trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer") else trainer.optimizer,
+                      torch.optim.AdamW)
+
+
+def test_non_finite_loss_is_reported_with_the_step(scenes, tmp_path):
+    trainer = make_trainer(scenes, tmp_path, framework="cps", learning_rate=1e30, max_steps=5)
+    with pytest.raises(FloatingPointError, match="at step"):
+        trainer.train()
+
+
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        (dict(framework="fixmatch"), "framework"),
+        (dict(unsup_loss="kl"), "unsup_loss"),
+        (dict(threshold=1.0), "threshold"),
+        (dict(fpl_weight="cubic"), "fpl_weight"),
+        (dict(semantics="both"), "semantics"),
+        (dict(ema_decay=1.0), "ema_decay"),
+        (dict(framework="unimatch", cutmix=False), "cutmix"),
+        (dict(cutmix_area_min=0.6, cutmix_area_max=0.5), "cutmix_area"),
+        (dict(remove_unused_columns=True), "remove_unused_columns"),
+        (dict(kmax=0), "kmax"),
+    ],
+)
+def test_bad_configs_name_the_field(tmp_path, overrides, field):
+    with pytest.raises(ValueError, match=field):
+        FPLConfig(output_dir=str(tmp_path), **overrides)
+
+
+def test_two_process_cpu_run_completes(tmp_path):
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(ROOT / "examples" / "run_fpl.py"),
+        "--backbone", "test_resnet", "--backbone_weights", "none", "--aspp_channels", "16", "--decoder_channels", "16",
+        "--num_train_scenes", "16", "--num_validation_scenes", "4", "--scene_size", "32", "--num_labeled", "4",
+        "--crop_size", "32", "--per_device_train_batch_size", "2", "--per_device_eval_batch_size", "2",
+        "--max_steps", "2", "--eval_strategy", "no", "--save_strategy", "no", "--ddp_backend", "gloo",
+        "--output_dir", str(tmp_path / "ddp"), "--disable_tqdm", "true",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("final mIoU") == 1  # the summary comes from the main process only
+    assert (tmp_path / "ddp" / "model.safetensors").is_file() and (tmp_path / "ddp" / "README.md").is_file()
