@@ -122,6 +122,7 @@ def main(model_args: ModelArguments, data_args: DataArguments, training_args: FP
         data.unlabeled,
         num_labels=model.config.num_labels,
         crop_size=args.crop_size,
+        scale_range=tuple(args.scale_range),
         image_mean=mean,
         image_std=std,
         num_unlabeled=args.num_unlabeled_images,

@@ -63,7 +63,11 @@ class DeepLabV3PlusPreTrainedModel(PreTrainedModel):
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         # Backbone modules are flagged `_is_hf_initialized` at construction: timm (or loaded weights) owns them.
-        if isinstance(module, nn.Conv2d):
+        if module is getattr(self, "classifier", None):
+            # Small initial logits: a fan-out Kaiming classifier starts far above log(num_labels).
+            nn.init.normal_(module.weight, std=0.01)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Conv2d):
             nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
             if module.bias is not None:
                 nn.init.zeros_(module.bias)

@@ -87,6 +87,9 @@ class FPLConfig(TrainingArguments):
     ohem_threshold: float = field(default=0.7, metadata={"help": "OHEM keeps pixels whose true-class p is below this."})
     ohem_min_kept: int = field(default=50_000, metadata={"help": "OHEM keeps at least this many pixels per batch."})
     crop_size: int = field(default=512, metadata={"help": "Side of the square training crops."})
+    scale_range: list[float] = field(
+        default_factory=lambda: [0.5, 2.0], metadata={"help": "Random rescaling range of training images (min max)."}
+    )
     momentum: float = field(default=0.9, metadata={"help": "SGD momentum (with `optim='sgd'`)."})
 
     # Defaults of TrainingArguments changed to the paper's recipe.
@@ -122,6 +125,8 @@ class FPLConfig(TrainingArguments):
             raise ValueError(f"`ema_decay` must be in [0, 1), got {self.ema_decay}; AEL uses 0.99.")
         if not 0 <= self.feature_dropout < 1:
             raise ValueError(f"`feature_dropout` must be in [0, 1), got {self.feature_dropout}.")
+        if len(self.scale_range) != 2 or not 0 < self.scale_range[0] <= self.scale_range[1]:
+            raise ValueError(f"`scale_range` must be two numbers 0 < min <= max, got {self.scale_range}.")
         if self.crop_size < 8:
             raise ValueError(f"`crop_size` must be >= 8, got {self.crop_size}.")
         if self.remove_unused_columns:
