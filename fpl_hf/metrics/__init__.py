@@ -1,3 +1,8 @@
-from .confusion import ConfusionMatrix
+from pathlib import Path
 
-__all__ = ["ConfusionMatrix"]
+from .confusion import ConfusionMatrix, metrics_from_matrix, remap_references
+
+# `evaluate.load(MEAN_IOU_PATH)` loads the streaming mean IoU module shipped with fpl_hf, offline.
+MEAN_IOU_PATH = str(Path(__file__).parent / "mean_iou")
+
+__all__ = ["ConfusionMatrix", "MEAN_IOU_PATH", "metrics_from_matrix", "remap_references"]
