@@ -75,7 +75,7 @@ def write_model_card(
         unlabeled_per_item=args.num_unlabeled_images,
         crop_size=args.crop_size,
         seed=args.seed,
-        evaluation_protocol="Single scale, whole images",
+        evaluation_protocol=args.evaluation_protocol.capitalize(),
         mean_iou=metrics["eval_mean_iou"],
         best_mean_iou=summary["best_mean_iou"],
         best_step=summary["best_step"],

@@ -196,3 +196,12 @@ def test_two_process_cpu_run_completes(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("final mIoU") == 1  # the summary comes from the main process only
     assert (tmp_path / "ddp" / "model.safetensors").is_file() and (tmp_path / "ddp" / "README.md").is_file()
+
+
+def test_sliding_window_evaluation_runs_in_the_trainer(scenes, tmp_path):
+    trainer = make_trainer(scenes, tmp_path, framework="supervised", max_steps=1, eval_mode="slide", eval_crop_size=24,
+                           eval_stride=8, eval_flip=True)
+    trainer.train()
+    result = trainer.evaluate()
+    assert 0 <= result["eval_mean_iou"] <= 1
+    assert trainer.args.evaluation_protocol == "single scale, sliding window 24 stride 8, flip"

@@ -91,6 +91,17 @@ class FPLConfig(TrainingArguments):
         default_factory=lambda: [0.5, 2.0], metadata={"help": "Random rescaling range of training images (min max)."}
     )
     momentum: float = field(default=0.9, metadata={"help": "SGD momentum (with `optim='sgd'`)."})
+    eval_mode: str = field(
+        default="whole",
+        metadata={"help": "Evaluation inference: 'whole' (padded image) or 'slide' (sliding window, the paper's)."},
+    )
+    eval_crop_size: Optional[int] = field(
+        default=None, metadata={"help": "Sliding-window crop (VOC 512, Cityscapes 800); default `crop_size`."}
+    )
+    eval_stride: Optional[int] = field(
+        default=None, metadata={"help": "Sliding-window stride; default 2/3 of the crop (Cityscapes: 534)."}
+    )
+    eval_flip: bool = field(default=False, metadata={"help": "Average with the horizontally flipped prediction."})
 
     # Defaults of TrainingArguments changed to the paper's recipe.
     optim: str = field(default="sgd", metadata={"help": "Optimizer; the paper uses SGD. Every HF optimizer works."})
@@ -129,6 +140,9 @@ class FPLConfig(TrainingArguments):
             raise ValueError(f"`scale_range` must be two numbers 0 < min <= max, got {self.scale_range}.")
         if self.crop_size < 8:
             raise ValueError(f"`crop_size` must be >= 8, got {self.crop_size}.")
+        if self.eval_mode not in ("whole", "slide"):
+            raise ValueError(f"`eval_mode` must be 'whole' or 'slide', got {self.eval_mode!r}.")
+        self.eval_crop_size = self.eval_crop_size or self.crop_size
         if self.remove_unused_columns:
             raise ValueError("`remove_unused_columns` must be False: the unlabeled fields are not model inputs.")
         if self.framework == "unimatch" and not self.cutmix:
@@ -152,6 +166,14 @@ class FPLConfig(TrainingArguments):
         if self.optim == "sgd" and not self.optim_args:
             self.optim_args = f"momentum={self.momentum}"
         super().__post_init__()
+
+    @property
+    def evaluation_protocol(self) -> str:
+        flip = ", flip" if self.eval_flip else ""
+        if self.eval_mode == "whole":
+            return f"single scale, whole images{flip}"
+        stride = self.eval_stride or max(1, self.eval_crop_size * 2 // 3)
+        return f"single scale, sliding window {self.eval_crop_size} stride {stride}{flip}"
 
     @property
     def num_unlabeled_images(self) -> int:

@@ -14,6 +14,7 @@ from torch import nn
 from transformers import Trainer
 from transformers.trainer_pt_utils import get_parameter_names
 
+from ..inference import predict_logits
 from ..losses import (
     fuzzy_positive_assignment,
     fuzzy_positive_loss,
@@ -172,8 +173,12 @@ class FPLTrainer(Trainer):
         return model.branch_1 if isinstance(model, BranchPair) else model
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        args = self.args
         with torch.no_grad():
-            logits = self._inference_model(model)(pixel_values=inputs["pixel_values"]).logits
+            logits = predict_logits(
+                self._inference_model(model), inputs["pixel_values"], mode=args.eval_mode,
+                crop_size=args.eval_crop_size, stride=args.eval_stride, flip=args.eval_flip,
+            )
             loss = self.supervised_loss(logits, inputs["labels"])
         return loss, logits, inputs["labels"]
 
