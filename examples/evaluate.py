@@ -1,0 +1,55 @@
+"""Evaluates a trained model on a data set and writes report.json, report.md and confusion_matrix.png.
+
+    python examples/evaluate.py --model outputs/fpl-embedded --output_dir outputs/report
+    python examples/evaluate.py --model outputs/voc --dataset voc --data_root VOCdevkit/VOC2012 \
+        --mode slide --crop_size 512
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
+
+import fpl_hf  # noqa: F401  (registers the Auto classes)
+from fpl_hf.data import load_evaluation_data
+from fpl_hf.evaluation import evaluate_model, write_report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", required=True, help="Model directory or Hub id.")
+    parser.add_argument("--dataset", default="embedded", help="embedded, voc, cityscapes, folders, or a datasets name.")
+    parser.add_argument("--data_root")
+    parser.add_argument("--images_dir", help="folders: images.")
+    parser.add_argument("--masks_dir", help="folders: masks.")
+    parser.add_argument("--split", default="validation", help="Split of a datasets data set.")
+    parser.add_argument("--num_scenes", type=int, default=200, help="embedded: validation scenes.")
+    parser.add_argument("--mode", default="whole", choices=["whole", "slide"])
+    parser.add_argument("--crop_size", type=int)
+    parser.add_argument("--stride", type=int)
+    parser.add_argument("--flip", action="store_true")
+    parser.add_argument("--output_dir", default="outputs/report")
+    args = parser.parse_args()
+
+    model = AutoModelForSemanticSegmentation.from_pretrained(args.model)
+    processor = AutoImageProcessor.from_pretrained(args.model)
+    dataset = load_evaluation_data(
+        args.dataset, data_root=args.data_root, images_dir=args.images_dir, masks_dir=args.masks_dir,
+        validation_split=args.split, num_validation_scenes=args.num_scenes,
+    )
+    confusion = evaluate_model(
+        model, dataset, image_mean=processor.image_mean, image_std=processor.image_std, mode=args.mode,
+        crop_size=args.crop_size, stride=args.stride, flip=args.flip,
+    )
+    names = [model.config.id2label[index] for index in range(model.config.num_labels)]
+    protocol = f"single scale, {'whole images' if args.mode == 'whole' else f'sliding window {args.crop_size}'}"
+    protocol += f" stride {args.stride}" if args.mode == "slide" and args.stride else ""
+    protocol += ", flip" if args.flip else ""
+    report = write_report(confusion, names, args.output_dir, protocol=protocol, model_name=args.model,
+                          dataset_name=args.dataset)
+    print(f"mIoU {100 * report['mean_iou']:.2f} on {len(dataset)} images ({protocol}); report in {args.output_dir}")
+
+
+if __name__ == "__main__":
+    main()

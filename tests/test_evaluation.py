@@ -1,0 +1,88 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import tiny_config
+from fpl_hf import DeepLabV3PlusForSemanticSegmentation, DeepLabV3PlusImageProcessor
+from fpl_hf.data import make_fashion_scenes
+from fpl_hf.evaluation import evaluate_model, write_report
+from fpl_hf.metrics import ConfusionMatrix
+from fpl_hf.viz import colorize, gradient_score_figure, k_map_figure, k_shares_figure, overlay, palette
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("model")
+    torch.manual_seed(0)
+    model = DeepLabV3PlusForSemanticSegmentation(tiny_config(num_labels=11))
+    model.save_pretrained(directory)
+    DeepLabV3PlusImageProcessor(image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(directory)
+    return directory
+
+
+def test_report_files_are_written_and_parse(tmp_path):
+    confusion = ConfusionMatrix(3)
+    confusion.update(np.array([[0, 1, 2, 2]]), np.array([[0, 1, 1, 255]]))
+    report = write_report(confusion, ["a", "b", "c"], tmp_path, protocol="whole", model_name="m", dataset_name="d")
+    parsed = json.loads((tmp_path / "report.json").read_text())
+    assert parsed == report
+    assert parsed["per_class"]["b"] == {"iou": 0.5, "accuracy": 0.5, "pixels": 2}
+    assert parsed["per_class"]["c"]["iou"] == 0.0 and parsed["mean_iou"] == pytest.approx(0.5)
+    table = (tmp_path / "report.md").read_text()
+    assert "| b | 50.00 | 50.00 | 2 |" in table and "whole" in table
+    with Image.open(tmp_path / "confusion_matrix.png") as picture:
+        assert picture.format == "PNG" and min(picture.size) >= 300
+
+
+def test_evaluate_model_streams_the_whole_data_set():
+    model = DeepLabV3PlusForSemanticSegmentation(tiny_config(num_labels=11))
+    scenes = make_fashion_scenes(3, size=32, split="validation")
+    whole = evaluate_model(model, scenes, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    slide = evaluate_model(model, scenes, image_mean=[0.5] * 3, image_std=[0.5] * 3, mode="slide", crop_size=32)
+    assert whole.counts.sum() == 3 * 32 * 32
+    assert torch.equal(whole.counts, slide.counts)  # the crop covers the image
+
+
+def test_pictures_are_valid_pngs_of_the_expected_size(tmp_path):
+    image = Image.new("RGB", (32, 32))
+    k_map_figure(image, np.random.randint(1, 4, (32, 32)), tmp_path / "k.png")
+    gradient_score_figure(image, np.random.randn(32, 32), np.random.randint(0, 4, (32, 32)), tmp_path / "r.png")
+    history = [{"step": s, "k1": 0.5 + s / 100, "k2": 0.3, "k3+": 0.2 - s / 100} for s in (10, 20)] + [{"step": 20}]
+    k_shares_figure(history, tmp_path / "shares.png")
+    for name, size in (("k.png", (800, 400)), ("r.png", (1200, 400)), ("shares.png", (600, 400))):
+        with Image.open(tmp_path / name) as picture:
+            assert picture.format == "PNG" and picture.size == size
+    with pytest.raises(ValueError, match="K shares"):
+        k_shares_figure([{"step": 1, "loss": 1.0}], tmp_path / "none.png")
+
+
+def test_colours_are_distinct_and_overlays_keep_the_size():
+    colours = palette(21)
+    assert len({tuple(c) for c in colours}) == 21
+    mask = np.array([[0, 1], [255, 2]])
+    assert np.asarray(colorize(mask, 3))[1, 0].tolist() == [255, 255, 255]
+    assert overlay(Image.new("RGB", (8, 6)), np.zeros((6, 8), dtype=int), 3).size == (8, 6)
+
+
+def test_evaluate_and_predict_commands(saved_model, tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    for index, scene in enumerate(make_fashion_scenes(2, size=32, split="validation")["image"]):
+        scene.save(images / f"{index}.png")
+    run = lambda *args: subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, timeout=300)  # noqa: E731
+    report = run("examples/evaluate.py", "--model", str(saved_model), "--num_scenes", "4", "--output_dir", str(tmp_path / "r"))
+    assert report.returncode == 0, report.stderr[-2000:]
+    assert json.loads((tmp_path / "r" / "report.json").read_text())["dataset"] == "embedded"
+    predicted = run("examples/predict.py", "--model", str(saved_model), "--images", str(images), "--output_dir",
+                    str(tmp_path / "p"))
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    with Image.open(tmp_path / "p" / "1_overlay.png") as picture:
+        assert picture.size == (32, 32)  # the size of the input image
