@@ -129,3 +129,8 @@ def test_evaluate_module_memory_does_not_grow_with_batches():
         metric.add_batch(predictions=[np.random.randint(0, 5, (16, 16))], references=[np.random.randint(0, 5, (16, 16))])
     assert metric._raw_counts.shape == (5, 5) and int(metric._raw_counts.sum()) == 30 * 256
     assert metric.compute(num_labels=5, ignore_index=255)["overall_accuracy"] > 0
+
+
+def test_negative_references_raise():
+    with pytest.raises(ValueError, match="negative"):
+        ConfusionMatrix(num_labels=3).update(np.zeros((2, 2), dtype=int), np.full((2, 2), -1))

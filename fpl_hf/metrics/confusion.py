@@ -90,13 +90,15 @@ class ConfusionMatrix:
             if ((predictions < 0) | (predictions >= n))[~ignored].any():
                 raise ValueError(f"predictions hold ids outside [0, {n}).")
             predictions = predictions.masked_fill(ignored, 0)
-        if references.min() < 0:
-            raise ValueError(f"references hold negative ids; ids must be in [0, {n}) or {self.ignore_index} (ignore).")
         ignore_row = self.ignore_index
         if ignore_row < n:
             references, ignore_row = references.masked_fill(references == self.ignore_index, n), n
-        # References >= n land past the n x n bins; all of them must be in the ignore row.
-        counts = torch.bincount(torch.add(predictions, references, alpha=n).flatten())
+        # References >= n land past the n x n bins and must all be in the ignore row; negative references give
+        # negative indices (predictions are in [0, n) here), which bincount refuses.
+        try:
+            counts = torch.bincount(torch.add(predictions, references, alpha=n).flatten())
+        except RuntimeError as error:
+            raise ValueError(f"references hold negative ids; ids must be in [0, {n}) or {self.ignore_index}.") from error
         if counts[n * n :].sum() != counts[ignore_row * n : (ignore_row + 1) * n].sum():
             raise ValueError(f"references hold ids outside [0, {n}) that are not ignore_index ({self.ignore_index}).")
         inside = counts[: n * n]
