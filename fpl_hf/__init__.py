@@ -17,6 +17,7 @@ from .modeling import (
     DeepLabV3PlusImageProcessor,
     DeepLabV3PlusPreTrainedModel,
 )
+from .trainer import FPLConfig, FPLTrainer
 
 __version__ = "0.1.0"
 
@@ -36,6 +37,8 @@ __all__ = [
     "DeepLabV3PlusForSemanticSegmentation",
     "DeepLabV3PlusImageProcessor",
     "DeepLabV3PlusPreTrainedModel",
+    "FPLConfig",
+    "FPLTrainer",
     "PseudoLabelLossOutput",
     "adaptive_weight",
     "fuzzy_positive_assignment",
