@@ -189,3 +189,10 @@ def test_small_backbones_of_other_families_run(backbone):
 def test_wrong_input_channels_raise_a_clear_error(tiny_model):
     with pytest.raises(ValueError, match="pixel_values"):
         tiny_model(torch.randn(1, 1, 32, 32))
+
+
+def test_odd_sizes_are_padded_to_the_stride_and_cropped_back(tiny_model):
+    pixels = torch.randn(1, 3, 37, 45)
+    padded = torch.nn.functional.pad(pixels, (0, 48 - 45, 0, 48 - 37))
+    with torch.no_grad():
+        torch.testing.assert_close(tiny_model(pixels).logits, tiny_model(padded).logits[..., :37, :45])

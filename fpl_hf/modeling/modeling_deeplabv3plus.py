@@ -141,14 +141,19 @@ class DeepLabV3PlusForSemanticSegmentation(DeepLabV3PlusPreTrainedModel):
                 f"`pixel_values` must have shape (B, {self.config.num_channels}, H, W), got {tuple(pixel_values.shape)}."
             )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        low, high = self._features(pixel_values)
-        logits = self._decode(low, high, pixel_values.shape[-2:])
+        height, width = pixel_values.shape[-2:]
+        # Sizes that are not a multiple of the network's stride are padded (right and bottom, zero = the mean
+        # colour) so that features stay aligned with pixels; the logits are cropped back.
+        stride = max(self.backbone.feature_info.reduction())
+        padded = F.pad(pixel_values, (0, -width % stride, 0, -height % stride))
+        low, high = self._features(padded)
+        logits = self._decode(low, high, padded.shape[-2:])[..., :height, :width]
         perturbed_logits = None
         if feature_dropout > 0:
             # UniMatch's feature perturbation: the same encoder features, dropped out, through the decoder again.
             perturbed_logits = self._decode(
-                F.dropout2d(low, feature_dropout, True), F.dropout2d(high, feature_dropout, True), pixel_values.shape[-2:]
-            )
+                F.dropout2d(low, feature_dropout, True), F.dropout2d(high, feature_dropout, True), padded.shape[-2:]
+            )[..., :height, :width]
 
         loss = None
         if labels is not None:
