@@ -7,7 +7,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Optional, Union
 
-from datasets import Dataset, Image
+from datasets import Dataset
 
 from .normal_form import to_normal_form
 
