@@ -24,6 +24,26 @@ class CutMixSettings:
     probability: float = 1.0
 
 
+def load_sample(
+    dataset: Dataset,
+    index: int,
+    label_column: str,
+    name: str,
+    num_labels: int,
+    palette: Optional[dict[tuple[int, int, int], int]] = None,
+) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
+    """One checked image and its mask (all 255 where `label_column` is absent); errors name the sample."""
+    where = describe(dataset, index, name)
+    image = open_image(dataset, index, "image", where).convert("RGB")
+    if label_column in dataset.column_names:
+        label = label_array(open_image(dataset, index, label_column, where), where, palette=palette)
+        check_pair(image, label, num_labels, where)
+    else:
+        label = np.full((image.height, image.width), IGNORE_INDEX, dtype=np.uint8)
+    pixels = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
+    return tv_tensors.Image(pixels), tv_tensors.Mask(torch.from_numpy(label.astype(np.int64)))
+
+
 class SemiSupervisedDataset(torch.utils.data.Dataset):
     """Items of `max(len(labeled), len(unlabeled))`, the labeled part repeated (`num_unlabeled=0`: labeled only).
 
@@ -73,17 +93,6 @@ class SemiSupervisedDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return max(len(self.labeled), len(self.unlabeled)) if self.num_unlabeled else len(self.labeled)
 
-    def _sample(self, dataset: Dataset, index: int, label_column: str, name: str) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
-        where = describe(dataset, index, name)
-        image = open_image(dataset, index, "image", where).convert("RGB")
-        if label_column in dataset.column_names:
-            label = label_array(open_image(dataset, index, label_column, where), where, palette=self.palette)
-            check_pair(image, label, self.num_labels, where)
-        else:
-            label = np.full((image.height, image.width), IGNORE_INDEX, dtype=np.uint8)
-        pixels = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
-        return tv_tensors.Image(pixels), tv_tensors.Mask(torch.from_numpy(label.astype(np.int64)))
-
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         # Each item draws from its own generator, seeded by (seed, epoch, index): the global RNG (model dropout,
         # saved in checkpoints) is untouched by data loading and prefetching, so a resumed run sees the same data.
@@ -92,7 +101,9 @@ class SemiSupervisedDataset(torch.utils.data.Dataset):
             return self._item(index)
 
     def _item(self, index: int) -> dict[str, torch.Tensor]:
-        image, label = self._sample(self.labeled, index % len(self.labeled), "label", "labeled")
+        image, label = load_sample(
+            self.labeled, index % len(self.labeled), "label", "labeled", self.num_labels, self.palette
+        )
         image, label = self.weak(image, label)
         item = {"pixel_values": self.normalize(image), "labels": label.long()}
         if not self.num_unlabeled:
@@ -102,7 +113,9 @@ class SemiSupervisedDataset(torch.utils.data.Dataset):
         for offset in range(self.num_unlabeled):
             # The second unlabeled image is a random other one, as CPS and UniMatch draw their mixing partner.
             u_index = index % len(self.unlabeled) if offset == 0 else int(torch.randint(len(self.unlabeled), ()))
-            u_image, u_label = self._sample(self.unlabeled, u_index, HIDDEN_LABEL, "unlabeled")
+            u_image, u_label = load_sample(
+                self.unlabeled, u_index, HIDDEN_LABEL, "unlabeled", self.num_labels, self.palette
+            )
             ones = tv_tensors.Mask(torch.ones_like(u_label))
             u_image, u_label, u_valid = self.weak(u_image, u_label, ones)
             weak.append(self.normalize(u_image))
@@ -150,12 +163,10 @@ class EvaluationDataset(torch.utils.data.Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        where = describe(self.dataset, index, "evaluation")
-        image = open_image(self.dataset, index, "image", where).convert("RGB")
-        label = label_array(open_image(self.dataset, index, "label", where), where, palette=self.palette)
-        check_pair(image, label, self.num_labels, where)
-        pixels = tv_tensors.Image(torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1))
-        return {"pixel_values": self.normalize(pixels), "labels": torch.from_numpy(label.astype(np.int64))}
+        if "label" not in self.dataset.column_names:
+            raise ValueError(f"Evaluation needs labels: the data set has no `label` column ({self.dataset.column_names}).")
+        image, label = load_sample(self.dataset, index, "label", "evaluation", self.num_labels, self.palette)
+        return {"pixel_values": self.normalize(image), "labels": label.as_subclass(torch.Tensor)}
 
 
-__all__ = ["CutMixSettings", "SemiSupervisedDataset", "EvaluationDataset"]
+__all__ = ["CutMixSettings", "SemiSupervisedDataset", "EvaluationDataset", "load_sample"]
