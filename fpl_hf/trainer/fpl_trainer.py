@@ -133,11 +133,13 @@ class FPLTrainer(Trainer):
         known = valid & (hidden_labels != self.ignore_index)
         if not known.any():
             return
-        # Cases of the paper's section 3.4, against the fuzzy set FPA gives for this teacher (also for 'ce');
-        # case 1 (pseudo-label right) is the pseudo-label accuracy.
-        fuzzy, _ = fuzzy_positive_assignment(
-            torch.softmax(teacher.float(), 1), self.args.threshold, semantics=self.args.semantics, kmax=self.args.kmax
-        )
+        # Cases of the paper's section 3.4, against the fuzzy set FPA gives for this teacher (the loss's own set
+        # for 'fpl'; computed here for 'ce'); case 1 (pseudo-label right) is the pseudo-label accuracy.
+        fuzzy = out.positive_mask
+        if self.args.unsup_loss != "fpl":
+            fuzzy, _ = fuzzy_positive_assignment(
+                torch.softmax(teacher.float(), 1), self.args.threshold, semantics=self.args.semantics, kmax=self.args.kmax
+            )
         truth = hidden_labels.clamp(max=self.num_labels - 1)
         right = teacher.argmax(1) == truth
         in_set = fuzzy.gather(1, truth.unsqueeze(1)).squeeze(1)
