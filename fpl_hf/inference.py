@@ -39,12 +39,11 @@ def predict_logits(
     crop_size: Optional[int] = None,
     stride: Optional[int] = None,
     flip: bool = False,
-    size_divisor: int = 32,
 ) -> torch.Tensor:
     """Logits (B, C, H, W) at the input's resolution.
 
     Args:
-        mode: "whole" pads the image to a multiple of `size_divisor` and runs it at once; "slide" runs
+        mode: "whole" runs the image at once (DeepLabV3Plus pads it to its own stride); "slide" runs
             `crop_size` windows every `stride` pixels (default 2/3 of the crop, as the Cityscapes recipe's
             800/534) over the image padded to at least one crop, and averages overlapping logits.
         flip: also run the horizontally flipped image and average.
@@ -53,8 +52,7 @@ def predict_logits(
         raise ValueError(f"`mode` must be one of {MODES}, got {mode!r}.")
     height, width = pixel_values.shape[-2:]
     if mode == "whole":
-        padded = _pad_to(pixel_values, -(-height // size_divisor) * size_divisor, -(-width // size_divisor) * size_divisor)
-        return _forward(model, padded, flip)[..., :height, :width]
+        return _forward(model, pixel_values, flip)
     if crop_size is None or crop_size < 1:
         raise ValueError("`crop_size` is required for sliding-window inference (e.g. 512 for VOC, 800 for Cityscapes).")
     stride = stride or max(1, crop_size * 2 // 3)
