@@ -26,9 +26,8 @@ AutoModelForSemanticSegmentation.register(DeepLabV3PlusConfig, DeepLabV3PlusForS
 AutoImageProcessor.register(
     DeepLabV3PlusConfig, image_processor_classes={"torchvision": DeepLabV3PlusImageProcessor}, exist_ok=True
 )
-# Saved checkpoints carry the model code, so they also load with trust_remote_code=True where fpl_hf is absent.
-# The image processor is not registered so: transformers 5 then infers a remote *video* processor from its
-# auto_map and makes `pipeline()` prompt for trust_remote_code even where fpl_hf is installed.
+# Saved models carry their code (the image processor's included, see the model's `save_pretrained`), so they
+# also load with trust_remote_code=True where fpl_hf is absent.
 DeepLabV3PlusConfig.register_for_auto_class()
 DeepLabV3PlusForSemanticSegmentation.register_for_auto_class("AutoModelForSemanticSegmentation")
 

@@ -27,6 +27,13 @@ class DeepLabV3PlusImageProcessor(TorchvisionBackend):
     do_normalize = True
     do_pad = True
 
+    def to_dict(self) -> dict:
+        # No `image_processor_type`: AutoImageProcessor then reads the model's config.json, whose auto_map lets
+        # users without fpl_hf load this class with trust_remote_code (see the model's `save_pretrained`).
+        output = super().to_dict()
+        output.pop("image_processor_type", None)
+        return output
+
     def post_process_semantic_segmentation(
         self, outputs, target_sizes: Optional[Sequence[tuple[int, int]]] = None
     ) -> list[torch.Tensor]:

@@ -15,6 +15,7 @@ from transformers import PreTrainedModel
 from transformers.modeling_outputs import SemanticSegmenterOutput
 
 from .configuration_deeplabv3plus import DeepLabV3PlusConfig
+from .image_processing_deeplabv3plus import DeepLabV3PlusImageProcessor
 from .pretrained import resolve_backbone_state_dict
 
 
@@ -76,6 +77,16 @@ class DeepLabV3PlusPreTrainedModel(PreTrainedModel):
             nn.init.zeros_(module.bias)
             if module.running_mean is not None:
                 module.reset_running_stats()
+
+    def save_pretrained(self, save_directory: Union[str, os.PathLike], *args, **kwargs) -> None:
+        # Without fpl_hf, trust_remote_code users find the image processor through config.json's auto_map (its
+        # module is imported above, so transformers copies it with this one). In preprocessor_config.json the
+        # entry would also make transformers look for a remote video processor and prompt fpl_hf users.
+        if self._auto_class is not None:
+            processor = DeepLabV3PlusImageProcessor
+            reference = f"{processor.__module__.rsplit('.', 1)[-1]}.{processor.__name__}"
+            self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), "AutoImageProcessor": reference}
+        super().save_pretrained(save_directory, *args, **kwargs)
 
 
 class DeepLabV3PlusForSemanticSegmentation(DeepLabV3PlusPreTrainedModel):
