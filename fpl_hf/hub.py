@@ -1,87 +1,107 @@
-"""Model cards: the Hub's model-index metadata with the run's mIoU, and a description of the run."""
+"""The Hub: model cards with the run's mIoU in `model-index`, and pushes of an output directory.
+
+    fpl-hf-push outputs/fpl-embedded my-name/fpl-embedded       # push a finished run (model, processor, card)
+"""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
-from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, constants, get_token
+from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+from huggingface_hub.utils import httpx  # the HTTP client huggingface_hub itself uses (httpx or httpx2)
 
 TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
+MODEL_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", "README.md")
+
+
+@dataclass
+class ModelCardInfo:
+    """What a model card says that the model and the training arguments do not know.
+
+    Args:
+        dataset_name: the training data set, as named on the card and in `model-index` (e.g. "voc_aug").
+        dataset_split: the split the reported mIoU comes from.
+        labeled_split: how the labeled images were chosen (e.g. "1/16 of train, CPS list"); counts are added.
+        backbone_weights: where the encoder's pretrained weights came from (e.g. "ImageNet, timm").
+    """
+
+    dataset_name: str = "custom"
+    dataset_split: str = "validation"
+    labeled_split: Optional[str] = None
+    backbone_weights: Optional[str] = None
+
+
+class HubPushError(RuntimeError):
+    """A push to the Hub failed; the message says why and how to retry. Local files are never touched."""
 
 
 def write_model_card(
-    output_dir: str,
+    directory: str,
     *,
-    model_args: Any,
-    data_args: Any,
-    training_args: Any,
-    metrics: dict[str, float],
-    summary: dict[str, Any],
-    class_names: tuple[str, ...],
+    args: Any,
+    model_config: Any,
+    info: ModelCardInfo,
+    num_labeled: int,
+    num_unlabeled: int,
+    metrics: Optional[dict[str, float]] = None,
+    best_metrics: Optional[dict[str, float]] = None,
     repo_id: Optional[str] = None,
 ) -> ModelCard:
-    """Renders `templates/model_card.md` into `output_dir/README.md` (written atomically) and returns it."""
-    args = training_args
-    repo_id = repo_id or args.hub_model_id or Path(output_dir).name
-    dataset = data_args.dataset
+    """Renders the card of a run into `directory/README.md` (written atomically) and returns it.
+
+    `args` is the run's `FPLConfig`; `metrics` the latest evaluation (keys `mean_iou`, `iou_<class>`) and
+    `best_metrics` the best one (plus `step`); without `metrics` the card says the model is not evaluated yet.
+    """
+    repo_id = repo_id or args.hub_model_id or Path(args.output_dir).name
+    eval_results = None
+    if metrics is not None:
+        eval_results = [
+            EvalResult(
+                task_type="image-segmentation",
+                dataset_type=info.dataset_name,
+                dataset_name=info.dataset_name,
+                dataset_split=info.dataset_split,
+                metric_type="mean_iou",
+                metric_value=round(float(metrics["mean_iou"]), 4),
+            )
+        ]
     card_data = ModelCardData(
         library_name="transformers",
         license="apache-2.0",
         pipeline_tag="image-segmentation",
         tags=["fpl-hf", "semantic-segmentation", "semi-supervised", "deeplabv3plus", args.framework, args.unsup_loss],
-        datasets=[dataset],
+        datasets=[info.dataset_name],
         model_name=repo_id,
-        eval_results=[
-            EvalResult(
-                task_type="image-segmentation",
-                dataset_type=dataset,
-                dataset_name=dataset,
-                dataset_split=data_args.validation_split,
-                metric_type="mean_iou",
-                metric_value=round(float(metrics["eval_mean_iou"]), 4),
-            )
-        ],
+        eval_results=eval_results,
     )
     per_class = []
-    for name in class_names:
-        value = metrics.get(f"eval_iou_{name}", float("nan"))
+    for index in range(model_config.num_labels):
+        name = model_config.id2label.get(index, str(index))
+        value = (metrics or {}).get(f"iou_{name}", float("nan"))
         per_class.append((name, "n/a" if math.isnan(value) else f"{100 * value:.2f}"))
     card = ModelCard.from_template(
         card_data,
         template_path=str(TEMPLATE),
-        model_name=repo_id,
         repo_id=repo_id,
-        backbone=getattr(model_args, "backbone", "?"),
-        backbone_weights=getattr(model_args, "backbone_weights", None),
-        unsup_loss=args.unsup_loss,
-        framework=args.framework,
-        threshold=args.threshold,
-        semantics=args.semantics,
-        fpl_weight=args.fpl_weight,
-        cutmix=args.cutmix,
-        unsup_weight=args.unsup_weight,
-        dataset=dataset,
-        num_labeled=summary["labeled_images"],
-        num_unlabeled=summary["unlabeled_images"],
+        args=args,
+        config=model_config,
+        info=info,
         optim=str(args.optim).split(".")[-1].lower(),
-        learning_rate=args.learning_rate,
-        weight_decay=args.weight_decay,
         lr_scheduler=str(args.lr_scheduler_type).split(".")[-1].lower(),
-        max_steps=args.max_steps,
-        batch_size=args.per_device_train_batch_size,
-        unlabeled_per_item=args.num_unlabeled_images,
-        crop_size=args.crop_size,
-        seed=args.seed,
-        evaluation_protocol=args.evaluation_protocol.capitalize(),
-        mean_iou=metrics["eval_mean_iou"],
-        best_mean_iou=summary["best_mean_iou"],
-        best_step=summary["best_step"],
+        num_labeled=num_labeled,
+        num_unlabeled=num_unlabeled,
+        metrics=metrics,
+        best_metrics=best_metrics,
         per_class=per_class,
     )
-    path = Path(output_dir) / "README.md"
+    path = Path(directory) / "README.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".md.tmp")
     temporary.write_text(str(card))
@@ -89,4 +109,77 @@ def write_model_card(
     return card
 
 
-__all__ = ["write_model_card"]
+@contextlib.contextmanager
+def explained_hub_errors(action: str, local_dir: Optional[str] = None) -> Iterator[None]:
+    """Turns network and HTTP failures of `action` into a `HubPushError` that says what to do."""
+    kept = f" Nothing in {local_dir} was changed; push it later with `fpl-hf-push {local_dir} REPO_ID`." if local_dir else ""
+    try:
+        yield
+    except (httpx.TransportError, OfflineModeIsEnabled) as error:
+        raise HubPushError(
+            f"Could not {action}: the Hub at {constants.ENDPOINT} is unreachable ({type(error).__name__}: {error}). "
+            f"Check the network (or HF_ENDPOINT, HF_HUB_OFFLINE).{kept}"
+        ) from error
+    except HfHubHTTPError as error:
+        status = error.response.status_code if error.response is not None else "?"
+        hint = " Check that your token has write access to this namespace." if status in (401, 403) else ""
+        raise HubPushError(f"Could not {action}: the Hub answered {status} ({error}).{hint}{kept}") from error
+
+
+def require_token(token: Optional[str]) -> str:
+    """The token to push with: `token`, else HF_TOKEN or the one stored by `hf auth login`."""
+    token = token or get_token()
+    if not token:
+        raise HubPushError(
+            "Pushing to the Hub needs a token with write access, and none is set: run `hf auth login`, set HF_TOKEN, "
+            "or pass one (`--hub_token` in training, `--token` to fpl-hf-push)."
+        )
+    return token
+
+
+def push_output_dir(
+    output_dir: str,
+    repo_id: str,
+    *,
+    token: Optional[str] = None,
+    private: Optional[bool] = None,
+    include_checkpoints: bool = False,
+    commit_message: str = "Upload FPL model",
+) -> str:
+    """Uploads a run's model, processor, card and code to the model repo `repo_id` (created if needed).
+
+    Checkpoint folders stay local unless `include_checkpoints`. Returns the URL of the commit.
+    """
+    directory = Path(output_dir)
+    missing = [name for name in MODEL_FILES if not (directory / name).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{output_dir} is not a finished fpl_hf run: it lacks {missing}. Push the output directory of a "
+            "training run (it holds config.json, model.safetensors, preprocessor_config.json and README.md)."
+        )
+    token = require_token(token)
+    api = HfApi(token=token)
+    with explained_hub_errors(f"create the repo {repo_id}", output_dir):
+        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+    ignore = ["_*", "*.tmp"] + ([] if include_checkpoints else ["checkpoint-*"])
+    with explained_hub_errors(f"upload {output_dir} to {repo_id}", output_dir):
+        commit = api.upload_folder(
+            repo_id=repo_id, folder_path=output_dir, commit_message=commit_message, ignore_patterns=ignore
+        )
+    return commit.commit_url
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description="Push an fpl_hf output directory to the Hugging Face Hub.")
+    parser.add_argument("output_dir", help="The run's output directory (config.json, model.safetensors, README.md).")
+    parser.add_argument("repo_id", help="The model repo, e.g. my-name/fpl-voc-1-16.")
+    parser.add_argument("--token", help="Hub token with write access (default: HF_TOKEN or `hf auth login`).")
+    parser.add_argument("--private", action="store_true", help="Create the repo private.")
+    parser.add_argument("--include-checkpoints", action="store_true", help="Also upload checkpoint-* folders.")
+    options = parser.parse_args(argv)
+    url = push_output_dir(options.output_dir, options.repo_id, token=options.token, private=options.private or None,
+                          include_checkpoints=options.include_checkpoints)
+    print(url)
+
+
+__all__ = ["HubPushError", "ModelCardInfo", "explained_hub_errors", "push_output_dir", "require_token", "write_model_card"]

@@ -1,13 +1,19 @@
 import os
 
+from hub_server import TOKEN, MockHub, free_port
+
+# Every Hub call of the tests goes to a stand-in on 127.0.0.1 (tests/hub_server.py), never to the network;
+# huggingface_hub reads HF_ENDPOINT once, at import.
+HUB_PORT = free_port()
+os.environ["HF_ENDPOINT"] = f"http://127.0.0.1:{HUB_PORT}"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import pytest
-import torch
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
-import fpl_hf  # noqa: F401  (registers the Auto classes)
+import fpl_hf  # noqa: E402,F401  (registers the Auto classes)
 
 torch.set_num_threads(2)
 
@@ -27,9 +33,65 @@ def tiny_config(**overrides):
     return DeepLabV3PlusConfig(**values)
 
 
+@pytest.fixture(scope="session")
+def scenes():
+    from fpl_hf.data import make_fashion_scenes, split_labeled_unlabeled
+
+    data = make_fashion_scenes(24, size=32, seed=0)
+    labeled, unlabeled = split_labeled_unlabeled(data, num_labeled=6, seed=0)
+    return labeled, unlabeled, make_fashion_scenes(4, size=32, split="validation")
+
+
+def make_trainer(scenes, tmp_path, trainer_kwargs=None, **overrides):
+    """A trainer of a tiny 11-class model on `scenes`; `overrides` are FPLConfig fields."""
+    from fpl_hf import DeepLabV3PlusForSemanticSegmentation
+    from fpl_hf.data import CutMixSettings, EvaluationDataset, SemiSupervisedDataset
+    from fpl_hf.trainer import FPLConfig, FPLTrainer
+
+    labeled, unlabeled, validation = scenes
+    values = dict(
+        output_dir=str(tmp_path / "run"), crop_size=32, max_steps=2, per_device_train_batch_size=2, logging_steps=1,
+        use_cpu=True, save_strategy="no", learning_rate=0.01, disable_tqdm=True, seed=0,
+    )
+    values.update(overrides)
+    args = FPLConfig(**values)
+    torch.manual_seed(0)
+    # timm zero-initialises each residual block's last BatchNorm: the BatchNorm before it would then need many
+    # steps to move measurably, and "every parameter changed" could not be checked in two.
+    model = DeepLabV3PlusForSemanticSegmentation(tiny_config(num_labels=11, backbone_kwargs={"zero_init_last": False}))
+    train = SemiSupervisedDataset(
+        labeled, unlabeled, num_labels=11, crop_size=32, image_mean=[0.5] * 3, image_std=[0.5] * 3,
+        num_unlabeled=args.num_unlabeled_images, num_strong_views=args.num_strong_views,
+        num_cutmix_masks=args.num_cutmix_masks,
+        cutmix=CutMixSettings(args.cutmix_num_boxes, (args.cutmix_area_min, args.cutmix_area_max), args.cutmix_probability),
+    )
+    evaluation = EvaluationDataset(validation, num_labels=11, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    return FPLTrainer(model, args, train_dataset=train, eval_dataset=evaluation, **(trainer_kwargs or {}))
+
+
 @pytest.fixture
 def tiny_model():
     from fpl_hf import DeepLabV3PlusForSemanticSegmentation
 
     torch.manual_seed(0)
     return DeepLabV3PlusForSemanticSegmentation(tiny_config()).eval()
+
+
+@pytest.fixture(scope="session")
+def hub_server():
+    server = MockHub(HUB_PORT).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def hub(hub_server, monkeypatch, tmp_path):
+    """The Hub stand-in, empty, online, with a write token in HF_TOKEN and a fresh download cache."""
+    from huggingface_hub import constants
+
+    hub_server.repos.clear()
+    hub_server.refuse_commits = False
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    return hub_server

@@ -7,41 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import tiny_config
+from conftest import make_trainer, tiny_config
 from fpl_hf import DeepLabV3PlusForSemanticSegmentation
-from fpl_hf.data import CutMixSettings, EvaluationDataset, SemiSupervisedDataset, make_fashion_scenes, split_labeled_unlabeled
-from fpl_hf.trainer import BranchPair, FPLConfig, FPLTrainer
+from fpl_hf.trainer import BranchPair, FPLConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def scenes():
-    data = make_fashion_scenes(24, size=32, seed=0)
-    labeled, unlabeled = split_labeled_unlabeled(data, num_labeled=6, seed=0)
-    return labeled, unlabeled, make_fashion_scenes(4, size=32, split="validation")
-
-
-def make_trainer(scenes, tmp_path, **overrides):
-    labeled, unlabeled, validation = scenes
-    values = dict(
-        output_dir=str(tmp_path / "run"), crop_size=32, max_steps=2, per_device_train_batch_size=2, logging_steps=1,
-        use_cpu=True, save_strategy="no", learning_rate=0.01, disable_tqdm=True, seed=0,
-    )
-    values.update(overrides)
-    args = FPLConfig(**values)
-    torch.manual_seed(0)
-    # timm zero-initialises each residual block's last BatchNorm: the BatchNorm before it would then need many
-    # steps to move measurably, and "every parameter changed" could not be checked in two.
-    model = DeepLabV3PlusForSemanticSegmentation(tiny_config(num_labels=11, backbone_kwargs={"zero_init_last": False}))
-    train = SemiSupervisedDataset(
-        labeled, unlabeled, num_labels=11, crop_size=32, image_mean=[0.5] * 3, image_std=[0.5] * 3,
-        num_unlabeled=args.num_unlabeled_images, num_strong_views=args.num_strong_views,
-        num_cutmix_masks=args.num_cutmix_masks,
-        cutmix=CutMixSettings(args.cutmix_num_boxes, (args.cutmix_area_min, args.cutmix_area_max), args.cutmix_probability),
-    )
-    evaluation = EvaluationDataset(validation, num_labels=11, image_mean=[0.5] * 3, image_std=[0.5] * 3)
-    return FPLTrainer(model, args, train_dataset=train, eval_dataset=evaluation)
 
 
 def snapshot(module):
@@ -205,3 +175,17 @@ def test_sliding_window_evaluation_runs_in_the_trainer(scenes, tmp_path):
     result = trainer.evaluate()
     assert 0 <= result["eval_mean_iou"] <= 1
     assert trainer.args.evaluation_protocol == "single scale, sliding window 24 stride 8, flip"
+
+
+def test_every_checkpoint_is_a_loadable_model_with_its_card_and_the_other_branch(scenes, tmp_path):
+    trainer = make_trainer(scenes, tmp_path, framework="cps", save_strategy="steps", save_steps=2,
+                           eval_strategy="steps", eval_steps=2)
+    trainer.train()
+    checkpoint = tmp_path / "run" / "checkpoint-2"
+    assert (checkpoint / "branch_2.safetensors").is_file()
+    card = (checkpoint / "README.md").read_text()
+    assert f"value: {round(trainer.last_metrics['mean_iou'], 4)}" in card
+    loaded = DeepLabV3PlusForSemanticSegmentation.from_pretrained(checkpoint).eval()
+    pixels = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(pixels).logits, trainer.model.branch_1.eval()(pixels).logits)

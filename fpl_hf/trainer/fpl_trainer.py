@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 from collections import defaultdict
 from typing import Any, Optional
 
@@ -14,6 +15,7 @@ from torch import nn
 from transformers import Trainer
 from transformers.trainer_pt_utils import get_parameter_names
 
+from ..hub import ModelCardInfo, explained_hub_errors, require_token, write_model_card
 from ..inference import predict_logits
 from ..losses import (
     fuzzy_positive_assignment,
@@ -28,6 +30,7 @@ from .fpl_config import FPLConfig
 from .frameworks import STEPS
 
 TEACHER_FILE = "teacher.safetensors"
+BRANCH_2_FILE = "branch_2.safetensors"
 
 
 class BranchPair(nn.Module):
@@ -62,9 +65,19 @@ class FPLTrainer(Trainer):
         args: an `FPLConfig`.
         train_dataset: a `SemiSupervisedDataset` built for the framework (see `FPLConfig.num_unlabeled_images`).
         eval_dataset: labeled images (`EvaluationDataset`); evaluation streams a confusion matrix.
+        model_card_info: what the model card says about the data and the backbone's weights. Every save (each
+            checkpoint and the final model) writes the card, with the latest and the best evaluation.
     """
 
-    def __init__(self, model: nn.Module, args: FPLConfig, train_dataset=None, eval_dataset=None, **kwargs: Any):
+    def __init__(
+        self,
+        model: nn.Module,
+        args: FPLConfig,
+        train_dataset=None,
+        eval_dataset=None,
+        model_card_info: Optional[ModelCardInfo] = None,
+        **kwargs: Any,
+    ):
         if not isinstance(args, FPLConfig):
             raise TypeError(f"`args` must be an FPLConfig, got {type(args).__name__}.")
         self.num_labels = model.config.num_labels
@@ -83,6 +96,8 @@ class FPLTrainer(Trainer):
             self.teacher = copy.deepcopy(model).eval().requires_grad_(False)
             self.add_callback(EMATeacherCallback(self.teacher, args.ema_decay))
         self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
+        self.model_card_info = model_card_info or ModelCardInfo()
+        self.last_metrics: Optional[dict[str, float]] = None
         self.best_metrics: Optional[dict[str, float]] = None
 
     # The step -------------------------------------------------------------------------------------------
@@ -195,30 +210,81 @@ class FPLTrainer(Trainer):
         metrics = {"mean_iou": float(result["mean_iou"]), "overall_accuracy": float(result["overall_accuracy"])}
         for index, iou in enumerate(result["per_category_iou"]):
             metrics[f"iou_{names.get(index, index)}"] = float(iou)
+        self.last_metrics = {**metrics, "step": self.state.global_step}
         if self.best_metrics is None or not metrics["mean_iou"] <= self.best_metrics["mean_iou"]:
-            self.best_metrics = {**metrics, "step": self.state.global_step}
+            self.best_metrics = self.last_metrics
         return metrics
 
-    # Saving ---------------------------------------------------------------------------------------------
+    # Saving and the Hub ---------------------------------------------------------------------------------
+    def _companion_networks(self) -> dict[str, nn.Module]:
+        """The networks a checkpoint holds beside the exported model, by file name."""
+        model = self.accelerator.unwrap_model(self.model)
+        if isinstance(model, BranchPair):
+            return {BRANCH_2_FILE: model.branch_2}
+        return {TEACHER_FILE: self.teacher} if self.teacher is not None else {}
+
     def save_model(self, output_dir: Optional[str] = None, _internal_call: bool = False) -> None:
-        """Checkpoints hold every network; the final model is the plain segmentation network (CPS: branch 1)."""
-        if _internal_call or not isinstance(self.accelerator.unwrap_model(self.model), BranchPair):
-            super().save_model(output_dir, _internal_call)
-        elif self.args.should_save:
-            output_dir = output_dir or self.args.output_dir
+        """Every save is a model `from_pretrained` loads (CPS: branch 1), with its processor, code and card;
+        checkpoints also hold the other networks (CPS branch 2, the mean teacher) to resume from."""
+        output_dir = output_dir or self.args.output_dir
+        if self.args.should_save:
             self._inference_model(self.model).save_pretrained(output_dir)
             if self.processing_class is not None:
                 self.processing_class.save_pretrained(output_dir)
-        if _internal_call and self.teacher is not None and self.args.should_save:
-            _save_atomically(self.teacher.state_dict(), os.path.join(output_dir or self.args.output_dir, TEACHER_FILE))
+            if _internal_call:
+                for filename, network in self._companion_networks().items():
+                    _save_atomically(network.state_dict(), os.path.join(output_dir, filename))
+            self.create_model_card(output_dir=output_dir)
+        if self.args.push_to_hub and not _internal_call:
+            self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Optional[nn.Module] = None) -> None:
-        super()._load_from_checkpoint(resume_from_checkpoint, model)
-        if self.teacher is not None:
-            path = os.path.join(resume_from_checkpoint, TEACHER_FILE)
+        networks = {"model.safetensors": self._inference_model(model or self.model), **self._companion_networks()}
+        for filename, network in networks.items():
+            path = os.path.join(resume_from_checkpoint, filename)
             if not os.path.isfile(path):
-                raise FileNotFoundError(f"{resume_from_checkpoint} has no {TEACHER_FILE}: it is not a mean-teacher run.")
-            self.teacher.load_state_dict(load_file(path))
+                raise FileNotFoundError(
+                    f"{resume_from_checkpoint} has no {filename}: it is not a checkpoint of a {self.args.framework} run."
+                )
+            network.load_state_dict(load_file(path))
+
+    def _load_best_model(self) -> None:
+        self._load_from_checkpoint(self.state.best_model_checkpoint)
+
+    def create_model_card(self, output_dir: Optional[str] = None, **kwargs: Any) -> None:
+        """Writes the card of this run into `output_dir` (default: `args.output_dir`); `kwargs` are ignored."""
+        if not self.is_world_process_zero():
+            return
+        data = self.train_dataset
+        write_model_card(
+            output_dir or self.args.output_dir,
+            args=self.args,
+            model_config=self._inference_model(self.model).config,
+            info=self.model_card_info,
+            num_labeled=len(data.labeled) if hasattr(data, "labeled") else 0,
+            num_unlabeled=len(data.unlabeled) if getattr(data, "unlabeled", None) is not None else 0,
+            metrics=self.last_metrics,
+            best_metrics=self.best_metrics,
+            repo_id=getattr(self, "hub_model_id", None),
+        )
+
+    def init_hf_repo(self, token: Optional[str] = None, private: Optional[bool] = None) -> None:
+        token = require_token(token or self.args.hub_token)
+        with explained_hub_errors(f"create the Hub repo {self.args.hub_model_id or self.args.output_dir}"):
+            super().init_hf_repo(token=token, private=private)
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        # Trainer copies only config and weights to the root it uploads; the card and the code files (for
+        # trust_remote_code users) must go with them.
+        if self.is_world_process_zero():
+            for name in os.listdir(checkpoint_folder):
+                if name.endswith(".py") or name == "README.md":
+                    shutil.copy(os.path.join(checkpoint_folder, name), os.path.join(self.args.output_dir, name))
+        super()._push_from_checkpoint(checkpoint_folder)
+
+    def push_to_hub(self, commit_message: Optional[str] = "End of training", blocking: bool = True, **kwargs: Any):
+        with explained_hub_errors(f"push {self.args.output_dir} to the Hub", self.args.output_dir):
+            return super().push_to_hub(commit_message=commit_message, blocking=blocking, **kwargs)
 
 
 def _save_atomically(state_dict: dict[str, torch.Tensor], path: str) -> None:

@@ -1,0 +1,150 @@
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from huggingface_hub import ModelCard, constants, hf_hub_download, metadata_load
+from PIL import Image
+from transformers import AutoModelForSemanticSegmentation, pipeline
+
+from conftest import make_trainer
+from fpl_hf import DeepLabV3PlusImageProcessor
+from fpl_hf.hub import HubPushError, ModelCardInfo, main, push_output_dir
+from hub_server import TOKEN
+
+ROOT = Path(__file__).resolve().parents[1]
+REPO = "tester/fpl-tiny"
+
+
+def trained_run(scenes, tmp_path, **overrides):
+    """A finished CPS run in tmp_path/run: evaluated, saved, with its card."""
+    processor = DeepLabV3PlusImageProcessor(image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    info = ModelCardInfo(dataset_name="fashion-scenes", dataset_split="validation", labeled_split="6 scenes")
+    trainer = make_trainer(scenes, tmp_path, framework="cps", eval_strategy="steps", eval_steps=2,
+                           trainer_kwargs={"processing_class": processor, "model_card_info": info}, **overrides)
+    trainer.train()
+    trainer.save_model()
+    return trainer
+
+
+def logits_of(model, pixels):
+    with torch.no_grad():
+        return model.eval()(pixels).logits
+
+
+def directory_digest(path: Path) -> dict[str, str]:
+    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest() for p in path.rglob("*") if p.is_file()}
+
+
+def test_trainer_pushes_model_card_and_checkpoints_that_from_pretrained_loads(scenes, tmp_path, hub):
+    trainer = trained_run(scenes, tmp_path, push_to_hub=True, hub_model_id=REPO, hub_strategy="checkpoint",
+                          save_strategy="steps", save_steps=2)
+    files = hub.repos[REPO].files
+    for name in ("config.json", "model.safetensors", "preprocessor_config.json", "README.md",
+                 "modeling_deeplabv3plus.py", "image_processing_deeplabv3plus.py",
+                 "last-checkpoint/model.safetensors", "last-checkpoint/branch_2.safetensors"):
+        assert name in files, name
+    assert not any(name.startswith("checkpoint-") for name in files)
+
+    model = AutoModelForSemanticSegmentation.from_pretrained(REPO)
+    pixels = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(logits_of(model, pixels), logits_of(trainer.model.branch_1, pixels), rtol=0, atol=0)
+
+    metadata = metadata_load(hf_hub_download(REPO, "README.md"))
+    assert metadata["pipeline_tag"] == "image-segmentation" and "fpl" in metadata["tags"]
+    (result,) = ModelCard.load(REPO).data.eval_results
+    assert result.metric_type == "mean_iou" and result.dataset_name == "fashion-scenes"
+    assert result.dataset_split == "validation"
+    assert result.metric_value == round(trainer.last_metrics["mean_iou"], 4)
+
+
+def test_pipeline_on_a_hub_id_with_fpl_hf_needs_no_remote_code(scenes, tmp_path, hub, monkeypatch):
+    trained_run(scenes, tmp_path)
+    push_output_dir(str(tmp_path / "run"), REPO)
+    prompts = []
+    monkeypatch.setattr("builtins.input", lambda *args: prompts.append(args) or "n")
+    segmenter = pipeline("image-segmentation", model=REPO)
+    masks = segmenter(Image.fromarray(np.full((20, 30, 3), 90, np.uint8)))
+    assert prompts == []
+    assert isinstance(segmenter.image_processor, DeepLabV3PlusImageProcessor)
+    assert masks and all(mask["mask"].size == (30, 20) for mask in masks)
+
+
+def test_hub_model_loads_with_trust_remote_code_where_fpl_hf_is_absent(scenes, tmp_path, hub):
+    trainer = trained_run(scenes, tmp_path)
+    main([str(tmp_path / "run"), REPO])
+    pixels = torch.randn(1, 3, 32, 32)
+    np.save(tmp_path / "pixels.npy", pixels.numpy())
+    script = f"""
+import sys
+sys.modules["fpl_hf"] = None  # as if fpl_hf were not installed
+import numpy as np, torch
+from PIL import Image
+from transformers import AutoModelForSemanticSegmentation, pipeline
+model = AutoModelForSemanticSegmentation.from_pretrained({REPO!r}, trust_remote_code=True).eval()
+with torch.no_grad():
+    logits = model(torch.from_numpy(np.load(sys.argv[1]))).logits
+np.save(sys.argv[2], logits.numpy())
+segmenter = pipeline("image-segmentation", model={REPO!r}, trust_remote_code=True)
+masks = segmenter(Image.new("RGB", (30, 20)))
+print(type(model).__module__, type(segmenter.image_processor).__module__, len(masks))
+"""
+    env = {**os.environ, "HF_ENDPOINT": constants.ENDPOINT, "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "home"),
+           "HF_TOKEN": TOKEN}
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "pixels.npy"), str(tmp_path / "logits.npy")],
+                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    model_module, processor_module, num_masks = result.stdout.split()[-3:]
+    assert model_module.startswith("transformers_modules") and processor_module.startswith("transformers_modules")
+    assert int(num_masks) >= 1
+    expected = logits_of(trainer.model.branch_1, pixels)
+    torch.testing.assert_close(torch.from_numpy(np.load(tmp_path / "logits.npy")), expected, rtol=0, atol=1e-6)
+
+
+def test_push_without_a_token_says_how_to_get_one(scenes, tmp_path, hub, monkeypatch):
+    monkeypatch.delenv("HF_TOKEN")
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "no-tokens"))
+    with pytest.raises(HubPushError, match="hf auth login"):
+        make_trainer(scenes, tmp_path, push_to_hub=True, hub_model_id=REPO)
+    assert hub.repos == {}
+
+
+def test_failed_pushes_are_explained_and_leave_the_output_directory_whole(scenes, tmp_path, hub, monkeypatch):
+    trained_run(scenes, tmp_path)
+    run = tmp_path / "run"
+    before = directory_digest(run)
+    hub.refuse_commits = True
+    with pytest.raises(HubPushError, match=r"(?s)answered 403.*write access.*Nothing in .* was changed"):
+        push_output_dir(str(run), REPO)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens on port 9
+    with pytest.raises(HubPushError, match="unreachable"):
+        push_output_dir(str(run), REPO)
+    assert directory_digest(run) == before
+    with pytest.raises(FileNotFoundError, match="not a finished fpl_hf run"):
+        push_output_dir(str(tmp_path), REPO)
+
+
+def test_card_of_an_unevaluated_model_has_no_results(scenes, tmp_path):
+    trainer = make_trainer(scenes, tmp_path, framework="mean_teacher")
+    trainer.train()
+    trainer.save_model()
+    card = ModelCard.load(tmp_path / "run" / "README.md")
+    assert card.data.eval_results is None and "Not evaluated yet" in card.text
+    assert "EMA of the student" in card.text
+
+
+def test_card_template_ships_with_the_package_and_model_cards_points_at_it():
+    from fpl_hf.hub import TEMPLATE
+
+    assert TEMPLATE.is_file()
+    assert (ROOT / "model_cards" / "template.md").resolve() == TEMPLATE.resolve()
+    example = ROOT / "model_cards" / "fpl-embedded-example.md"
+    metadata = metadata_load(example)
+    (entry,) = metadata["model-index"]
+    assert entry["results"][0]["metrics"][0]["type"] == "mean_iou"
+    assert metadata["pipeline_tag"] == "image-segmentation"
