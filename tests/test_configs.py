@@ -1,0 +1,62 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+from fpl_hf import DeepLabV3PlusConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "examples" / "configs"
+sys.path.insert(0, str(ROOT / "examples"))
+from run_fpl import parse_arguments  # noqa: E402
+
+
+def parsed(name: str, tmp_path: Path, *flags: str):
+    return parse_arguments(["--config", str(CONFIGS / name), "--output_dir", str(tmp_path), *flags])
+
+
+@pytest.mark.parametrize("name", sorted(path.name for path in CONFIGS.glob("*.yaml")))
+def test_every_config_parses_and_builds_a_valid_model_config(name, tmp_path):
+    model_args, data_args, args = parsed(name, tmp_path)
+    DeepLabV3PlusConfig(backbone=model_args.backbone, output_stride=model_args.output_stride,
+                        aspp_rates=model_args.aspp_rates, num_labels=21)
+    assert args.framework in ("cps", "mean_teacher") and args.unsup_loss == "fpl"
+    assert 0 < args.threshold < 1 and args.learning_rate > 0
+
+
+def test_paper_recipes_hold_the_papers_settings(tmp_path):
+    model_args, data_args, voc = parsed("voc_aug_cps_fpl.yaml", tmp_path)
+    assert (model_args.backbone, model_args.output_stride, data_args.dataset) == ("resnet101d", 16, "voc_aug")
+    assert (voc.framework, voc.cutmix, voc.threshold, voc.unsup_weight, voc.crop_size) == ("cps", True, 0.9, 1.0, 512)
+    assert voc.learning_rate == 0.0025 and voc.weight_decay == 1e-4 and voc.num_train_epochs == 40
+    assert voc.evaluation_protocol == "single scale, sliding window 512 stride 341"
+
+    assert parsed("voc_aug_cps_nocutmix_fpl.yaml", tmp_path)[2].cutmix is False
+    assert parsed("voc_aug_cps_fpl_r50.yaml", tmp_path)[0].backbone == "resnet50d"
+    assert parsed("voc_low_data_cps_fpl.yaml", tmp_path)[1].dataset == "voc"
+
+    _, city_data, city = parsed("cityscapes_cps_fpl.yaml", tmp_path)
+    assert (city_data.dataset, city.unsup_weight, city.ohem, city.crop_size, city.num_train_epochs) == (
+        "cityscapes", 5.0, True, 800, 140)
+    assert (city.eval_crop_size, city.eval_stride, city.threshold) == (800, 534, 0.9)
+    assert parsed("cityscapes_cps_fpl_1_32.yaml", tmp_path)[2].threshold == 0.95
+
+    ael_model, _, ael = parsed("cityscapes_ael_fpl.yaml", tmp_path)
+    assert (ael.framework, ael_model.output_stride, ael_model.aspp_rates) == ("mean_teacher", 8, [12, 24, 36])
+    assert (ael.learning_rate, ael.crop_size, ael.ema_decay, ael.ohem) == (0.01, 769, 0.99, False)
+    _, voc_ael_data, voc_ael = parsed("voc_aug_ael_fpl.yaml", tmp_path)
+    assert (voc_ael_data.dataset, voc_ael.crop_size, voc_ael.eval_mode) == ("voc_aug", 513, "whole")
+
+
+def test_flags_override_the_file(tmp_path):
+    _, _, args = parsed("voc_aug_cps_fpl.yaml", tmp_path, "--unsup_loss", "ce", "--threshold", "0.95")
+    assert (args.unsup_loss, args.threshold) == ("ce", 0.95)
+
+
+def test_unknown_keys_and_missing_bases_are_named(tmp_path):
+    (tmp_path / "typo.yaml").write_text("treshold: 0.9\n")
+    with pytest.raises(ValueError, match=r"unknown keys \['treshold'\]"):
+        parse_arguments(["--config", str(tmp_path / "typo.yaml")])
+    (tmp_path / "orphan.yaml").write_text("base: gone.yaml\n")
+    with pytest.raises(FileNotFoundError, match="gone.yaml does not exist"):
+        parse_arguments(["--config", str(tmp_path / "orphan.yaml")])
