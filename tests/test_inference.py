@@ -50,3 +50,49 @@ def test_bad_arguments_are_named():
         predict_logits(model, torch.randn(1, 3, 8, 8), mode="slide")
     with pytest.raises(ValueError, match="stride"):
         predict_logits(model, torch.randn(1, 3, 8, 8), mode="slide", crop_size=4, stride=8)
+
+
+def test_the_models_own_forward_follows_its_inference_mode(tiny_model, tmp_path):
+    pixels = torch.randn(1, 3, 70, 90)
+    expected = predict_logits(tiny_model, pixels, mode="slide", crop_size=48, stride=32, flip=True)
+    tiny_model.config.update({"inference_mode": "slide", "inference_crop_size": 48, "inference_stride": 32,
+                              "inference_flip": True})
+    with torch.no_grad():
+        torch.testing.assert_close(tiny_model(pixels).logits, expected)
+        whole = tiny_model.segment(pixels)
+        assert not torch.allclose(whole, expected)
+        # With labels (a loss) or in training the forward stays one whole-image pass.
+        torch.testing.assert_close(tiny_model(pixels, labels=torch.zeros(1, 70, 90, dtype=torch.long)).logits, whole)
+
+
+def test_pipeline_slides_when_the_model_is_loaded_with_an_inference_mode(tiny_model, tmp_path):
+    import numpy as np
+    from PIL import Image
+    from transformers import pipeline
+
+    from fpl_hf import DeepLabV3PlusImageProcessor
+
+    processor = DeepLabV3PlusImageProcessor()
+    tiny_model.save_pretrained(tmp_path)
+    processor.save_pretrained(tmp_path)
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (70, 90, 3), dtype=np.uint8))
+    segmenter = pipeline("image-segmentation", model=str(tmp_path),
+                         model_kwargs={"inference_mode": "slide", "inference_crop_size": 32})
+    assert segmenter.model.config.inference_mode == "slide"
+    pixels = processor(image, return_tensors="pt")["pixel_values"]
+    expected = predict_logits(tiny_model, pixels, mode="slide", crop_size=32).argmax(1)[0]
+    masks = segmenter(image)
+    predicted = torch.full((70, 90), -1)
+    for mask in masks:
+        predicted[torch.from_numpy(np.array(mask["mask"]) > 0)] = tiny_model.config.label2id[mask["label"]]
+    assert torch.equal(predicted, expected)
+
+
+@pytest.mark.parametrize("overrides, field", [({"inference_mode": "tiles"}, "inference_mode"),
+                                              ({"inference_mode": "slide"}, "inference_crop_size"),
+                                              ({"inference_crop_size": 32, "inference_stride": 40}, "inference_stride")])
+def test_bad_inference_settings_name_the_field(overrides, field):
+    from conftest import tiny_config
+
+    with pytest.raises(ValueError, match=field):
+        tiny_config(**overrides)

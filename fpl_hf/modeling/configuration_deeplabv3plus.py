@@ -41,6 +41,16 @@ class DeepLabV3PlusConfig(PretrainedConfig):
             Label value that the cross-entropy ignores.
         align_corners (`bool`, defaults to `False`):
             `align_corners` of every bilinear upsampling.
+        inference_mode (`str`, defaults to `"whole"`):
+            What the model's forward does in eval mode without labels (what `pipeline` calls): `"whole"`, one pass
+            over the image; `"slide"`, `inference_crop_size` windows every `inference_stride` pixels, overlapping
+            logits averaged (the paper's protocol for large images).
+        inference_crop_size (`int`, *optional*):
+            Window side for `inference_mode="slide"` (512 on VOC, 800 on Cityscapes).
+        inference_stride (`int`, *optional*):
+            Window step; defaults to 2/3 of the crop.
+        inference_flip (`bool`, defaults to `False`):
+            Also predict the horizontally flipped image and average.
     """
 
     model_type = "deeplabv3plus"
@@ -58,6 +68,10 @@ class DeepLabV3PlusConfig(PretrainedConfig):
     classifier_dropout: float = 0.1
     semantic_loss_ignore_index: int = 255
     align_corners: bool = False
+    inference_mode: str = "whole"
+    inference_crop_size: Optional[int] = None
+    inference_stride: Optional[int] = None
+    inference_flip: bool = False
 
     def __post_init__(self, **kwargs: Any) -> None:
         super().__post_init__(**kwargs)
@@ -92,6 +106,12 @@ class DeepLabV3PlusConfig(PretrainedConfig):
         for name in ("aspp_dropout", "classifier_dropout"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be in [0, 1), got {getattr(self, name)}.")
+        if self.inference_mode not in ("whole", "slide"):
+            raise ValueError(f"`inference_mode` must be 'whole' or 'slide', got {self.inference_mode!r}.")
+        if self.inference_mode == "slide" and not (self.inference_crop_size or 0) >= 1:
+            raise ValueError("`inference_mode='slide'` needs `inference_crop_size` (e.g. 512 for VOC, 800 for Cityscapes).")
+        if self.inference_stride is not None and not 1 <= self.inference_stride <= (self.inference_crop_size or 0):
+            raise ValueError(f"`inference_stride` must be in [1, inference_crop_size], got {self.inference_stride}.")
 
 
 __all__ = ["DeepLabV3PlusConfig"]

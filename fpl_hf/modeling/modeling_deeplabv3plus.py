@@ -16,6 +16,7 @@ from transformers.modeling_outputs import SemanticSegmenterOutput
 
 from .configuration_deeplabv3plus import DeepLabV3PlusConfig
 from .image_processing_deeplabv3plus import DeepLabV3PlusImageProcessor
+from .inference import predict_logits
 from .pretrained import resolve_backbone_state_dict
 
 
@@ -152,19 +153,17 @@ class DeepLabV3PlusForSemanticSegmentation(DeepLabV3PlusPreTrainedModel):
                 f"`pixel_values` must have shape (B, {self.config.num_channels}, H, W), got {tuple(pixel_values.shape)}."
             )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        height, width = pixel_values.shape[-2:]
-        # Sizes that are not a multiple of the network's stride are padded (right and bottom, zero = the mean
-        # colour) so that features stay aligned with pixels; the logits are cropped back.
-        stride = max(self.backbone.feature_info.reduction())
-        padded = F.pad(pixel_values, (0, -width % stride, 0, -height % stride))
-        low, high = self._features(padded)
-        logits = self._decode(low, high, padded.shape[-2:])[..., :height, :width]
-        perturbed_logits = None
-        if feature_dropout > 0:
-            # UniMatch's feature perturbation: the same encoder features, dropped out, through the decoder again.
-            perturbed_logits = self._decode(
-                F.dropout2d(low, feature_dropout, True), F.dropout2d(high, feature_dropout, True), padded.shape[-2:]
-            )[..., :height, :width]
+        config = self.config
+        if labels is None and not self.training and not feature_dropout and (
+            config.inference_mode == "slide" or config.inference_flip
+        ):
+            # The configured protocol, e.g. for `pipeline`: windows and/or flip, each a whole-image pass.
+            logits = predict_logits(self.segment, pixel_values, mode=config.inference_mode,
+                                    crop_size=config.inference_crop_size, stride=config.inference_stride,
+                                    flip=config.inference_flip)
+            perturbed_logits = None
+        else:
+            logits, perturbed_logits = self._segment(pixel_values, feature_dropout)
 
         loss = None
         if labels is not None:
@@ -178,6 +177,28 @@ class DeepLabV3PlusForSemanticSegmentation(DeepLabV3PlusPreTrainedModel):
             outputs = (logits,) if perturbed_logits is None else (logits, perturbed_logits)
             return outputs if loss is None else (loss,) + outputs
         return DeepLabV3PlusSegmenterOutput(loss=loss, logits=logits, perturbed_logits=perturbed_logits)
+
+    def segment(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """Logits (B, num_labels, H, W) of one pass over whole images, whatever `inference_mode` says."""
+        return self._segment(pixel_values)[0]
+
+    def _segment(
+        self, pixel_values: torch.Tensor, feature_dropout: float = 0.0
+    ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        height, width = pixel_values.shape[-2:]
+        # Sizes that are not a multiple of the network's stride are padded (right and bottom, zero = the mean
+        # colour) so that features stay aligned with pixels; the logits are cropped back.
+        stride = max(self.backbone.feature_info.reduction())
+        padded = F.pad(pixel_values, (0, -width % stride, 0, -height % stride))
+        low, high = self._features(padded)
+        logits = self._decode(low, high, padded.shape[-2:])[..., :height, :width]
+        perturbed_logits = None
+        if feature_dropout > 0:
+            # UniMatch's feature perturbation: the same encoder features, dropped out, through the decoder again.
+            perturbed_logits = self._decode(
+                F.dropout2d(low, feature_dropout, True), F.dropout2d(high, feature_dropout, True), padded.shape[-2:]
+            )[..., :height, :width]
+        return logits, perturbed_logits
 
     def _decode(self, low: torch.Tensor, high: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         context = self.aspp(high)

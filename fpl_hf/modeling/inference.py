@@ -1,0 +1,79 @@
+"""Whole-image and sliding-window inference (the paper's evaluation protocol), with optional flip."""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MODES = ("whole", "slide")
+
+
+def _forward(segment: Callable[[torch.Tensor], torch.Tensor], pixel_values: torch.Tensor, flip: bool) -> torch.Tensor:
+    logits = segment(pixel_values)
+    if flip:
+        logits = (logits + segment(pixel_values.flip(-1)).flip(-1)) / 2
+    return logits
+
+
+def _pad_to(pixel_values: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    # Zero is the mean colour of normalised images; padding goes right and bottom, so cropping is a slice.
+    return F.pad(pixel_values, (0, width - pixel_values.shape[-1], 0, height - pixel_values.shape[-2]))
+
+
+def _starts(length: int, crop: int, stride: int) -> list[int]:
+    starts = list(range(0, max(length - crop, 0) + 1, stride))
+    if starts[-1] + crop < length:
+        starts.append(length - crop)
+    return starts
+
+
+@torch.no_grad()
+def predict_logits(
+    model: Union[nn.Module, Callable[[torch.Tensor], torch.Tensor]],
+    pixel_values: torch.Tensor,
+    *,
+    mode: str = "whole",
+    crop_size: Optional[int] = None,
+    stride: Optional[int] = None,
+    flip: bool = False,
+) -> torch.Tensor:
+    """Logits (B, C, H, W) at the input's resolution.
+
+    Args:
+        model: a segmentation model (its `segment` method where it has one: a single whole-image pass), or a
+            function from pixel values to logits.
+        mode: "whole" runs the image at once (DeepLabV3Plus pads it to its own stride); "slide" runs
+            `crop_size` windows every `stride` pixels (default 2/3 of the crop, as the Cityscapes recipe's
+            800/534) over the image padded to at least one crop, and averages overlapping logits.
+        flip: also run the horizontally flipped image and average.
+    """
+    if mode not in MODES:
+        raise ValueError(f"`mode` must be one of {MODES}, got {mode!r}.")
+    segment = model
+    if isinstance(model, nn.Module):
+        segment = getattr(model, "segment", None) or (lambda pixels: model(pixel_values=pixels).logits)
+    height, width = pixel_values.shape[-2:]
+    if mode == "whole":
+        return _forward(segment, pixel_values, flip)
+    if crop_size is None or crop_size < 1:
+        raise ValueError("`crop_size` is required for sliding-window inference (e.g. 512 for VOC, 800 for Cityscapes).")
+    stride = stride or max(1, crop_size * 2 // 3)
+    if stride < 1 or stride > crop_size:
+        raise ValueError(f"`stride` must be in [1, crop_size={crop_size}], got {stride}: windows would leave gaps.")
+    padded = _pad_to(pixel_values, max(height, crop_size), max(width, crop_size))
+    total, counts = None, torch.zeros(padded.shape[-2:], device=padded.device)
+    for top in _starts(padded.shape[-2], crop_size, stride):
+        for left in _starts(padded.shape[-1], crop_size, stride):
+            window = padded[..., top : top + crop_size, left : left + crop_size]
+            logits = _forward(segment, window, flip).float()
+            if total is None:
+                total = torch.zeros(logits.shape[:2] + padded.shape[-2:], device=padded.device)
+            total[..., top : top + crop_size, left : left + crop_size] += logits
+            counts[top : top + crop_size, left : left + crop_size] += 1
+    return (total / counts)[..., :height, :width]
+
+
+__all__ = ["MODES", "predict_logits"]
