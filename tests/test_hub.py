@@ -148,3 +148,19 @@ def test_card_template_ships_with_the_package_and_model_cards_points_at_it():
     (entry,) = metadata["model-index"]
     assert entry["results"][0]["metrics"][0]["type"] == "mean_iou"
     assert metadata["pipeline_tag"] == "image-segmentation"
+
+
+def test_a_push_refused_during_training_warns_and_the_run_still_saves_everything(scenes, tmp_path, hub, caplog):
+    from transformers.utils import logging as hf_logging
+
+    hub.refuse_commits = True
+    hf_logging.enable_propagation()
+    try:
+        with pytest.raises(HubPushError, match="answered 403"):
+            trained_run(scenes, tmp_path, push_to_hub=True, hub_model_id=REPO, save_strategy="steps", save_steps=1)
+    finally:
+        hf_logging.disable_propagation()
+    assert "background push to tester/fpl-tiny failed" in caplog.text
+    run = tmp_path / "run"
+    for name in ("model.safetensors", "config.json", "README.md", "checkpoint-2/branch_2.safetensors"):
+        assert (run / name).is_file(), name

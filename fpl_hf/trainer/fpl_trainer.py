@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import Trainer
 from transformers.trainer_pt_utils import get_parameter_names
+from transformers.utils import logging
 
 from ..hub import ModelCardInfo, explained_hub_errors, require_token, write_model_card
 from ..inference import predict_logits
@@ -28,6 +29,8 @@ from ..metrics import ConfusionMatrix
 from .callbacks import DatasetEpochCallback, EMATeacherCallback
 from .fpl_config import FPLConfig
 from .frameworks import STEPS
+
+logger = logging.get_logger(__name__)
 
 TEACHER_FILE = "teacher.safetensors"
 BRANCH_2_FILE = "branch_2.safetensors"
@@ -279,6 +282,7 @@ class FPLTrainer(Trainer):
             super().init_hf_repo(token=token, private=private)
 
     def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        self._warn_about_failed_pushes()
         # Trainer copies only config and weights to the root it uploads; the card and the code files (for
         # trust_remote_code users) must go with them.
         if self.is_world_process_zero():
@@ -287,7 +291,19 @@ class FPLTrainer(Trainer):
                     shutil.copy(os.path.join(checkpoint_folder, name), os.path.join(self.args.output_dir, name))
         super()._push_from_checkpoint(checkpoint_folder)
 
+    def _warn_about_failed_pushes(self) -> None:
+        # Trainer pushes checkpoints in the background and never looks at the outcome.
+        pending = getattr(self, "push_in_progress", None)
+        for job in pending.jobs if pending is not None else []:
+            if job.done() and not job.cancelled() and job.exception() is not None:
+                logger.warning(
+                    f"A background push to {self.hub_model_id} failed ({job.exception()}); training goes on, the next "
+                    f"save pushes again, and everything is kept in {self.args.output_dir}."
+                )
+
     def push_to_hub(self, commit_message: Optional[str] = "End of training", blocking: bool = True, **kwargs: Any):
+        self._finish_current_push()
+        self._warn_about_failed_pushes()
         with explained_hub_errors(f"push {self.args.output_dir} to the Hub", self.args.output_dir):
             return super().push_to_hub(commit_message=commit_message, blocking=blocking, **kwargs)
 
