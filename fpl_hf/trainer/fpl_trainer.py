@@ -247,7 +247,10 @@ class FPLTrainer(Trainer):
             self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Optional[nn.Module] = None) -> None:
-        networks = {"model.safetensors": self._inference_model(model or self.model), **self._companion_networks()}
+        networks = {
+            "model.safetensors": self._inference_model(model if model is not None else self.model),
+            **self._companion_networks(),
+        }
         for filename, network in networks.items():
             path = os.path.join(resume_from_checkpoint, filename)
             if not os.path.isfile(path):
