@@ -23,8 +23,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).parent))
-from run_fpl import main as run, parse_arguments  # noqa: E402
+from run_fpl import main as run, parse_arguments  # noqa: E402  (run as a script, examples/ is on sys.path)
 
 SETTINGS = (
     ("supervised", "ce"),
