@@ -2,6 +2,7 @@
 
     python examples/reproduce_embedded.py                       # the README table (about 70 min on 2 CPU cores)
     python examples/reproduce_embedded.py --seeds 0 --steps 20 --warmup_steps 20   # a quick look
+    python examples/reproduce_embedded.py --settings supervised:ce cps:ce cps:fpl --warmup_steps 1000 --steps 500
 
 Per seed, a supervised warm-up trains a model on the labeled images (and a second one, from another seed, for
 CPS's second branch); every setting then starts from it and trains `--steps` more steps: supervised only, and CPS, mean teacher and UniMatch-style, each with the vanilla
@@ -46,6 +47,13 @@ def label(framework: str, loss: str) -> str:
     return f"{name} + FPL" if loss == "fpl" else f"{name} (CE)"
 
 
+def setting(text: str) -> tuple[str, str]:
+    pair = tuple(text.split(":"))
+    if pair not in SETTINGS:
+        raise argparse.ArgumentTypeError(f"unknown setting {text!r}; choose from {[':'.join(s) for s in SETTINGS]}.")
+    return pair
+
+
 def train(argv: list[str]) -> dict:
     return run(*parse_arguments(COMMON + argv))
 
@@ -56,13 +64,16 @@ def experiment(options: argparse.Namespace) -> list[dict]:
     results = json.loads(results_path.read_text()) if results_path.is_file() else []
     done = {(r["seed"], r["framework"], r["unsup_loss"]) for r in results}
     for seed in options.seeds:
-        # Two warm models: CPS needs two differently initialised branches; the others start from the first.
+        # CPS needs a second, differently initialised warm model for its other branch; the others start from one.
         warm, warm_2 = output / f"warmup-seed{seed}", output / f"warmup-seed{seed}-branch2"
-        for directory, model_seed in ((warm, seed), (warm_2, seed + 1000)):
+        warm_models = [(warm, seed)]
+        if any(framework == "cps" for framework, _ in options.settings):
+            warm_models.append((warm_2, seed + 1000))
+        for directory, model_seed in warm_models:
             if not (directory / "model.safetensors").is_file():
                 train(["--framework", "supervised", "--max_steps", str(options.warmup_steps), "--seed", str(model_seed),
                        "--eval_strategy", "no", "--save_strategy", "no", "--output_dir", str(directory)])
-        for framework, loss in SETTINGS:
+        for framework, loss in options.settings:
             if (seed, framework, loss) in done:
                 continue
             branch_2 = ["--branch_2_name_or_path", str(warm_2)] if framework == "cps" else []
@@ -89,7 +100,7 @@ def table(results: list[dict], options: argparse.Namespace) -> str:
         "|---|---|---|---|---|",
     ]
     supervised = None
-    for framework, loss in SETTINGS:
+    for framework, loss in options.settings:
         runs = [r for r in results if (r["framework"], r["unsup_loss"]) == (framework, loss)]
         if not runs:
             continue
@@ -107,8 +118,12 @@ def table(results: list[dict], options: argparse.Namespace) -> str:
 
 def k_share_figure(results: list[dict], path: Path) -> None:
     fpl_runs = [r for r in results if r["unsup_loss"] == "fpl" and r["k_shares"]]
-    figure, axes = plt.subplots(1, 3, figsize=(12, 3.4), sharey=True)
-    for axis, framework in zip(axes, ("cps", "mean_teacher", "unimatch")):
+    frameworks = [f for f in ("cps", "mean_teacher", "unimatch") if any(r["framework"] == f for r in fpl_runs)]
+    if not frameworks:
+        return
+    figure, axes = plt.subplots(1, len(frameworks), figsize=(4 * len(frameworks), 3.4), sharey=True, squeeze=False)
+    axes = axes[0]
+    for axis, framework in zip(axes, frameworks):
         for run_result in (r for r in fpl_runs if r["framework"] == framework):
             steps = [entry["step"] for entry in run_result["k_shares"]]
             for key, color in (("k1", "tab:blue"), ("k2", "tab:orange"), ("k3+", "tab:green")):
@@ -128,9 +143,13 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--warmup_steps", type=int, default=400)
     parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--settings", type=setting, nargs="+", default=list(SETTINGS),
+                        help="framework:loss pairs to run, e.g. supervised:ce cps:fpl (default: all seven).")
     parser.add_argument("--output_dir", default="outputs/reproduce-embedded")
     options = parser.parse_args(argv)
-    results = experiment(options)
+    # results.json may hold runs of other seeds or settings from earlier calls; report the ones asked for.
+    results = [r for r in experiment(options)
+               if r["seed"] in options.seeds and (r["framework"], r["unsup_loss"]) in options.settings]
     output = Path(options.output_dir)
     (output / "results.md").write_text(table(results, options))
     k_share_figure(results, output / "k_shares.png")
