@@ -2,7 +2,7 @@
 
     python examples/evaluate.py --model outputs/fpl-embedded --output_dir outputs/report
     python examples/evaluate.py --model outputs/voc --dataset voc --data_root VOCdevkit/VOC2012 \
-        --mode slide --crop_size 512
+        --mode slide --crop_size 512                # or --mode center --crop_size 513 (AEL's protocol)
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
 import fpl_hf  # noqa: F401  (registers the Auto classes)
 from fpl_hf.data import load_evaluation_data
 from fpl_hf.evaluation import evaluate_model, write_report
+from fpl_hf.inference import EVALUATION_MODES, EvaluationProtocol
 
 
 def main() -> None:
@@ -25,12 +26,17 @@ def main() -> None:
     parser.add_argument("--masks_dir", help="folders: masks.")
     parser.add_argument("--split", default="validation", help="Split of a datasets data set.")
     parser.add_argument("--num_scenes", type=int, default=200, help="embedded: validation scenes.")
-    parser.add_argument("--mode", default="whole", choices=["whole", "slide"])
-    parser.add_argument("--crop_size", type=int)
-    parser.add_argument("--stride", type=int)
-    parser.add_argument("--flip", action="store_true")
+    parser.add_argument("--mode", default="whole", choices=EVALUATION_MODES,
+                        help="whole images, sliding window or center crop (see EvaluationProtocol).")
+    parser.add_argument("--crop_size", type=int, help="slide / center: window or crop side.")
+    parser.add_argument("--stride", type=int, help="slide: window step (default 2/3 of the crop).")
+    parser.add_argument("--flip", action="store_true", help="Average with the flipped prediction.")
     parser.add_argument("--output_dir", default="outputs/report")
     args = parser.parse_args()
+    try:
+        protocol = EvaluationProtocol(args.mode, args.crop_size, args.stride, args.flip)
+    except ValueError as error:
+        parser.error(str(error))
 
     model = AutoModelForSemanticSegmentation.from_pretrained(args.model)
     processor = AutoImageProcessor.from_pretrained(args.model)
@@ -39,16 +45,13 @@ def main() -> None:
         validation_split=args.split, num_validation_scenes=args.num_scenes,
     )
     confusion = evaluate_model(
-        model, dataset, image_mean=processor.image_mean, image_std=processor.image_std, mode=args.mode,
-        crop_size=args.crop_size, stride=args.stride, flip=args.flip,
+        model, dataset, image_mean=processor.image_mean, image_std=processor.image_std, protocol=protocol
     )
     names = [model.config.id2label[index] for index in range(model.config.num_labels)]
-    protocol = f"single scale, {'whole images' if args.mode == 'whole' else f'sliding window {args.crop_size}'}"
-    protocol += f" stride {args.stride}" if args.mode == "slide" and args.stride else ""
-    protocol += ", flip" if args.flip else ""
     report = write_report(confusion, names, args.output_dir, protocol=protocol, model_name=args.model,
                           dataset_name=args.dataset)
-    print(f"mIoU {100 * report['mean_iou']:.2f} on {len(dataset)} images ({protocol}); report in {args.output_dir}")
+    print(f"mIoU {100 * report['mean_iou']:.2f} on {len(dataset)} images ({protocol.description}); "
+          f"report in {args.output_dir}")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Sequence, Union
 
 import numpy as np
 import torch
@@ -13,7 +13,7 @@ from datasets import Dataset
 from torch import nn
 
 from .data import EvaluationDataset
-from .inference import predict_logits
+from .inference import EvaluationProtocol
 from .metrics import ConfusionMatrix
 from .viz import confusion_matrix_figure
 
@@ -25,10 +25,7 @@ def evaluate_model(
     *,
     image_mean: Sequence[float],
     image_std: Sequence[float],
-    mode: str = "whole",
-    crop_size: Optional[int] = None,
-    stride: Optional[int] = None,
-    flip: bool = False,
+    protocol: EvaluationProtocol = EvaluationProtocol(),
 ) -> ConfusionMatrix:
     """Streams every image of a normal-form data set through `model` (one at a time: sizes may differ)."""
     config = model.config
@@ -38,10 +35,10 @@ def evaluate_model(
     model.eval()
     for index in range(len(images)):
         item = images[index]
-        logits = predict_logits(
-            model, item["pixel_values"][None].to(device), mode=mode, crop_size=crop_size, stride=stride, flip=flip
+        logits, labels = protocol(
+            model, item["pixel_values"][None].to(device), item["labels"][None].to(device), confusion.ignore_index
         )
-        confusion.update(logits.argmax(1)[0], item["labels"].to(device))
+        confusion.update(logits.argmax(1), labels)
     return confusion
 
 
@@ -50,7 +47,7 @@ def write_report(
     class_names: Sequence[str],
     output_dir: Union[str, os.PathLike],
     *,
-    protocol: str,
+    protocol: EvaluationProtocol,
     model_name: str,
     dataset_name: str,
 ) -> dict[str, Any]:
@@ -64,7 +61,7 @@ def write_report(
     report = {
         "model": model_name,
         "dataset": dataset_name,
-        "evaluation": protocol,
+        "evaluation": protocol.to_dict(),
         "mean_iou": as_number(result["mean_iou"]),
         "mean_accuracy": as_number(result["mean_accuracy"]),
         "overall_accuracy": as_number(result["overall_accuracy"]),
@@ -80,7 +77,7 @@ def write_report(
     lines = [
         f"# Evaluation of {model_name}",
         "",
-        f"Data: {dataset_name}. Evaluation: {protocol}.",
+        f"Data: {dataset_name}. Evaluation: {protocol.description}.",
         "",
         f"mIoU **{percent(report['mean_iou'])}**, mean accuracy {percent(report['mean_accuracy'])}, "
         f"overall accuracy {percent(report['overall_accuracy'])}.",

@@ -1,6 +1,103 @@
-"""Whole-image and sliding-window inference, with optional flip (the code lives beside the model, which uses it
-for its own `inference_mode`)."""
+"""Inference and the evaluation protocols built on it.
 
-from .modeling.inference import MODES, predict_logits
+`predict_logits` (whole image, sliding window, optional flip) lives beside the model, which uses it for its own
+`inference_mode`; `EvaluationProtocol` adds the center crop, which changes what is scored and so belongs to
+evaluation only.
+"""
 
-__all__ = ["MODES", "predict_logits"]
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .modeling.inference import MODES, default_stride, predict_logits
+
+EVALUATION_MODES = MODES + ("center",)
+
+
+def center_crop(
+    pixel_values: torch.Tensor, labels: torch.Tensor, crop_size: int, ignore_index: int = 255
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The central `crop_size` square of images (B, 3, H, W) and labels (B, H, W), AEL's VOC protocol (513).
+
+    A side shorter than the crop is padded first, right and bottom: images with 0 (the mean colour once
+    normalised), labels with `ignore_index`, so padding is never scored.
+    """
+    height, width = labels.shape[-2:]
+    padded_height, padded_width = max(height, crop_size), max(width, crop_size)
+    padding = (0, padded_width - width, 0, padded_height - height)
+    pixel_values = F.pad(pixel_values, padding)
+    labels = F.pad(labels, padding, value=ignore_index)
+    top, left = (padded_height - crop_size) // 2, (padded_width - crop_size) // 2
+    return (
+        pixel_values[..., top : top + crop_size, left : left + crop_size],
+        labels[..., top : top + crop_size, left : left + crop_size],
+    )
+
+
+@dataclass(frozen=True)
+class EvaluationProtocol:
+    """How a model is scored: the inference mode, its crop and stride, and flip; always single scale.
+
+    Args:
+        mode: "whole" (each image at once), "slide" (windows of `crop_size` every `stride` pixels, overlapping
+            logits averaged: the CPS recipes' protocol) or "center" (only the central `crop_size` square of
+            image and label: AEL's VOC protocol).
+        crop_size: window or crop side; required by "slide" and "center".
+        stride: window step of "slide"; default two thirds of the crop (Cityscapes: 800 -> 534).
+        flip: also run the horizontally flipped image and average the logits.
+    """
+
+    mode: str = "whole"
+    crop_size: Optional[int] = None
+    stride: Optional[int] = None
+    flip: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mode not in EVALUATION_MODES:
+            raise ValueError(f"The evaluation mode must be one of {EVALUATION_MODES}, got {self.mode!r}.")
+        if self.mode != "whole" and not (self.crop_size or 0) >= 1:
+            raise ValueError(f"The '{self.mode}' evaluation needs a crop size >= 1 (VOC 512 or 513, Cityscapes 800).")
+        # What a mode does not use is dropped, so that the protocol records only what was done.
+        if self.mode == "whole":
+            object.__setattr__(self, "crop_size", None)
+        if self.mode != "slide":
+            object.__setattr__(self, "stride", None)
+        else:
+            if self.stride is None:
+                object.__setattr__(self, "stride", default_stride(self.crop_size))
+            if not 1 <= self.stride <= self.crop_size:
+                raise ValueError(
+                    f"The sliding-window stride must be in [1, crop size={self.crop_size}], got {self.stride}: "
+                    "windows would leave gaps."
+                )
+
+    @property
+    def description(self) -> str:
+        region = {
+            "whole": "whole images",
+            "slide": f"sliding window {self.crop_size} stride {self.stride}",
+            "center": f"center crop {self.crop_size}",
+        }[self.mode]
+        return f"single scale, {region}" + (", flip" if self.flip else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "description": self.description}
+
+    def __call__(
+        self, model: nn.Module, pixel_values: torch.Tensor, labels: torch.Tensor, ignore_index: int = 255
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The logits and the labels they are scored against (the center crop changes both)."""
+        if self.mode == "center":
+            pixel_values, labels = center_crop(pixel_values, labels, self.crop_size, ignore_index)
+        mode = "slide" if self.mode == "slide" else "whole"
+        logits = predict_logits(model, pixel_values, mode=mode, crop_size=self.crop_size, stride=self.stride,
+                                flip=self.flip)
+        return logits, labels
+
+
+__all__ = ["EVALUATION_MODES", "MODES", "EvaluationProtocol", "center_crop", "predict_logits"]

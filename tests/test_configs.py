@@ -33,7 +33,7 @@ def test_paper_recipes_hold_the_papers_settings(tmp_path):
     assert (model_args.backbone, model_args.output_stride, data_args.dataset) == ("resnet101d", 16, "voc_aug")
     assert (voc.framework, voc.cutmix, voc.threshold, voc.unsup_weight, voc.crop_size) == ("cps", True, 0.9, 1.0, 512)
     assert voc.learning_rate == 0.0025 and voc.weight_decay == 1e-4 and voc.num_train_epochs == 40
-    assert voc.evaluation_protocol == "single scale, sliding window 512 stride 341"
+    assert voc.evaluation_protocol.description == "single scale, sliding window 512 stride 342"
 
     assert parsed("voc_aug_cps_nocutmix_fpl.yaml", tmp_path)[2].cutmix is False
     assert parsed("voc_aug_cps_fpl_r50.yaml", tmp_path)[0].backbone == "resnet50d"
@@ -49,7 +49,8 @@ def test_paper_recipes_hold_the_papers_settings(tmp_path):
     assert (ael.framework, ael_model.output_stride, ael_model.aspp_rates) == ("mean_teacher", 8, [12, 24, 36])
     assert (ael.learning_rate, ael.crop_size, ael.ema_decay, ael.ohem) == (0.01, 769, 0.99, False)
     _, voc_ael_data, voc_ael = parsed("voc_aug_ael_fpl.yaml", tmp_path)
-    assert (voc_ael_data.dataset, voc_ael.crop_size, voc_ael.eval_mode) == ("voc_aug", 513, "whole")
+    assert (voc_ael_data.dataset, voc_ael.crop_size) == ("voc_aug", 513)
+    assert voc_ael.evaluation_protocol.description == "single scale, center crop 513"
 
 
 def test_flags_override_the_file(tmp_path):

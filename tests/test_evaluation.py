@@ -12,6 +12,7 @@ from conftest import tiny_config
 from fpl_hf import DeepLabV3PlusForSemanticSegmentation, DeepLabV3PlusImageProcessor
 from fpl_hf.data import make_fashion_scenes
 from fpl_hf.evaluation import evaluate_model, write_report
+from fpl_hf.inference import EvaluationProtocol
 from fpl_hf.metrics import ConfusionMatrix
 from fpl_hf.viz import colorize, gradient_score_figure, k_map_figure, k_shares_figure, overlay, palette
 
@@ -31,13 +32,16 @@ def saved_model(tmp_path_factory):
 def test_report_files_are_written_and_parse(tmp_path):
     confusion = ConfusionMatrix(3)
     confusion.update(np.array([[0, 1, 2, 2]]), np.array([[0, 1, 1, 255]]))
-    report = write_report(confusion, ["a", "b", "c"], tmp_path, protocol="whole", model_name="m", dataset_name="d")
+    protocol = EvaluationProtocol("slide", 512, 341)
+    report = write_report(confusion, ["a", "b", "c"], tmp_path, protocol=protocol, model_name="m", dataset_name="d")
     parsed = json.loads((tmp_path / "report.json").read_text())
     assert parsed == report
+    assert parsed["evaluation"] == {"mode": "slide", "crop_size": 512, "stride": 341, "flip": False,
+                                    "description": "single scale, sliding window 512 stride 341"}
     assert parsed["per_class"]["b"] == {"iou": 0.5, "accuracy": 0.5, "pixels": 2}
     assert parsed["per_class"]["c"]["iou"] == 0.0 and parsed["mean_iou"] == pytest.approx(0.5)
     table = (tmp_path / "report.md").read_text()
-    assert "| b | 50.00 | 50.00 | 2 |" in table and "whole" in table
+    assert "| b | 50.00 | 50.00 | 2 |" in table and "sliding window 512 stride 341" in table
     with Image.open(tmp_path / "confusion_matrix.png") as picture:
         assert picture.format == "PNG" and min(picture.size) >= 300
 
@@ -45,10 +49,13 @@ def test_report_files_are_written_and_parse(tmp_path):
 def test_evaluate_model_streams_the_whole_data_set():
     model = DeepLabV3PlusForSemanticSegmentation(tiny_config(num_labels=11))
     scenes = make_fashion_scenes(3, size=32, split="validation")
-    whole = evaluate_model(model, scenes, image_mean=[0.5] * 3, image_std=[0.5] * 3)
-    slide = evaluate_model(model, scenes, image_mean=[0.5] * 3, image_std=[0.5] * 3, mode="slide", crop_size=32)
-    assert whole.counts.sum() == 3 * 32 * 32
-    assert torch.equal(whole.counts, slide.counts)  # the crop covers the image
+    score = lambda protocol: evaluate_model(model, scenes, image_mean=[0.5] * 3, image_std=[0.5] * 3,  # noqa: E731
+                                            protocol=protocol).counts
+    whole = score(EvaluationProtocol())
+    assert whole.sum() == 3 * 32 * 32
+    assert torch.equal(score(EvaluationProtocol("slide", 32)), whole)  # the crop covers the image
+    assert score(EvaluationProtocol("center", 16)).sum() == 3 * 16 * 16
+    assert score(EvaluationProtocol("center", 40)).sum() == 3 * 32 * 32  # padding is never scored
 
 
 def test_pictures_are_valid_pngs_of_the_expected_size(tmp_path):
@@ -78,9 +85,14 @@ def test_evaluate_and_predict_commands(saved_model, tmp_path):
     for index, scene in enumerate(make_fashion_scenes(2, size=32, split="validation")["image"]):
         scene.save(images / f"{index}.png")
     run = lambda *args: subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, timeout=300)  # noqa: E731
-    report = run("examples/evaluate.py", "--model", str(saved_model), "--num_scenes", "4", "--output_dir", str(tmp_path / "r"))
+    report = run("examples/evaluate.py", "--model", str(saved_model), "--num_scenes", "4", "--mode", "center",
+                 "--crop_size", "16", "--output_dir", str(tmp_path / "r"))
     assert report.returncode == 0, report.stderr[-2000:]
-    assert json.loads((tmp_path / "r" / "report.json").read_text())["dataset"] == "embedded"
+    parsed = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert parsed["dataset"] == "embedded" and parsed["evaluation"]["mode"] == "center"
+    assert sum(values["pixels"] for values in parsed["per_class"].values()) == 4 * 16 * 16
+    refused = run("examples/evaluate.py", "--model", str(saved_model), "--mode", "slide")
+    assert refused.returncode == 2 and "needs a crop size" in refused.stderr
     predicted = run("examples/predict.py", "--model", str(saved_model), "--images", str(images), "--output_dir",
                     str(tmp_path / "p"))
     assert predicted.returncode == 0, predicted.stderr[-2000:]

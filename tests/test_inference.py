@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from fpl_hf.inference import predict_logits
+from fpl_hf.inference import EvaluationProtocol, center_crop, predict_logits
 
 
 class PointwiseModel(nn.Module):
@@ -50,6 +50,43 @@ def test_bad_arguments_are_named():
         predict_logits(model, torch.randn(1, 3, 8, 8), mode="slide")
     with pytest.raises(ValueError, match="stride"):
         predict_logits(model, torch.randn(1, 3, 8, 8), mode="slide", crop_size=4, stride=8)
+
+
+def test_center_crop_takes_the_middle_and_pads_short_sides_with_ignore():
+    pixels = torch.arange(2 * 3 * 6 * 4, dtype=torch.float32).view(2, 3, 6, 4)
+    labels = torch.arange(2 * 6 * 4).view(2, 6, 4)
+    cropped_pixels, cropped_labels = center_crop(pixels, labels, 2)
+    assert torch.equal(cropped_pixels, pixels[..., 2:4, 1:3]) and torch.equal(cropped_labels, labels[..., 2:4, 1:3])
+    # Width 4 < 5: padded to 5 on the right (image 0, label ignore), then the middle 5 columns of 6 x 5.
+    padded_pixels, padded_labels = center_crop(pixels, labels, 5, ignore_index=255)
+    assert padded_labels.shape == (2, 5, 5) and padded_pixels.shape == (2, 3, 5, 5)
+    assert torch.equal(padded_labels[..., :4], labels[..., 0:5, :]) and (padded_labels[..., 4] == 255).all()
+    assert (padded_pixels[..., 4] == 0).all()
+
+
+def test_each_evaluation_protocol_scores_what_it_says():
+    model = PointwiseModel()
+    pixels, labels = torch.randn(1, 3, 40, 30), torch.randint(0, 5, (1, 40, 30))
+    for protocol in (EvaluationProtocol(), EvaluationProtocol("slide", 16, 8, flip=True)):
+        logits, scored = protocol(model, pixels, labels)
+        torch.testing.assert_close(logits, model(pixels).logits, rtol=1e-5, atol=1e-5)
+        assert scored is labels
+    logits, scored = EvaluationProtocol("center", 20)(model, pixels, labels)
+    torch.testing.assert_close(logits, model(pixels[..., 10:30, 5:25]).logits)
+    assert torch.equal(scored, labels[..., 10:30, 5:25])
+
+
+def test_protocols_record_only_what_they_use_and_name_bad_settings():
+    assert EvaluationProtocol("whole", crop_size=512, stride=100).to_dict() == {
+        "mode": "whole", "crop_size": None, "stride": None, "flip": False, "description": "single scale, whole images"}
+    assert EvaluationProtocol("slide", 800).stride == 534
+    assert EvaluationProtocol("center", 513, stride=100, flip=True).description == "single scale, center crop 513, flip"
+    with pytest.raises(ValueError, match="mode must be one of"):
+        EvaluationProtocol("tiles")
+    with pytest.raises(ValueError, match="'center' evaluation needs a crop size"):
+        EvaluationProtocol("center")
+    with pytest.raises(ValueError, match="stride must be in"):
+        EvaluationProtocol("slide", 32, stride=0)
 
 
 def test_the_models_own_forward_follows_its_inference_mode(tiny_model, tmp_path):

@@ -9,6 +9,7 @@ import torch
 
 from conftest import make_trainer, tiny_config
 from fpl_hf import DeepLabV3PlusForSemanticSegmentation
+from fpl_hf.evaluation import evaluate_model
 from fpl_hf.trainer import BranchPair, FPLConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -145,6 +146,8 @@ def test_non_finite_loss_is_reported_with_the_step(scenes, tmp_path):
         (dict(cutmix_area_min=0.6, cutmix_area_max=0.5), "cutmix_area"),
         (dict(remove_unused_columns=True), "remove_unused_columns"),
         (dict(kmax=0), "kmax"),
+        (dict(eval_mode="tiles"), "eval_mode"),
+        (dict(eval_mode="slide", eval_crop_size=64, eval_stride=65), "eval_stride"),
     ],
 )
 def test_bad_configs_name_the_field(tmp_path, overrides, field):
@@ -174,7 +177,18 @@ def test_sliding_window_evaluation_runs_in_the_trainer(scenes, tmp_path):
     trainer.train()
     result = trainer.evaluate()
     assert 0 <= result["eval_mean_iou"] <= 1
-    assert trainer.args.evaluation_protocol == "single scale, sliding window 24 stride 8, flip"
+    assert trainer.args.evaluation_protocol.description == "single scale, sliding window 24 stride 8, flip"
+
+
+def test_center_crop_evaluation_in_the_trainer_scores_the_crop_alone(scenes, tmp_path):
+    trainer = make_trainer(scenes, tmp_path, framework="supervised", max_steps=1, eval_mode="center", eval_crop_size=16)
+    trainer.train()
+    trainer.evaluate()
+    protocol = trainer.args.evaluation_protocol
+    expected = evaluate_model(trainer.model, scenes[2], image_mean=[0.5] * 3, image_std=[0.5] * 3,
+                              protocol=protocol).compute()
+    assert trainer.last_metrics["mean_iou"] == pytest.approx(expected["mean_iou"])
+    assert protocol.description == "single scale, center crop 16"
 
 
 def test_every_checkpoint_is_a_loadable_model_with_its_card_and_the_other_branch(scenes, tmp_path):

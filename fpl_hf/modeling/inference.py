@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Optional, Union
 
 import torch
@@ -21,6 +22,11 @@ def _forward(segment: Callable[[torch.Tensor], torch.Tensor], pixel_values: torc
 def _pad_to(pixel_values: torch.Tensor, height: int, width: int) -> torch.Tensor:
     # Zero is the mean colour of normalised images; padding goes right and bottom, so cropping is a slice.
     return F.pad(pixel_values, (0, width - pixel_values.shape[-1], 0, height - pixel_values.shape[-2]))
+
+
+def default_stride(crop_size: int) -> int:
+    """Two thirds of the window rounded up, as the Cityscapes recipe's 800 / 534."""
+    return math.ceil(crop_size * 2 / 3)
 
 
 def _starts(length: int, crop: int, stride: int) -> list[int]:
@@ -60,7 +66,7 @@ def predict_logits(
         return _forward(segment, pixel_values, flip)
     if crop_size is None or crop_size < 1:
         raise ValueError("`crop_size` is required for sliding-window inference (e.g. 512 for VOC, 800 for Cityscapes).")
-    stride = stride or max(1, crop_size * 2 // 3)
+    stride = default_stride(crop_size) if stride is None else stride
     if stride < 1 or stride > crop_size:
         raise ValueError(f"`stride` must be in [1, crop_size={crop_size}], got {stride}: windows would leave gaps.")
     padded = _pad_to(pixel_values, max(height, crop_size), max(width, crop_size))
@@ -76,4 +82,4 @@ def predict_logits(
     return (total / counts)[..., :height, :width]
 
 
-__all__ = ["MODES", "predict_logits"]
+__all__ = ["MODES", "default_stride", "predict_logits"]

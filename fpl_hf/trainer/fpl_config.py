@@ -6,6 +6,7 @@ from typing import Optional
 
 from transformers import TrainingArguments
 
+from ..inference import EVALUATION_MODES, EvaluationProtocol
 from ..losses import SEMANTICS, WEIGHTS
 
 FRAMEWORKS = ("supervised", "cps", "mean_teacher", "unimatch")
@@ -93,13 +94,17 @@ class FPLConfig(TrainingArguments):
     momentum: float = field(default=0.9, metadata={"help": "SGD momentum (with `optim='sgd'`)."})
     eval_mode: str = field(
         default="whole",
-        metadata={"help": "Evaluation inference: 'whole' (padded image) or 'slide' (sliding window, the paper's)."},
+        metadata={
+            "help": "Evaluation: 'whole' (each image at once), 'slide' (sliding window, the CPS recipes') or 'center' "
+            "(only the central `eval_crop_size` square is scored, AEL's VOC protocol)."
+        },
     )
     eval_crop_size: Optional[int] = field(
-        default=None, metadata={"help": "Sliding-window crop (VOC 512, Cityscapes 800); default `crop_size`."}
+        default=None,
+        metadata={"help": "Sliding window or center crop (VOC 512, AEL 513, Cityscapes 800); default `crop_size`."},
     )
     eval_stride: Optional[int] = field(
-        default=None, metadata={"help": "Sliding-window stride; default 2/3 of the crop (Cityscapes: 534)."}
+        default=None, metadata={"help": "Sliding-window stride; default 2/3 of the crop, rounded up (Cityscapes: 534)."}
     )
     eval_flip: bool = field(default=False, metadata={"help": "Average with the horizontally flipped prediction."})
 
@@ -140,9 +145,13 @@ class FPLConfig(TrainingArguments):
             raise ValueError(f"`scale_range` must be two numbers 0 < min <= max, got {self.scale_range}.")
         if self.crop_size < 8:
             raise ValueError(f"`crop_size` must be >= 8, got {self.crop_size}.")
-        if self.eval_mode not in ("whole", "slide"):
-            raise ValueError(f"`eval_mode` must be 'whole' or 'slide', got {self.eval_mode!r}.")
+        if self.eval_mode not in EVALUATION_MODES:
+            raise ValueError(f"`eval_mode` must be one of {EVALUATION_MODES}, got {self.eval_mode!r}.")
         self.eval_crop_size = self.eval_crop_size or self.crop_size
+        try:
+            _ = self.evaluation_protocol  # built here so that bad settings fail now, not at the first evaluation
+        except ValueError as error:
+            raise ValueError(f"`eval_crop_size` / `eval_stride`: {error}") from None
         if self.remove_unused_columns:
             raise ValueError("`remove_unused_columns` must be False: the unlabeled fields are not model inputs.")
         if self.framework == "unimatch" and not self.cutmix:
@@ -168,12 +177,8 @@ class FPLConfig(TrainingArguments):
         super().__post_init__()
 
     @property
-    def evaluation_protocol(self) -> str:
-        flip = ", flip" if self.eval_flip else ""
-        if self.eval_mode == "whole":
-            return f"single scale, whole images{flip}"
-        stride = self.eval_stride or max(1, self.eval_crop_size * 2 // 3)
-        return f"single scale, sliding window {self.eval_crop_size} stride {stride}{flip}"
+    def evaluation_protocol(self) -> EvaluationProtocol:
+        return EvaluationProtocol(self.eval_mode, self.eval_crop_size, self.eval_stride, self.eval_flip)
 
     @property
     def num_unlabeled_images(self) -> int:

@@ -17,7 +17,6 @@ from transformers.trainer_pt_utils import get_parameter_names
 from transformers.utils import logging
 
 from ..hub import ModelCardInfo, explained_hub_errors, require_token, write_model_card
-from ..inference import predict_logits
 from ..losses import (
     fuzzy_positive_assignment,
     fuzzy_positive_loss,
@@ -198,14 +197,12 @@ class FPLTrainer(Trainer):
         return model.branch_1 if isinstance(model, BranchPair) else model
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        args = self.args
         with torch.no_grad():
-            logits = predict_logits(
-                self._inference_model(model), inputs["pixel_values"], mode=args.eval_mode,
-                crop_size=args.eval_crop_size, stride=args.eval_stride, flip=args.eval_flip,
+            logits, labels = self.args.evaluation_protocol(
+                self._inference_model(model), inputs["pixel_values"], inputs["labels"], self.ignore_index
             )
-            loss = self.supervised_loss(logits, inputs["labels"])
-        return loss, logits, inputs["labels"]
+            loss = self.supervised_loss(logits, labels)
+        return loss, logits, labels
 
     def _stream_metrics(self, eval_pred, compute_result: bool = False) -> dict[str, float]:
         predictions, labels = eval_pred.predictions, eval_pred.label_ids
