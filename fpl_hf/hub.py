@@ -177,8 +177,11 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--private", action="store_true", help="Create the repo private.")
     parser.add_argument("--include-checkpoints", action="store_true", help="Also upload checkpoint-* folders.")
     options = parser.parse_args(argv)
-    url = push_output_dir(options.output_dir, options.repo_id, token=options.token, private=options.private or None,
-                          include_checkpoints=options.include_checkpoints)
+    try:
+        url = push_output_dir(options.output_dir, options.repo_id, token=options.token,
+                              private=options.private or None, include_checkpoints=options.include_checkpoints)
+    except (HubPushError, FileNotFoundError) as error:
+        parser.exit(1, f"fpl-hf-push: {error}\n")  # the message says what to do; a traceback would not add to it
     print(url)
 
 

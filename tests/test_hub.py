@@ -129,6 +129,13 @@ def test_failed_pushes_are_explained_and_leave_the_output_directory_whole(scenes
         push_output_dir(str(tmp_path), REPO)
 
 
+def test_the_push_command_prints_the_reason_and_exits_1(tmp_path, hub, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path), REPO])
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 1 and error.startswith("fpl-hf-push: ") and "not a finished fpl_hf run" in error
+
+
 def test_card_of_an_unevaluated_model_has_no_results(scenes, tmp_path):
     trainer = make_trainer(scenes, tmp_path, framework="mean_teacher")
     trainer.train()
