@@ -43,18 +43,23 @@ def streaming(predictions, references, num_labels: int) -> dict:
     return matrix.compute()
 
 
-def measure(fn, *args, repeats: int = 5):
-    """Best of `repeats` untraced runs for the time; one run under tracemalloc for the peak."""
-    seconds = []
+def best_seconds_in_turns(functions: list, repeats: int = 7) -> list[float]:
+    """Best time of each function, run in turns so that the machine's drift touches all of them alike."""
+    seconds = [[] for _ in functions]
     for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn(*args)
-        seconds.append(time.perf_counter() - start)
+        for times, fn in zip(seconds, functions):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    return [min(times) for times in seconds]
+
+
+def traced_peak(fn) -> int:
     tracemalloc.start()
-    fn(*args)
+    fn()
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    return result, min(seconds), peak
+    return peak
 
 
 def main() -> None:
@@ -70,9 +75,11 @@ def main() -> None:
         reference[:8] = 255
     tensors = [(torch.from_numpy(p), torch.from_numpy(r)) for p, r in zip(predictions, references)]
 
-    baseline, base_seconds, base_peak = measure(per_image_histograms, predictions, references, args.classes)
-    ours, seconds, _ = measure(streaming, *zip(*tensors), args.classes)
-    peak = peak_bytes(lambda: streaming(*zip(*tensors), args.classes), torch.device("cpu"))
+    run_baseline = lambda: per_image_histograms(predictions, references, args.classes)  # noqa: E731
+    run_ours = lambda: streaming(*zip(*tensors), args.classes)  # noqa: E731
+    baseline, ours = run_baseline(), run_ours()
+    base_seconds, seconds = best_seconds_in_turns([run_baseline, run_ours])
+    base_peak, peak = traced_peak(run_baseline), peak_bytes(run_ours, torch.device("cpu"))
     np.testing.assert_allclose(ours["per_category_iou"], baseline["per_category_iou"])
     np.testing.assert_allclose(ours["overall_accuracy"], baseline["overall_accuracy"])
     print(f"{args.maps} maps of {args.size}x{args.size}, {args.classes} classes, int64, {torch.get_num_threads()} threads")
