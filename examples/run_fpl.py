@@ -190,5 +190,6 @@ def _describe_labeled_split(data_args: DataArguments, data_seed: int) -> str:
         return f"{data_args.num_labeled} drawn from {data_args.train_split} with data seed {data_seed}"
     return "labeled folder"
 
+
 if __name__ == "__main__":
     main(*parse_arguments(sys.argv[1:]))

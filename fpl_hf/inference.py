@@ -11,10 +11,9 @@ from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .modeling.inference import MODES, default_stride, predict_logits
+from .modeling.inference import MODES, pad_to, predict_logits, window_stride
 
 EVALUATION_MODES = MODES + ("center",)
 
@@ -29,9 +28,8 @@ def center_crop(
     """
     height, width = labels.shape[-2:]
     padded_height, padded_width = max(height, crop_size), max(width, crop_size)
-    padding = (0, padded_width - width, 0, padded_height - height)
-    pixel_values = F.pad(pixel_values, padding)
-    labels = F.pad(labels, padding, value=ignore_index)
+    pixel_values = pad_to(pixel_values, padded_height, padded_width)
+    labels = pad_to(labels, padded_height, padded_width, value=ignore_index)
     top, left = (padded_height - crop_size) // 2, (padded_width - crop_size) // 2
     return (
         pixel_values[..., top : top + crop_size, left : left + crop_size],
@@ -68,13 +66,7 @@ class EvaluationProtocol:
         if self.mode != "slide":
             object.__setattr__(self, "stride", None)
         else:
-            if self.stride is None:
-                object.__setattr__(self, "stride", default_stride(self.crop_size))
-            if not 1 <= self.stride <= self.crop_size:
-                raise ValueError(
-                    f"The sliding-window stride must be in [1, crop size={self.crop_size}], got {self.stride}: "
-                    "windows would leave gaps."
-                )
+            object.__setattr__(self, "stride", window_stride(self.crop_size, self.stride))
 
     @property
     def description(self) -> str:

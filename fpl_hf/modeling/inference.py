@@ -19,14 +19,25 @@ def _forward(segment: Callable[[torch.Tensor], torch.Tensor], pixel_values: torc
     return logits
 
 
-def _pad_to(pixel_values: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    # Zero is the mean colour of normalised images; padding goes right and bottom, so cropping is a slice.
-    return F.pad(pixel_values, (0, width - pixel_values.shape[-1], 0, height - pixel_values.shape[-2]))
+def pad_to(tensor: torch.Tensor, height: int, width: int, value: float = 0.0) -> torch.Tensor:
+    """Pads the last two dimensions right and bottom to `height` x `width`, so that cropping back is a slice.
+
+    Zero, the default, is the mean colour of normalised images; label maps are padded with their ignore index.
+    """
+    return F.pad(tensor, (0, width - tensor.shape[-1], 0, height - tensor.shape[-2]), value=value)
 
 
-def default_stride(crop_size: int) -> int:
-    """Two thirds of the window rounded up, as the Cityscapes recipe's 800 / 534."""
-    return math.ceil(crop_size * 2 / 3)
+def window_stride(crop_size: Optional[int], stride: Optional[int] = None) -> int:
+    """The step of sliding `crop_size` windows: `stride`, or two thirds of the window rounded up (the Cityscapes
+    recipe's 800 / 534). Raises where windows cannot cover the image."""
+    if crop_size is None or crop_size < 1:
+        raise ValueError("`crop_size` is required for sliding-window inference (e.g. 512 for VOC, 800 for Cityscapes).")
+    stride = math.ceil(crop_size * 2 / 3) if stride is None else stride
+    if not 1 <= stride <= crop_size:
+        raise ValueError(
+            f"The sliding-window stride must be in [1, crop size={crop_size}], got {stride}: windows would leave gaps."
+        )
+    return stride
 
 
 def _starts(length: int, crop: int, stride: int) -> list[int]:
@@ -64,12 +75,8 @@ def predict_logits(
     height, width = pixel_values.shape[-2:]
     if mode == "whole":
         return _forward(segment, pixel_values, flip)
-    if crop_size is None or crop_size < 1:
-        raise ValueError("`crop_size` is required for sliding-window inference (e.g. 512 for VOC, 800 for Cityscapes).")
-    stride = default_stride(crop_size) if stride is None else stride
-    if stride < 1 or stride > crop_size:
-        raise ValueError(f"`stride` must be in [1, crop_size={crop_size}], got {stride}: windows would leave gaps.")
-    padded = _pad_to(pixel_values, max(height, crop_size), max(width, crop_size))
+    stride = window_stride(crop_size, stride)
+    padded = pad_to(pixel_values, max(height, crop_size), max(width, crop_size))
     total, counts = None, torch.zeros(padded.shape[-2:], device=padded.device)
     for top in _starts(padded.shape[-2], crop_size, stride):
         for left in _starts(padded.shape[-1], crop_size, stride):
@@ -82,4 +89,4 @@ def predict_logits(
     return (total / counts)[..., :height, :width]
 
 
-__all__ = ["MODES", "default_stride", "predict_logits"]
+__all__ = ["MODES", "pad_to", "predict_logits", "window_stride"]
