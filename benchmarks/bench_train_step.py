@@ -16,7 +16,7 @@ import torch
 
 from _measure import device_name, median_seconds, peak_bytes
 from fpl_hf import DeepLabV3PlusConfig, DeepLabV3PlusForSemanticSegmentation
-from fpl_hf.data import CutMixSettings, SemiSupervisedDataset, make_fashion_scenes, split_labeled_unlabeled
+from fpl_hf.data import SemiSupervisedDataset, make_fashion_scenes, split_labeled_unlabeled
 from fpl_hf.trainer import FPLConfig, FPLTrainer
 
 
@@ -31,12 +31,8 @@ def step_function(framework: str, unsup_loss: str, options: argparse.Namespace, 
                                  aspp_channels=options.channels, decoder_channels=options.channels)
     model = DeepLabV3PlusForSemanticSegmentation(config)
     labeled, unlabeled = scenes
-    dataset = SemiSupervisedDataset(
-        labeled, unlabeled, num_labels=options.num_labels, crop_size=options.crop_size, image_mean=[0.5] * 3,
-        image_std=[0.5] * 3, num_unlabeled=args.num_unlabeled_images, num_strong_views=args.num_strong_views,
-        num_cutmix_masks=args.num_cutmix_masks,
-        cutmix=CutMixSettings(args.cutmix_num_boxes, (args.cutmix_area_min, args.cutmix_area_max), args.cutmix_probability),
-    )
+    dataset = SemiSupervisedDataset(labeled, unlabeled, num_labels=options.num_labels, image_mean=[0.5] * 3,
+                                    image_std=[0.5] * 3, **args.train_dataset_options())
     trainer = FPLTrainer(model, args, train_dataset=dataset)
     trainer.create_optimizer_and_scheduler(num_training_steps=args.max_steps)
     trainer.current_gradient_accumulation_steps = 1  # set by train(), which this drives by hand

@@ -24,7 +24,6 @@ from transformers import HfArgumentParser, set_seed
 
 from fpl_hf import DeepLabV3PlusConfig, DeepLabV3PlusForSemanticSegmentation, DeepLabV3PlusImageProcessor
 from fpl_hf.data import (
-    CutMixSettings,
     EvaluationDataset,
     SemiSupervisedDataset,
     load_training_data,
@@ -134,18 +133,8 @@ def main(model_args: ModelArguments, data_args: DataArguments, training_args: FP
 
     args = training_args
     train_dataset = SemiSupervisedDataset(
-        data.labeled,
-        data.unlabeled,
-        num_labels=model.config.num_labels,
-        crop_size=args.crop_size,
-        scale_range=tuple(args.scale_range),
-        image_mean=mean,
-        image_std=std,
-        num_unlabeled=args.num_unlabeled_images,
-        num_strong_views=args.num_strong_views,
-        num_cutmix_masks=args.num_cutmix_masks,
-        cutmix=CutMixSettings(args.cutmix_num_boxes, (args.cutmix_area_min, args.cutmix_area_max), args.cutmix_probability),
-        seed=args.seed,
+        data.labeled, data.unlabeled, num_labels=model.config.num_labels, image_mean=mean, image_std=std,
+        **args.train_dataset_options(),
     )
     eval_dataset = EvaluationDataset(data.validation, num_labels=model.config.num_labels, image_mean=mean, image_std=std)
     card_info = ModelCardInfo(

@@ -45,7 +45,7 @@ def scenes():
 def make_trainer(scenes, tmp_path, trainer_kwargs=None, **overrides):
     """A trainer of a tiny 11-class model on `scenes`; `overrides` are FPLConfig fields."""
     from fpl_hf import DeepLabV3PlusForSemanticSegmentation
-    from fpl_hf.data import CutMixSettings, EvaluationDataset, SemiSupervisedDataset
+    from fpl_hf.data import EvaluationDataset, SemiSupervisedDataset
     from fpl_hf.trainer import FPLConfig, FPLTrainer
 
     labeled, unlabeled, validation = scenes
@@ -59,12 +59,8 @@ def make_trainer(scenes, tmp_path, trainer_kwargs=None, **overrides):
     # timm zero-initialises each residual block's last BatchNorm: the BatchNorm before it would then need many
     # steps to move measurably, and "every parameter changed" could not be checked in two.
     model = DeepLabV3PlusForSemanticSegmentation(tiny_config(num_labels=11, backbone_kwargs={"zero_init_last": False}))
-    train = SemiSupervisedDataset(
-        labeled, unlabeled, num_labels=11, crop_size=32, image_mean=[0.5] * 3, image_std=[0.5] * 3,
-        num_unlabeled=args.num_unlabeled_images, num_strong_views=args.num_strong_views,
-        num_cutmix_masks=args.num_cutmix_masks,
-        cutmix=CutMixSettings(args.cutmix_num_boxes, (args.cutmix_area_min, args.cutmix_area_max), args.cutmix_probability),
-    )
+    train = SemiSupervisedDataset(labeled, unlabeled, num_labels=11, image_mean=[0.5] * 3, image_std=[0.5] * 3,
+                                  **args.train_dataset_options())
     evaluation = EvaluationDataset(validation, num_labels=11, image_mean=[0.5] * 3, image_std=[0.5] * 3)
     return FPLTrainer(model, args, train_dataset=train, eval_dataset=evaluation, **(trainer_kwargs or {}))
 

@@ -2,10 +2,11 @@
 
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 from transformers import TrainingArguments
 
+from ..data import CutMixSettings
 from ..inference import EVALUATION_MODES, EvaluationProtocol
 from ..losses import SEMANTICS, WEIGHTS
 
@@ -196,6 +197,21 @@ class FPLConfig(TrainingArguments):
         if self.framework == "unimatch":
             return 2
         return 1 if self.cutmix and self.framework != "supervised" else 0
+
+    def train_dataset_options(self) -> dict[str, Any]:
+        """The `SemiSupervisedDataset` arguments this config decides: crops, scales, the unlabeled images and
+        views the framework consumes, its CutMix boxes and the seed."""
+        return dict(
+            crop_size=self.crop_size,
+            scale_range=tuple(self.scale_range),
+            num_unlabeled=self.num_unlabeled_images,
+            num_strong_views=self.num_strong_views,
+            num_cutmix_masks=self.num_cutmix_masks,
+            cutmix=CutMixSettings(
+                self.cutmix_num_boxes, (self.cutmix_area_min, self.cutmix_area_max), self.cutmix_probability
+            ),
+            seed=self.seed,
+        )
 
 
 __all__ = ["FPLConfig", "FRAMEWORKS", "UNSUP_LOSSES"]

@@ -65,7 +65,7 @@ class FPLTrainer(Trainer):
     Args:
         model: a `DeepLabV3PlusForSemanticSegmentation` (for CPS it becomes branch 1 of a `BranchPair`).
         args: an `FPLConfig`.
-        train_dataset: a `SemiSupervisedDataset` built for the framework (see `FPLConfig.num_unlabeled_images`).
+        train_dataset: a `SemiSupervisedDataset` built for the framework (`FPLConfig.train_dataset_options()`).
         eval_dataset: labeled images (`EvaluationDataset`); evaluation streams a confusion matrix.
         model_card_info: what the model card says about the data and the backbone's weights. Every save (each
             checkpoint and the final model) writes the card, with the latest and the best evaluation.
