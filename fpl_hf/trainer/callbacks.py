@@ -21,13 +21,16 @@ def ema_update(teacher: nn.Module, student: nn.Module, decay: float) -> None:
 
 
 class EMATeacherCallback(TrainerCallback):
-    """After every optimizer step, moves the teacher towards the student with decay min(1 - 1/(step + 1), max)."""
+    """After every optimizer step, moves the teacher towards the student with AEL's decay min(1 - 1/(i + 1), max),
+    i counting the updates from 0 (the first one copies the student). During burn-in the teacher copies the
+    student, and i starts at the first step after it."""
 
-    def __init__(self, teacher: nn.Module, max_decay: float):
-        self.teacher, self.max_decay = teacher, max_decay
+    def __init__(self, teacher: nn.Module, max_decay: float, burn_in_steps: int = 0):
+        self.teacher, self.max_decay, self.burn_in_steps = teacher, max_decay, burn_in_steps
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        decay = min(1.0 - 1.0 / (state.global_step + 1), self.max_decay)
+        update = max(state.global_step - 1 - self.burn_in_steps, 0)
+        decay = min(1.0 - 1.0 / (update + 1), self.max_decay)
         ema_update(self.teacher, model, decay)
 
 

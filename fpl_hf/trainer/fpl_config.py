@@ -59,6 +59,16 @@ class FPLConfig(TrainingArguments):
     unsup_weight: float = field(
         default=1.0, metadata={"help": "beta, the weight of the unsupervised term (CPS: 1 on VOC, 5 on Cityscapes)."}
     )
+    burn_in_steps: int = field(
+        default=0,
+        metadata={"help": "Steps of supervised training before any pseudo-label: every network (both CPS branches) "
+                  "learns the labeled batch alone, and the mean teacher copies the student. 0 = none (the papers)."},
+    )
+    unsup_rampup_steps: int = field(
+        default=0,
+        metadata={"help": "After burn-in, the unsupervised weight rises linearly from 0 to `unsup_weight` over these "
+                  "steps (0 = full weight at once). The `unsup_weight` log shows the weight in use."},
+    )
     cutmix: bool = field(default=True, metadata={"help": "Mix unlabeled images with CutMix boxes (CPS w/ CutMix)."})
     cutmix_num_boxes: Optional[int] = field(
         default=None, metadata={"help": "Boxes per CutMix mask; default 3 (CPS, mean teacher) or 1 (UniMatch)."}
@@ -87,7 +97,11 @@ class FPLConfig(TrainingArguments):
         default=False, metadata={"help": "OHEM cross-entropy for the supervised loss (the Cityscapes recipe)."}
     )
     ohem_threshold: float = field(default=0.7, metadata={"help": "OHEM keeps pixels whose true-class p is below this."})
-    ohem_min_kept: int = field(default=50_000, metadata={"help": "OHEM keeps at least this many pixels per batch."})
+    ohem_min_kept: int = field(
+        default=50_000,
+        metadata={"help": "OHEM keeps at least this many pixels per image (the released code: 50,000 x the images of "
+                  "each process's batch)."},
+    )
     crop_size: int = field(default=512, metadata={"help": "Side of the square training crops."})
     scale_range: list[float] = field(
         default_factory=lambda: [0.5, 2.0], metadata={"help": "Random rescaling range of training images (min max)."}
@@ -110,6 +124,9 @@ class FPLConfig(TrainingArguments):
     eval_flip: bool = field(default=False, metadata={"help": "Average with the horizontally flipped prediction."})
 
     # Defaults of TrainingArguments changed to the paper's recipe.
+    max_grad_norm: float = field(
+        default=0.0, metadata={"help": "Gradient clipping; 0 = none, as in the released CPS and AEL code."}
+    )
     optim: str = field(default="sgd", metadata={"help": "Optimizer; the paper uses SGD. Every HF optimizer works."})
     learning_rate: float = field(default=0.0025, metadata={"help": "Initial learning rate."})
     weight_decay: float = field(default=1e-4, metadata={"help": "Weight decay (never on BatchNorm or biases)."})
@@ -138,6 +155,9 @@ class FPLConfig(TrainingArguments):
             raise ValueError(f"`kmax` must be >= 1 or None, got {self.kmax}.")
         if self.unsup_weight < 0:
             raise ValueError(f"`unsup_weight` must be >= 0, got {self.unsup_weight}.")
+        for name in ("burn_in_steps", "unsup_rampup_steps", "ohem_min_kept"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}.")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"`ema_decay` must be in [0, 1), got {self.ema_decay}; AEL uses 0.99.")
         if not 0 <= self.feature_dropout < 1:

@@ -16,6 +16,7 @@ from transformers import Trainer
 from transformers.trainer_pt_utils import get_parameter_names
 from transformers.utils import logging
 
+from ..data import pad_collate
 from ..hub import ModelCardInfo, explained_hub_errors, require_token, write_model_card
 from ..losses import (
     fuzzy_positive_assignment,
@@ -27,7 +28,8 @@ from ..losses import (
 from ..metrics import ConfusionMatrix
 from .callbacks import DatasetEpochCallback, EMATeacherCallback
 from .fpl_config import FPLConfig
-from .frameworks import STEPS
+from .frameworks import STEPS, supervised
+from .frameworks.common import PseudoLabelPair
 
 logger = logging.get_logger(__name__)
 
@@ -93,6 +95,7 @@ class FPLTrainer(Trainer):
             model = BranchPair(model, branch_2 if branch_2 is not None else reinitialized_head_copy(model, args.seed + 1))
         args.batch_eval_metrics = True
         self._confusion = ConfusionMatrix(self.num_labels, self.ignore_index)
+        kwargs.setdefault("data_collator", pad_collate)
         kwargs.setdefault("compute_metrics", self._stream_metrics)
         kwargs.setdefault("preprocess_logits_for_metrics", lambda logits, labels: logits.argmax(1))
         super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset, **kwargs)
@@ -101,7 +104,7 @@ class FPLTrainer(Trainer):
         self.teacher = None
         if args.framework == "mean_teacher":
             self.teacher = copy.deepcopy(model).eval().requires_grad_(False)
-            self.add_callback(EMATeacherCallback(self.teacher, args.ema_decay))
+            self.add_callback(EMATeacherCallback(self.teacher, args.ema_decay, args.burn_in_steps))
         self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
         self.model_card_info = model_card_info or ModelCardInfo()
         self.last_metrics: Optional[dict[str, float]] = None
@@ -111,7 +114,13 @@ class FPLTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.teacher is not None:
             self.teacher.to(inputs["pixel_values"].device)
-        loss = STEPS[self.args.framework](self, model, inputs)
+        # accelerate puts autocast around the prepared model's forward alone; teacher passes need it too.
+        with self.accelerator.autocast():
+            if self.state.global_step < self.args.burn_in_steps:
+                loss = supervised.step(self, model, inputs)
+            else:
+                loss = STEPS[self.args.framework](self, model, inputs)
+                self.record(unsup_weight=self.unsup_weight)
         if not torch.isfinite(loss):
             terms = {name: values[-1] for name, values in self._metrics["train"].items() if values}
             raise FloatingPointError(
@@ -121,34 +130,53 @@ class FPLTrainer(Trainer):
         self.record(loss=loss)
         return (loss, None) if return_outputs else loss
 
+    @property
+    def unsup_weight(self) -> float:
+        """beta at this step: 0 during burn-in, then rising linearly to `args.unsup_weight` over the ramp-up."""
+        args = self.args
+        steps_after_burn_in = self.state.global_step - args.burn_in_steps + 1
+        if steps_after_burn_in <= 0:
+            return 0.0
+        if steps_after_burn_in >= args.unsup_rampup_steps:
+            return args.unsup_weight
+        return args.unsup_weight * steps_after_burn_in / args.unsup_rampup_steps
+
     def supervised_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.args.ohem:
             return ohem_cross_entropy(
-                logits, labels, threshold=self.args.ohem_threshold, min_kept=self.args.ohem_min_kept,
+                logits, labels, threshold=self.args.ohem_threshold, min_kept=self.args.ohem_min_kept * labels.shape[0],
                 ignore_index=self.ignore_index,
             )
         return F.cross_entropy(logits.float(), labels, ignore_index=self.ignore_index)
 
-    def unsupervised_loss(
-        self, student: torch.Tensor, teacher: torch.Tensor, valid: torch.Tensor, hidden_labels: torch.Tensor
-    ) -> torch.Tensor:
-        """The pseudo-label loss of `args.unsup_loss` on valid (non-padding) pixels, with its statistics logged."""
+    def unsupervised_loss(self, *pairs: PseudoLabelPair) -> list[torch.Tensor]:
+        """The pseudo-label loss of `args.unsup_loss` of each (student, teacher, valid, hidden labels) pair, on its
+        valid (non-padding) pixels, with the statistics logged.
+
+        With `balance_to_ce` (FPL), every term is rescaled by one detached ratio sum(CE) / sum(FPL) over the pairs,
+        as the released code does for CPS's two directions: the values are then the vanilla losses', the
+        gradients FPL's.
+        """
         args = self.args
-        loss_fn = fuzzy_positive_loss if args.unsup_loss == "fpl" else pseudo_label_cross_entropy
-        threshold = args.threshold if args.unsup_loss == "fpl" else args.confidence_threshold
-        weight = args.fpl_weight if args.unsup_loss == "fpl" else "none"
-        kmax = args.kmax if args.unsup_loss == "fpl" else None
-        out = loss_fn(
-            student, teacher, threshold, weight=weight, semantics=args.semantics, kmax=kmax, A=args.concave_a,
-            ignore_mask=~valid,
-        )
-        loss = out.loss
-        if args.balance_to_ce and args.unsup_loss == "fpl":
-            ce = pseudo_label_cross_entropy(student.detach(), teacher, ignore_mask=~valid).loss
-            loss = loss * (ce / loss.detach().clamp(min=1e-12))
-        with torch.no_grad():
-            self._record_pseudo_label_statistics(out, teacher, valid, hidden_labels)
-        return loss
+        fpl = args.unsup_loss == "fpl"
+        losses, vanilla = [], []
+        for student, teacher, valid, hidden_labels in pairs:
+            if fpl:
+                out = fuzzy_positive_loss(
+                    student, teacher, args.threshold, weight=args.fpl_weight, semantics=args.semantics, kmax=args.kmax,
+                    A=args.concave_a, ignore_mask=~valid,
+                )
+            else:
+                out = pseudo_label_cross_entropy(student, teacher, args.confidence_threshold, ignore_mask=~valid)
+            losses.append(out.loss)
+            if fpl and args.balance_to_ce:
+                vanilla.append(pseudo_label_cross_entropy(student.detach(), teacher, ignore_mask=~valid).loss)
+            with torch.no_grad():
+                self._record_pseudo_label_statistics(out, teacher, valid, hidden_labels)
+        if vanilla:
+            ratio = sum(vanilla) / sum(loss.detach() for loss in losses).clamp(min=1e-12)
+            losses = [loss * ratio for loss in losses]
+        return losses
 
     def _record_pseudo_label_statistics(self, out, teacher, valid, hidden_labels) -> None:
         self.record(**k_shares(out.k, valid), weight=out.weight[valid].float().mean())
@@ -162,7 +190,7 @@ class FPLTrainer(Trainer):
             fuzzy, _ = fuzzy_positive_assignment(
                 torch.softmax(teacher.float(), 1), self.args.threshold, semantics=self.args.semantics, kmax=self.args.kmax
             )
-        truth = hidden_labels.clamp(max=self.num_labels - 1)
+        truth = hidden_labels.clamp(max=teacher.shape[1] - 1)
         right = teacher.argmax(1) == truth
         in_set = fuzzy.gather(1, truth.unsqueeze(1)).squeeze(1)
         total = known.sum()
@@ -196,10 +224,22 @@ class FPLTrainer(Trainer):
         model = self.accelerator.unwrap_model(model)
         return model.branch_1 if isinstance(model, BranchPair) else model
 
+    def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
+        """`Trainer.evaluate`; when it fails, the trained weights are saved to `output_dir` before the error goes on."""
+        try:
+            return super().evaluate(*args, **kwargs)
+        except Exception:
+            if self.state.global_step > 0:
+                logger.warning(f"Evaluation failed; the model of step {self.state.global_step} is saved in "
+                               f"{self.args.output_dir}.")
+                self.save_model()
+            raise
+
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         with torch.no_grad():
-            logits, labels = self.args.evaluation_protocol(
-                self._inference_model(model), inputs["pixel_values"], inputs["labels"], self.ignore_index
+            logits, labels = self.args.evaluation_protocol.padded_batch(
+                self._inference_model(model), inputs["pixel_values"], inputs["labels"], inputs.get("image_size"),
+                self.ignore_index,
             )
             loss = self.supervised_loss(logits, labels)
         return loss, logits, labels

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from .common import mix
+from .common import mix, without_dropout
 
 
 def step(trainer, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -16,9 +16,10 @@ def step(trainer, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 
     unlabeled, valid, hidden = batch["unlabeled_pixel_values"], batch["unlabeled_valid"], batch["unlabeled_labels"]
     if trainer.args.cutmix:
-        # Teachers see the unmixed images; their predictions are mixed with the same box as the images.
+        # Teachers see the unmixed images (train-mode BatchNorm, no dropout: deterministic targets); their
+        # predictions are mixed with the same box as the images.
         box = batch["cutmix_masks"][:, 0]
-        with torch.no_grad():
+        with torch.no_grad(), without_dropout(model):
             teacher_1_a, teacher_2_a = model(unlabeled[:, 0])
             teacher_1_b, teacher_2_b = model(unlabeled[:, 1])
         teacher_1, teacher_2 = mix(teacher_1_a, teacher_1_b, box), mix(teacher_2_a, teacher_2_b, box)
@@ -31,8 +32,7 @@ def step(trainer, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         valid, hidden = valid[:, 0], hidden[:, 0]
 
     # Branch 1 learns from branch 2's pseudo-labels (or fuzzy sets), and branch 2 from branch 1's.
-    unsup = trainer.unsupervised_loss(student_1, teacher_2, valid, hidden) + trainer.unsupervised_loss(
-        student_2, teacher_1, valid, hidden
-    )
+    unsup_12, unsup_21 = trainer.unsupervised_loss((student_1, teacher_2, valid, hidden), (student_2, teacher_1, valid, hidden))
+    unsup = unsup_12 + unsup_21
     trainer.record(sup=sup, unsup=unsup)
-    return sup + trainer.args.unsup_weight * unsup
+    return sup + trainer.unsup_weight * unsup

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .common import mix
+from .common import eval_mode_logits, mix, without_dropout
 
 
 def step(trainer, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -18,12 +18,12 @@ def step(trainer, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     batch_size = labeled.shape[0]
 
     # The mixing partner's weak prediction, in eval mode as in UniMatch.
-    model.eval()
-    with torch.no_grad():
-        partner = model(pixel_values=weak[:, 1]).logits
-    model.train()
+    partner = eval_mode_logits(model, weak[:, 1])
 
-    outputs = model(pixel_values=torch.cat([labeled, weak[:, 0]]), feature_dropout=trainer.args.feature_dropout)
+    # Labeled and weak images share one pass (and its BatchNorm statistics), as in UniMatch, whose network has no
+    # dropout: the weak targets are deterministic. The feature perturbation is a dropout of its own.
+    with without_dropout(model):
+        outputs = model(pixel_values=torch.cat([labeled, weak[:, 0]]), feature_dropout=trainer.args.feature_dropout)
     labeled_logits, weak_logits = outputs.logits.split([batch_size, batch_size])
     perturbed_logits = outputs.perturbed_logits[batch_size:]
     strong_1 = mix(strong[:, 0, 0], strong[:, 1, 0], boxes[:, 0])
@@ -32,13 +32,14 @@ def step(trainer, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 
     weak_logits = weak_logits.detach()
     sup = trainer.supervised_loss(labeled_logits, labels)
-    unsup_strong = 0.5 * sum(
-        trainer.unsupervised_loss(
-            student, mix(weak_logits, partner, box), mix(valid[:, 0], valid[:, 1], box), mix(hidden[:, 0], hidden[:, 1], box)
-        )
-        for student, box in ((strong_logits_1, boxes[:, 0]), (strong_logits_2, boxes[:, 1]))
+    unsup_strong_1, unsup_strong_2, unsup_perturbed = trainer.unsupervised_loss(
+        *(
+            (student, mix(weak_logits, partner, box), mix(valid[:, 0], valid[:, 1], box), mix(hidden[:, 0], hidden[:, 1], box))
+            for student, box in ((strong_logits_1, boxes[:, 0]), (strong_logits_2, boxes[:, 1]))
+        ),
+        (perturbed_logits, weak_logits, valid[:, 0], hidden[:, 0]),
     )
-    unsup_perturbed = trainer.unsupervised_loss(perturbed_logits, weak_logits, valid[:, 0], hidden[:, 0])
+    unsup_strong = 0.5 * (unsup_strong_1 + unsup_strong_2)
     unsup = 0.5 * unsup_strong + 0.5 * unsup_perturbed
     trainer.record(sup=sup, unsup=unsup, unsup_strong=unsup_strong, unsup_perturbed=unsup_perturbed)
-    return (sup + trainer.args.unsup_weight * unsup) / 2
+    return (sup + trainer.unsup_weight * unsup) / 2
