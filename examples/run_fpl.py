@@ -13,6 +13,7 @@ supplies the keys it leaves out. examples/configs/ holds the paper's recipes (VO
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -65,6 +66,9 @@ class DataArguments:
     unlabeled_list: Optional[str] = field(default=None, metadata={"help": "Split list of unlabeled images."})
     num_labeled: Optional[int] = field(default=None, metadata={"help": "Labeled images drawn from the train set."})
     labeled_fraction: Optional[str] = field(default=None, metadata={"help": "Or a fraction of it, e.g. '1/16'."})
+    all_labeled: bool = field(
+        default=False, metadata={"help": "Every training label (framework 'supervised'): the oracle's upper bound."}
+    )
     images_dir: Optional[str] = field(default=None, metadata={"help": "folders: labeled images."})
     masks_dir: Optional[str] = field(default=None, metadata={"help": "folders: their masks (same file stems)."})
     unlabeled_dir: Optional[str] = field(default=None, metadata={"help": "folders: unlabeled images."})
@@ -149,8 +153,9 @@ def main(model_args: ModelArguments, data_args: DataArguments, training_args: FP
     trainer = FPLTrainer(model, args, train_dataset=train_dataset, eval_dataset=eval_dataset, processing_class=processor,
                          model_card_info=card_info, branch_2=branch_2)
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    trainer.save_model()  # the trained weights are safe before anything that can still fail
     final = trainer.evaluate()
-    trainer.save_model()  # with the card of the final evaluation; pushed too when --push_to_hub
+    trainer.save_model()  # again, with the card of the final evaluation; pushed too when --push_to_hub
     summary = {
         "final_mean_iou": final["eval_mean_iou"],
         "best_mean_iou": trainer.best_metrics["mean_iou"],
@@ -161,6 +166,7 @@ def main(model_args: ModelArguments, data_args: DataArguments, training_args: FP
         "log_history": trainer.state.log_history,
     }
     if args.should_save:
+        Path(args.output_dir, "run_summary.json").write_text(json.dumps(summary, indent=1))
         name = args.framework if args.framework == "supervised" else f"{args.framework} + {args.unsup_loss}"
         print(
             f"\n{name}: final mIoU {100 * summary['final_mean_iou']:.2f}, best "
@@ -171,6 +177,8 @@ def main(model_args: ModelArguments, data_args: DataArguments, training_args: FP
 
 
 def _describe_labeled_split(data_args: DataArguments, data_seed: int) -> str:
+    if data_args.all_labeled:
+        return f"all of {data_args.train_split}"
     if data_args.labeled_list:
         return f"list {data_args.labeled_list}"
     if data_args.labeled_fraction:

@@ -91,5 +91,36 @@ class EvaluationProtocol:
                                 flip=self.flip)
         return logits, labels
 
+    def padded_batch(
+        self,
+        model: nn.Module,
+        pixel_values: torch.Tensor,
+        labels: torch.Tensor,
+        image_sizes: Optional[torch.Tensor] = None,
+        ignore_index: int = 255,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The protocol on a batch that `pad_collate` padded: each group of equal `image_sizes` (B, 2) runs at its own
+        size, so results equal those of batch size 1. Logits and labels come back at the batch's padded size, the
+        labels `ignore_index` wherever nothing is scored."""
+        if image_sizes is None or bool((image_sizes == torch.tensor(labels.shape[-2:], device=image_sizes.device)).all()):
+            return self(model, pixel_values, labels, ignore_index)
+        groups = []
+        for size in image_sizes.unique(dim=0):
+            members = (image_sizes == size).all(1).nonzero().squeeze(1)
+            own_height, own_width = size.tolist()
+            logits, scored = self(
+                model, pixel_values[members, :, :own_height, :own_width], labels[members, :own_height, :own_width],
+                ignore_index,
+            )
+            groups.append((members, logits, scored))
+        height = max(scored.shape[-2] for _, _, scored in groups)
+        width = max(scored.shape[-1] for _, _, scored in groups)
+        all_logits = groups[0][1].new_zeros(labels.shape[0], groups[0][1].shape[1], height, width)
+        all_labels = labels.new_full((labels.shape[0], height, width), ignore_index)
+        for members, logits, scored in groups:
+            all_logits[members, :, : logits.shape[-2], : logits.shape[-1]] = logits
+            all_labels[members, : scored.shape[-2], : scored.shape[-1]] = scored
+        return all_logits, all_labels
+
 
 __all__ = ["EVALUATION_MODES", "MODES", "EvaluationProtocol", "center_crop", "predict_logits"]

@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import tiny_config
+from conftest import make_trainer, tiny_config
 from fpl_hf import DeepLabV3PlusForSemanticSegmentation, DeepLabV3PlusImageProcessor
-from fpl_hf.data import make_fashion_scenes
+from fpl_hf.data import EvaluationDataset, load_folders, make_fashion_scenes
 from fpl_hf.evaluation import evaluate_model, write_report
 from fpl_hf.inference import EvaluationProtocol
 from fpl_hf.metrics import ConfusionMatrix
@@ -93,8 +93,54 @@ def test_evaluate_and_predict_commands(saved_model, tmp_path):
     assert sum(values["pixels"] for values in parsed["per_class"].values()) == 4 * 16 * 16
     refused = run("examples/evaluate.py", "--model", str(saved_model), "--mode", "slide")
     assert refused.returncode == 2 and "needs a crop size" in refused.stderr
+    slide = run("examples/evaluate.py", "--model", str(saved_model), "--num_scenes", "3", "--mode", "slide",
+                "--crop_size", "24", "--stride", "16", "--output_dir", str(tmp_path / "s"))
+    assert slide.returncode == 0, slide.stderr[-2000:]
+    parsed = json.loads((tmp_path / "s" / "report.json").read_text())
+    assert (parsed["evaluation"]["mode"], parsed["evaluation"]["crop_size"], parsed["evaluation"]["stride"]) == (
+        "slide", 24, 16)
+    assert sum(values["pixels"] for values in parsed["per_class"].values()) == 3 * 64 * 64  # every pixel, once
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"log_history": [{"step": 10, "k1": 0.5, "k2": 0.3, "k3+": 0.2},
+                                                 {"step": 20, "k1": 0.7, "k2": 0.2, "k3+": 0.1}]}))
+    pictures = run("examples/fpl_pictures.py", "--model", str(saved_model), "--images", "2", "--trainer_state",
+                   str(state), "--output_dir", str(tmp_path / "f"))
+    assert pictures.returncode == 0, pictures.stderr[-2000:]
+    for name in ("k_map_0.png", "k_map_1.png", "gradient_score_1.png", "k_shares.png"):
+        with Image.open(tmp_path / "f" / name) as picture:
+            assert picture.size[0] > 100 and picture.size[1] > 100, name
     predicted = run("examples/predict.py", "--model", str(saved_model), "--images", str(images), "--output_dir",
                     str(tmp_path / "p"))
     assert predicted.returncode == 0, predicted.stderr[-2000:]
     with Image.open(tmp_path / "p" / "1_overlay.png") as picture:
         assert picture.size == (32, 32)  # the size of the input image
+
+
+def write_mixed_size_folders(root):
+    """Images in three sizes (as slices of a volume in three orientations), with their masks."""
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for index, (height, width) in enumerate([(36, 44), (36, 36), (44, 36)] * 3):
+        Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).save(root / "images" / f"{index}.png")
+        mask = rng.integers(0, 11, (height, width), dtype=np.uint8)
+        mask[:3] = 255
+        Image.fromarray(mask).save(root / "masks" / f"{index}.png")
+    return load_folders(root / "images", root / "masks")[0]
+
+
+@pytest.mark.parametrize("protocol", [dict(eval_mode="whole"), dict(eval_mode="slide", eval_crop_size=24),
+                                      dict(eval_mode="center", eval_crop_size=40)])
+def test_images_of_several_sizes_give_the_same_miou_at_any_eval_batch_size(scenes, tmp_path, protocol):
+    validation = write_mixed_size_folders(tmp_path / "folders")
+    results = []
+    for batch_size in (1, 4):
+        trainer = make_trainer(scenes, tmp_path / str(batch_size), framework="supervised",
+                               per_device_eval_batch_size=batch_size, **protocol)
+        trainer.eval_dataset = EvaluationDataset(validation, num_labels=11, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+        results.append(trainer.evaluate())
+    assert results[0]["eval_mean_iou"] == pytest.approx(results[1]["eval_mean_iou"], abs=1e-6)
+    assert results[0]["eval_overall_accuracy"] == pytest.approx(results[1]["eval_overall_accuracy"], abs=1e-6)
+    expected = evaluate_model(trainer.model, validation, image_mean=[0.5] * 3, image_std=[0.5] * 3,
+                              protocol=trainer.args.evaluation_protocol).compute()
+    assert results[1]["eval_mean_iou"] == pytest.approx(expected["mean_iou"], abs=1e-6)

@@ -10,7 +10,7 @@ from .loaders import (
     load_voc,
 )
 from .normal_form import IGNORE_INDEX, check_pair, label_array, to_normal_form
-from .paired import CutMixSettings, EvaluationDataset, SemiSupervisedDataset
+from .paired import CutMixSettings, EvaluationDataset, SemiSupervisedDataset, pad_collate
 from .training_data import TrainingData, load_evaluation_data, load_training_data
 from .splits import HIDDEN_LABEL, dataset_from_list, hide_labels, read_split_list, split_from_lists, split_labeled_unlabeled
 
@@ -42,6 +42,7 @@ __all__ = [
     "load_voc",
     "make_fashion_scenes",
     "normalization",
+    "pad_collate",
     "read_split_list",
     "split_from_lists",
     "split_labeled_unlabeled",

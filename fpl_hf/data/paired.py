@@ -11,7 +11,8 @@ from datasets import Dataset
 from torchvision import tv_tensors
 
 from .augment import cutmix_mask, normalization, strong_augmentation, weak_augmentation
-from .normal_form import IGNORE_INDEX, check_pair, describe, label_array, open_image
+from ..modeling.inference import pad_to
+from .normal_form import IGNORE_INDEX, check_pair, describe, label_array, open_image, rgb_image
 from .splits import HIDDEN_LABEL
 
 
@@ -34,7 +35,7 @@ def load_sample(
 ) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
     """One checked image and its mask (all 255 where `label_column` is absent); errors name the sample."""
     where = describe(dataset, index, name)
-    image = open_image(dataset, index, "image", where).convert("RGB")
+    image = rgb_image(open_image(dataset, index, "image", where), where)
     if label_column in dataset.column_names:
         label = label_array(open_image(dataset, index, label_column, where), where, palette=palette)
         check_pair(image, label, num_labels, where)
@@ -145,7 +146,7 @@ class SemiSupervisedDataset(torch.utils.data.Dataset):
 
 
 class EvaluationDataset(torch.utils.data.Dataset):
-    """Whole labeled images, normalized, at their own size (batch them with batch size 1 or equal sizes)."""
+    """Whole labeled images, normalized, at their own size; `pad_collate` batches images of different sizes."""
 
     def __init__(
         self,
@@ -166,7 +167,27 @@ class EvaluationDataset(torch.utils.data.Dataset):
         if "label" not in self.dataset.column_names:
             raise ValueError(f"Evaluation needs labels: the data set has no `label` column ({self.dataset.column_names}).")
         image, label = load_sample(self.dataset, index, "label", "evaluation", self.num_labels, self.palette)
-        return {"pixel_values": self.normalize(image), "labels": label.as_subclass(torch.Tensor)}
+        return {
+            "pixel_values": self.normalize(image),
+            "labels": label.as_subclass(torch.Tensor),
+            "image_size": torch.tensor(label.shape[-2:]),
+        }
 
 
-__all__ = ["CutMixSettings", "SemiSupervisedDataset", "EvaluationDataset", "load_sample"]
+def pad_collate(features: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Stacks the items' tensors; images of different sizes are padded right and bottom to the largest (pixels
+    with 0, labels with `IGNORE_INDEX`). Each item's `image_size` keeps its own (height, width), so that evaluation
+    runs every image at its own size and never scores or sees the padding."""
+    batch = {}
+    for name in features[0]:
+        tensors = [torch.as_tensor(feature[name]) for feature in features]
+        height = max(tensor.shape[-2] for tensor in tensors) if tensors[0].dim() >= 2 else None
+        width = max(tensor.shape[-1] for tensor in tensors) if tensors[0].dim() >= 2 else None
+        if height is not None and any(tensor.shape[-2:] != (height, width) for tensor in tensors):
+            fill = IGNORE_INDEX if name == "labels" else 0
+            tensors = [pad_to(tensor, height, width, value=fill) for tensor in tensors]
+        batch[name] = torch.stack(tensors)
+    return batch
+
+
+__all__ = ["CutMixSettings", "SemiSupervisedDataset", "EvaluationDataset", "load_sample", "pad_collate"]
