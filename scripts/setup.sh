@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
-# Installs what fpl-hf needs: the Fashion-MNIST files of the embedded data set (Debian package, when absent)
-# and .venv with fpl-hf and its test dependencies. CPU machines pin torch through constraints-cpu.txt.
+# Installs what fpl-hf needs: Debian's packages when absent (the Fashion-MNIST files of the embedded data set,
+# python3-venv) and .venv with fpl-hf and its test dependencies. CPU machines pin torch through constraints-cpu.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+packages=()
 if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && [ -z "${FPL_FASHION_MNIST_DIR:-}" ]; then
+  packages+=(dataset-fashion-mnist)
+fi
+# Debian's python3 lacks ensurepip, so `python3 -m venv` fails, until python3-venv is in.
+if ! python3 -c "import ensurepip, venv" >/dev/null 2>&1; then
+  packages+=(python3-venv)
+fi
+if [ ${#packages[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null; then
     sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
-    $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq dataset-fashion-mnist >/dev/null
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${packages[@]}" >/dev/null
   else
-    echo "Fashion-MNIST is missing: install Debian's dataset-fashion-mnist or set FPL_FASHION_MNIST_DIR." >&2
+    echo "Missing: ${packages[*]}. Install them (or set FPL_FASHION_MNIST_DIR to the Fashion-MNIST files)." >&2
   fi
 fi
 python3 -m venv .venv

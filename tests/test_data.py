@@ -25,7 +25,7 @@ from fpl_hf.data import (
     weak_augmentation,
 )
 
-SPLITS = Path(__file__).resolve().parents[2] / "shared" / "splits"
+SPLITS = Path(__file__).resolve().parents[1] / "splits"
 
 
 def _save(path: Path, array: np.ndarray, mode=None) -> None:
@@ -306,3 +306,98 @@ def test_items_are_reproducible_per_epoch_and_leave_the_global_rng_alone():
     assert all(torch.equal(first[key], pairs[1][key]) for key in first)
     pairs.set_epoch(1)
     assert not torch.equal(first["pixel_values"], pairs[1]["pixel_values"])
+
+
+def _evaluation_item(tmp_path, image_path, label_path, num_labels=4):
+    dataset = to_normal_form(Dataset.from_dict({"image": [str(image_path)], "label": [str(label_path)]}))
+    return EvaluationDataset(dataset, num_labels=num_labels, image_mean=[0.5] * 3, image_std=[0.5] * 3)[0]
+
+
+def test_sixteen_bit_and_palette_masks_load_their_class_ids(tmp_path):
+    image, label = _fake_pair(0)
+    _save(tmp_path / "i.png", image)
+    Image.fromarray(label.astype(np.uint16)).save(tmp_path / "m16.png")
+    palette_mask = Image.fromarray(label, "P")
+    palette_mask.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0, 128, 128, 0] + [0] * 756)
+    palette_mask.save(tmp_path / "mp.png")
+    for mask in ("m16.png", "mp.png"):
+        assert np.array_equal(_evaluation_item(tmp_path, tmp_path / "i.png", tmp_path / mask)["labels"].numpy(), label)
+    Image.fromarray(np.full((20, 24), 300, dtype=np.uint16)).save(tmp_path / "big.png")
+    with pytest.raises(ValueError, match=r"big.png|i.png") as error:
+        _evaluation_item(tmp_path, tmp_path / "i.png", tmp_path / "big.png")
+    assert "300" in str(error.value) and "num_labels" in str(error.value)
+
+
+def test_exif_rotated_jpegs_are_turned_upright_and_a_mismatch_says_why(tmp_path):
+    image = np.zeros((20, 24, 3), dtype=np.uint8)
+    image[:5] = 255  # a white band at the top of the stored pixels
+    exif = Image.Exif()
+    exif[0x0112] = 3  # orientation: rotated 180 degrees
+    Image.fromarray(image).save(tmp_path / "r.jpg", exif=exif, quality=95)
+    _save(tmp_path / "m.png", np.zeros((20, 24), dtype=np.uint8))
+    pixels = _evaluation_item(tmp_path, tmp_path / "r.jpg", tmp_path / "m.png")["pixel_values"]
+    assert pixels[:, -5:].mean() > pixels[:, :5].mean()  # the band is at the bottom once upright
+    exif[0x0112] = 6  # rotated 90 degrees: upright it is 20 wide and 24 high
+    Image.fromarray(image).save(tmp_path / "q.jpg", exif=exif)
+    with pytest.raises(ValueError, match="EXIF orientation"):
+        _evaluation_item(tmp_path, tmp_path / "q.jpg", tmp_path / "m.png")
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "CMYK", "L", "I;16"])
+def test_image_modes_convert_where_nothing_is_lost_and_name_the_problem_otherwise(tmp_path, mode):
+    image, label = _fake_pair(0)
+    _save(tmp_path / "m.png", label)
+    converted = Image.fromarray(image).convert(mode if mode != "I;16" else "L")
+    if mode == "I;16":
+        converted = Image.fromarray(np.full((20, 24), 4000, dtype=np.uint16))
+    suffix = ".jpg" if mode == "CMYK" else ".png"
+    converted.save(tmp_path / f"i{suffix}")
+    if mode == "I;16":
+        with pytest.raises(ValueError, match="8-bit"):
+            _evaluation_item(tmp_path, tmp_path / f"i{suffix}", tmp_path / "m.png")
+        return
+    assert _evaluation_item(tmp_path, tmp_path / f"i{suffix}", tmp_path / "m.png")["pixel_values"].shape == (3, 20, 24)
+    if mode == "RGBA":
+        rgba = np.dstack([image, np.full((20, 24), 255, dtype=np.uint8)])
+        rgba[0, 0, 3] = 0
+        Image.fromarray(rgba, "RGBA").save(tmp_path / "t.png")
+        with pytest.raises(ValueError, match="transparent"):
+            _evaluation_item(tmp_path, tmp_path / "t.png", tmp_path / "m.png")
+
+
+def test_folders_with_other_files_or_unmatched_masks_say_which(tmp_path):
+    for index in range(2):
+        image, label = _fake_pair(index)
+        _save(tmp_path / "images" / f"{index}.png", image)
+        _save(tmp_path / "masks" / f"{index}.png", label)
+    (tmp_path / "images" / ".DS_Store").write_text("hidden files are ignored")
+    assert len(load_folders(tmp_path / "images", tmp_path / "masks")[0]) == 2
+    (tmp_path / "images" / "notes.txt").write_text("not an image")
+    with pytest.raises(ValueError, match="notes.txt"):
+        load_folders(tmp_path / "images", tmp_path / "masks")
+    (tmp_path / "images" / "notes.txt").unlink()
+    _save(tmp_path / "masks" / "extra.png", np.zeros((4, 4), dtype=np.uint8))
+    with pytest.raises(FileNotFoundError, match="extra.png"):
+        load_folders(tmp_path / "images", tmp_path / "masks")
+
+
+def test_corrupt_mask_and_empty_split_list_name_the_file(tmp_path):
+    image, _ = _fake_pair(0)
+    _save(tmp_path / "i.png", image)
+    (tmp_path / "m.png").write_bytes(b"\x89PNG broken")
+    with pytest.raises(ValueError, match="m.png"):
+        _evaluation_item(tmp_path, tmp_path / "i.png", tmp_path / "m.png")
+    (tmp_path / "empty.txt").write_text("\n\n")
+    with pytest.raises(ValueError, match="empty.txt.* is empty"):
+        read_split_list(tmp_path / "empty.txt")
+
+
+def test_cityscapes_label_train_ids_are_used_as_they_are(tmp_path):
+    image, _ = _fake_pair(0)
+    train_ids = np.full((20, 24), 13, dtype=np.uint8)  # car, already a trainId
+    train_ids[:4] = 255
+    _save(tmp_path / "leftImg8bit/val/lindau/lindau_000000_000019_leftImg8bit.png", image)
+    _save(tmp_path / "gtFine/val/lindau/lindau_000000_000019_gtFine_labelTrainIds.png", train_ids)
+    _save(tmp_path / "gtFine/val/lindau/lindau_000000_000019_gtFine_labelIds.png", np.full((20, 24), 26, np.uint8))
+    label = np.asarray(load_cityscapes(tmp_path, "val")[0]["label"])
+    assert np.array_equal(label, train_ids)

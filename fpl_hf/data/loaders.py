@@ -101,9 +101,17 @@ def _map_cityscapes_batch(batch: dict) -> dict:
 
 
 def _images_in(folder: Path) -> list[Path]:
+    """The image files of `folder`; any other file (hidden ones aside) is an error, not silently skipped."""
     if not folder.is_dir():
         raise FileNotFoundError(f"No folder {folder}.")
-    return sorted(path for path in folder.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(path for path in folder.iterdir() if not path.name.startswith("."))
+    others = [path.name for path in files if path.suffix.lower() not in IMAGE_SUFFIXES]
+    if others:
+        raise ValueError(
+            f"{folder} holds files that are not images ({', '.join(others[:5])}); image folders may hold only "
+            f"{', '.join(IMAGE_SUFFIXES)} files: move the others out."
+        )
+    return files
 
 
 def load_folders(
@@ -115,6 +123,10 @@ def load_folders(
     missing = [path.name for path in image_paths if path.stem not in mask_by_stem]
     if missing:
         raise FileNotFoundError(f"No mask in {masks} for images {missing[:5]} (masks are matched by file stem).")
+    image_stems = {path.stem for path in image_paths}
+    orphans = [path.name for stem, path in mask_by_stem.items() if stem not in image_stems]
+    if orphans:
+        raise FileNotFoundError(f"No image in {images} for masks {orphans[:5]} (masks are matched by file stem).")
     if not image_paths:
         raise ValueError(f"The labeled folder {images} holds no images.")
     labeled = to_normal_form(

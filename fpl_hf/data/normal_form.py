@@ -7,6 +7,7 @@ from typing import Optional
 import numpy as np
 from datasets import Dataset, Image
 from PIL import Image as PILImage
+from PIL import ImageOps
 
 IGNORE_INDEX = 255
 IMAGE_COLUMNS = ("image", "pixel_values", "img", "images")
@@ -64,11 +65,32 @@ def label_array(label: PILImage.Image, where: str, *, palette: Optional[dict[tup
     return np.asarray(label).astype(np.uint8 if label.mode in ("L", "P") else np.int64)
 
 
+def rgb_image(image: PILImage.Image, where: str) -> PILImage.Image:
+    """The image in RGB, upright as its EXIF orientation says (as viewers and annotation tools show it).
+
+    Grey, palette, CMYK and opaque RGBA images convert without loss; where converting would lose information
+    (transparent pixels, more than 8 bits per channel) the error says so instead of a silently wrong input.
+    """
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        raise ValueError(
+            f"{where}: the image has {image.mode} pixels (more than 8 bits); scale it to 8-bit RGB or grey first."
+        )
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        alpha = np.asarray(image.convert("RGBA"))[..., 3]
+        if (alpha < 255).any():
+            raise ValueError(
+                f"{where}: the image has transparent pixels; flatten it onto a background (e.g. "
+                "`Image.alpha_composite`) so that what the model sees is defined."
+            )
+    return ImageOps.exif_transpose(image).convert("RGB")
+
+
 def check_pair(image: PILImage.Image, label: np.ndarray, num_labels: int, where: str) -> None:
     """Raises a ValueError naming the sample when the mask does not fit the image or holds unknown ids."""
     if label.shape != (image.height, image.width):
+        rotated = " (after the rotation its EXIF orientation asks for)" if label.shape == (image.width, image.height) else ""
         raise ValueError(
-            f"{where}: image is {image.width}x{image.height} but its mask is {label.shape[1]}x{label.shape[0]}; "
+            f"{where}: image is {image.width}x{image.height}{rotated} but its mask is {label.shape[1]}x{label.shape[0]}; "
             "they must have the same size."
         )
     unknown = np.setdiff1d(np.unique(label), np.append(np.arange(num_labels), IGNORE_INDEX))
@@ -97,4 +119,4 @@ def describe(dataset: Dataset, index: int, name: str) -> str:
     return f"{name} sample {index}" + (f" ({path})" if path else "")
 
 
-__all__ = ["IGNORE_INDEX", "to_normal_form", "label_array", "check_pair", "open_image", "describe"]
+__all__ = ["IGNORE_INDEX", "to_normal_form", "label_array", "rgb_image", "check_pair", "open_image", "describe"]
