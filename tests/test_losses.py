@@ -255,3 +255,18 @@ def test_bad_input_names_the_argument(kwargs, argument):
     threshold = kwargs.pop("threshold", 0.9)
     with pytest.raises(ValueError, match=argument):
         fuzzy_positive_loss(student, teacher, threshold, **kwargs)
+
+
+def test_ohem_keeps_the_pixels_below_the_threshold_and_at_least_min_kept():
+    from fpl_hf.losses import ohem_cross_entropy
+
+    true_class_probability = torch.tensor([0.9, 0.6, 0.3, 0.1])
+    logits = torch.stack([true_class_probability.log(), (1 - true_class_probability).log()]).view(1, 2, 1, 4)
+    labels = torch.zeros(1, 1, 4, dtype=torch.long)
+    pixel_loss = -true_class_probability.log()
+    hard = ohem_cross_entropy(logits, labels, threshold=0.7, min_kept=1)
+    torch.testing.assert_close(hard, pixel_loss[1:].mean())  # p < 0.7
+    everything = ohem_cross_entropy(logits, labels, threshold=0.7, min_kept=4)
+    torch.testing.assert_close(everything, pixel_loss.mean())  # the minimum brings back the easy pixel
+    labels[..., 1] = 255
+    torch.testing.assert_close(ohem_cross_entropy(logits, labels, threshold=0.7, min_kept=1), pixel_loss[2:].mean())

@@ -1,3 +1,4 @@
+import json
 import math
 import os
 import subprocess
@@ -65,27 +66,41 @@ def test_cps_branches_start_with_the_same_backbone_and_different_heads(scenes, t
     assert not torch.equal(pair.branch_1.classifier.weight, pair.branch_2.classifier.weight)
 
 
-@pytest.mark.parametrize("framework", ["cps", "mean_teacher"])
-def test_resuming_gives_the_weights_of_an_uninterrupted_run(scenes, tmp_path, framework):
-    full = make_trainer(scenes, tmp_path / "full", framework=framework, max_steps=4)
+@pytest.mark.parametrize(
+    "framework, burn_in_steps",
+    [("cps", 0), ("mean_teacher", 0), ("unimatch", 0), ("supervised", 0), ("cps", 3), ("mean_teacher", 3)],
+)
+def test_resuming_gives_the_weights_of_an_uninterrupted_run(scenes, tmp_path, framework, burn_in_steps):
+    # With burn_in_steps=3 the checkpoint of step 2 is inside burn-in and the resumed run crosses the switch.
+    schedule = dict(burn_in_steps=burn_in_steps, unsup_rampup_steps=2)
+    full = make_trainer(scenes, tmp_path / "full", framework=framework, max_steps=4, **schedule)
     full.train()
-    interrupted = make_trainer(scenes, tmp_path / "cut", framework=framework, max_steps=4, save_strategy="steps", save_steps=2)
+    interrupted = make_trainer(scenes, tmp_path / "cut", framework=framework, max_steps=4, save_strategy="steps",
+                               save_steps=2, **schedule)
     interrupted.train()
-    resumed = make_trainer(scenes, tmp_path / "cut", framework=framework, max_steps=4)
+    resumed = make_trainer(scenes, tmp_path / "cut", framework=framework, max_steps=4, **schedule)
     resumed.train(resume_from_checkpoint=str(tmp_path / "cut" / "run" / "checkpoint-2"))
-    for name, value in snapshot(full.model).items():
-        torch.testing.assert_close(snapshot(resumed.model)[name], value, msg=name)
+    networks = [(full.model, resumed.model)] + ([(full.teacher, resumed.teacher)] if full.teacher is not None else [])
+    for uninterrupted, continued in networks:  # parameters and buffers (BatchNorm statistics) alike
+        state = continued.state_dict()
+        assert any("running_mean" in name for name in state)
+        for name, value in uninterrupted.state_dict().items():
+            torch.testing.assert_close(state[name], value, msg=name)
     if framework == "mean_teacher":
         assert (tmp_path / "cut" / "run" / "checkpoint-2" / "teacher.safetensors").is_file()
-        for name, value in snapshot(full.teacher).items():
-            torch.testing.assert_close(snapshot(resumed.teacher)[name], value, msg=name)
 
 
 @pytest.mark.parametrize("framework", ["cps", "mean_teacher", "unimatch"])
-def test_bf16_on_cpu_trains(scenes, tmp_path, framework):
+def test_bf16_on_cpu_trains_under_autocast(scenes, tmp_path, framework):
     trainer = make_trainer(scenes, tmp_path, framework=framework, bf16=True)
+    dtypes = []
+    for network in (trainer.model, trainer.teacher):  # every pass, the teachers' included
+        for name, module in network.named_modules() if network is not None else ():
+            if name.endswith("classifier"):
+                module.register_forward_hook(lambda module, inputs, output: dtypes.append(output.dtype))
     trainer.train()
     assert all(math.isfinite(entry["loss"]) for entry in trainer.state.log_history if "loss" in entry)
+    assert dtypes and all(dtype == torch.bfloat16 for dtype in dtypes)
 
 
 def test_evaluation_streams_miou_and_keeps_the_best(scenes, tmp_path):
@@ -212,3 +227,39 @@ def test_cps_takes_a_given_second_branch_and_other_frameworks_refuse_one(scenes,
     assert trainer.model.branch_2 is second
     with pytest.raises(ValueError, match="branch_2"):
         make_trainer(scenes, tmp_path, framework="mean_teacher", trainer_kwargs={"branch_2": second})
+
+
+@pytest.mark.parametrize("during_training", [True, False])
+def test_a_failed_evaluation_leaves_the_trained_weights_loadable(scenes, tmp_path, during_training):
+    trainer = make_trainer(scenes, tmp_path, framework="cps", max_steps=2, save_strategy="no",
+                           eval_strategy="steps" if during_training else "no", eval_steps=2)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("injected evaluation failure")
+
+    trainer.prediction_step = broken
+    with pytest.raises(RuntimeError, match="injected"):
+        trainer.train()
+        trainer.evaluate()
+    assert trainer.state.global_step == 2
+    loaded = DeepLabV3PlusForSemanticSegmentation.from_pretrained(tmp_path / "run").eval()
+    pixels = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(pixels).logits, trainer.model.branch_1.eval()(pixels).logits)
+
+
+@pytest.mark.parametrize("framework", ["cps", "mean_teacher", "unimatch"])
+def test_two_processes_end_with_identical_weights_after_different_samples(tmp_path, framework):
+    from safetensors.torch import load_file
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+               str(ROOT / "tests" / "ddp_worker.py"), framework, str(tmp_path)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT / "tests")
+    assert result.returncode == 0, result.stderr[-3000:]
+    weights = [load_file(tmp_path / f"rank{rank}.safetensors") for rank in (0, 1)]
+    assert weights[0].keys() == weights[1].keys() and any(name.startswith("model.") for name in weights[0])
+    for name, value in weights[0].items():
+        torch.testing.assert_close(weights[1][name], value, rtol=0, atol=0, msg=name)
+    seen = [set(json.loads((tmp_path / f"rank{rank}.json").read_text())) for rank in (0, 1)]
+    assert seen[0] and seen[1] and not seen[0] & seen[1]
