@@ -92,6 +92,7 @@ def load_training_data(
     unlabeled_list: Optional[str] = None,
     num_labeled: Optional[int] = None,
     labeled_fraction: Optional[str] = None,
+    all_labeled: bool = False,
     images_dir: Optional[str] = None,
     masks_dir: Optional[str] = None,
     unlabeled_dir: Optional[str] = None,
@@ -107,7 +108,9 @@ def load_training_data(
     scene_size: int = 64,
     seed: int = 0,
 ) -> TrainingData:
-    """Loads `dataset` and splits it: by split lists when given, else by `num_labeled` or `labeled_fraction`.
+    """Loads `dataset` and splits it: by split lists when given, else by `num_labeled` or `labeled_fraction`;
+    `all_labeled` keeps every training label, whatever `num_labeled` or `labeled_fraction` say (the fully
+    supervised oracle that bounds what unlabeled images can add).
 
     `dataset`: "embedded", "voc", "voc_aug" (10,582 images with SegmentationClassAug), "cityscapes", "folders",
     or any `datasets` name or local path.
@@ -119,7 +122,12 @@ def load_training_data(
         image_column=image_column, label_column=label_column, num_train_scenes=num_train_scenes,
         num_validation_scenes=num_validation_scenes, scene_size=scene_size, seed=seed,
     )
-    if labeled_list or unlabeled_list:
+    if all_labeled:
+        if unlabeled is not None or labeled_list or unlabeled_list:
+            raise ValueError("`all_labeled` trains on every label of the training split: drop the split lists or "
+                             "the unlabeled folder.")
+        labeled, unlabeled = train, train.select([])
+    elif labeled_list or unlabeled_list:
         labeled, unlabeled = split_from_lists(
             _required(data_root, "data_root", dataset),
             _required(labeled_list, "labeled_list", dataset),
