@@ -8,6 +8,7 @@ from PIL import Image
 from torchvision import tv_tensors
 
 from fpl_hf.data import (
+    EMBEDDED_CLASSES,
     HIDDEN_LABEL,
     EvaluationDataset,
     SemiSupervisedDataset,
@@ -24,6 +25,8 @@ from fpl_hf.data import (
     to_normal_form,
     weak_augmentation,
 )
+
+from fpl_hf.data.embedded import GARMENT_TYPE
 
 SPLITS = Path(__file__).resolve().parents[1] / "splits"
 
@@ -207,11 +210,17 @@ def test_embedded_scenes_are_deterministic_and_realistic():
     assert not np.array_equal(arrays(first, "image"), arrays(other, "image"))
     assert not np.array_equal(arrays(first, "image"), arrays(validation, "image"))
     labels = arrays(first, "label")
-    assert labels.max() <= 10 and len(np.unique(labels)) >= 6
+    assert set(np.unique(labels)) == set(range(len(EMBEDDED_CLASSES)))
     assert 0.2 < (labels > 0).mean() < 0.8
     images = arrays(first, "image").astype(float)
-    # the background is textured, not a constant that a threshold would separate
+    # the background varies, not a constant that a threshold would separate
     assert images[labels == 0].std() > 20
+    # Fashion-MNIST labels become garment types, each type equally likely to be drawn
+    assert [EMBEDDED_CLASSES[t] for t in GARMENT_TYPE[[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]]] == [
+        "top", "trouser", "top", "dress", "top", "footwear", "top", "footwear", "bag", "footwear"]
+    many = arrays(make_fashion_scenes(200, size=32, seed=3), "label")
+    shares = np.bincount(many[many > 0], minlength=6)[1:] / (many > 0).sum()
+    assert shares.min() > 0.12 and shares.max() < 0.3, shares
 
 
 def test_augmentations_keep_image_and_mask_aligned():
