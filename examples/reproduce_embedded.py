@@ -1,22 +1,27 @@
-"""FPL against its baselines on the embedded data: seven settings, three seeds, one labeled split, one budget.
+"""FPL against its baselines on the embedded data: every framework with CE and FPL, supervised and the oracle.
 
-    python examples/reproduce_embedded.py                       # the README table (about 70 min on 2 CPU cores)
-    python examples/reproduce_embedded.py --seeds 0 --steps 20 --warmup_steps 20   # a quick look
-    python examples/reproduce_embedded.py --settings supervised:ce cps:ce cps:fpl --warmup_steps 1000 --steps 500
+    python examples/reproduce_embedded.py                       # the README table (about 50 min on 2 CPU cores)
+    python examples/reproduce_embedded.py --seeds 0 --max_steps 40 --burn_in_steps 20   # a quick look
+    python examples/reproduce_embedded.py --settings supervised:ce cps:fpl --jobs 1
 
-Per seed, a supervised warm-up trains a model on the labeled images (and a second one, from another seed, for
-CPS's second branch); every setting then starts from it and trains `--steps` more steps: supervised only, and CPS, mean teacher and UniMatch-style, each with the vanilla
-pseudo-label cross-entropy ('ce') and with FPL. A short CPU budget from scratch gives pseudo-labels too poor for
-any teacher-student method to use (see README). Writes results.json (each run, as it ends), results.md (mean +- std
-mIoU and time per run) and k_shares.png (share of unlabeled pixels with K = 1, 2, 3+ over the FPL runs).
+Each run is one `run_fpl.py` command on examples/configs/embedded.yaml (model, data, optimizer, burn-in and
+ramp-up of the unsupervised weight), with one labeled split and one set of scenes for all (`--data_seed 0`) and the
+seed varied (model initialisation, augmentation). The supervised runs train the same number of steps on the
+labeled images alone; the oracle trains them on every training scene's label, the ceiling that unlabeled images
+could reach. `--jobs 2` runs two commands at once, one thread each. Writes results.json (each run as it ends),
+results.md (mean +- std, per seed, the pseudo-label statistics of the semi-supervised phase) and curves.png
+(validation mIoU over training, mean over seeds, and the share of unlabeled pixels with K = 1).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import matplotlib
@@ -24,9 +29,9 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from run_fpl import main as run, parse_arguments  # noqa: E402  (run as a script, examples/ is on sys.path)
-
+RUN_FPL = Path(__file__).resolve().parent / "run_fpl.py"
 SETTINGS = (
+    ("oracle", "ce"),
     ("supervised", "ce"),
     ("cps", "ce"),
     ("cps", "fpl"),
@@ -35,16 +40,16 @@ SETTINGS = (
     ("unimatch", "ce"),
     ("unimatch", "fpl"),
 )
-# Every run starts from examples/configs/embedded.yaml (model, data, optimizer) with these flags.
-# One labeled split and one set of scenes for all: --data_seed stays, --seed varies.
-COMMON = ["--data_seed", "0", "--logging_steps", "20", "--report_to", "none", "--disable_tqdm", "true"]
+NAMES = {"oracle": "oracle (all scenes labeled)", "supervised": "supervised only", "cps": "CPS",
+         "mean_teacher": "mean teacher", "unimatch": "UniMatch-style"}
+# Statistics of the semi-supervised phase that the trainer logs against the hidden labels.
+STATISTICS = ("pseudo_label_accuracy", "case_wrong_in_set", "case_outside_set", "k1")
 
 
 def label(framework: str, loss: str) -> str:
-    if framework == "supervised":
-        return "supervised only"
-    name = {"cps": "CPS", "mean_teacher": "mean teacher", "unimatch": "UniMatch-style"}[framework]
-    return f"{name} + FPL" if loss == "fpl" else f"{name} (CE)"
+    if framework in ("oracle", "supervised"):
+        return NAMES[framework]
+    return f"{NAMES[framework]} + FPL" if loss == "fpl" else f"{NAMES[framework]} (CE)"
 
 
 def setting(text: str) -> tuple[str, str]:
@@ -54,85 +59,102 @@ def setting(text: str) -> tuple[str, str]:
     return pair
 
 
-def train(argv: list[str]) -> dict:
-    return run(*parse_arguments(COMMON + argv))
+def command(framework: str, loss: str, seed: int, options: argparse.Namespace, output_dir: Path) -> list[str]:
+    flags = ["--framework", "supervised" if framework == "oracle" else framework, "--unsup_loss", loss,
+             "--seed", str(seed), "--data_seed", "0", "--output_dir", str(output_dir), "--save_strategy", "no",
+             "--eval_strategy", "steps", "--eval_steps", str(options.eval_steps), "--logging_steps", "20",
+             "--report_to", "none", "--disable_tqdm", "true"]
+    if framework == "oracle":
+        flags += ["--all_labeled", "true"]
+    for name in ("max_steps", "burn_in_steps", "unsup_rampup_steps"):
+        if getattr(options, name) is not None:
+            flags += [f"--{name}", str(getattr(options, name))]
+    return [sys.executable, str(RUN_FPL)] + flags
+
+
+def run(framework: str, loss: str, seed: int, options: argparse.Namespace) -> dict:
+    output_dir = Path(options.output_dir) / f"{framework}-{loss}-seed{seed}"
+    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 2) // options.jobs))}
+    result = subprocess.run(command(framework, loss, seed, options, output_dir), env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{framework}:{loss} seed {seed} failed:\n{result.stderr[-3000:]}")
+    summary = json.loads((output_dir / "run_summary.json").read_text())
+    history = summary["log_history"]
+    ssl_logs = [entry for entry in history if "unsup" in entry]
+    # Statistics over the second half of the semi-supervised phase, when the pseudo-labels have settled.
+    late = ssl_logs[len(ssl_logs) // 2 :]
+    return {
+        "seed": seed, "framework": framework, "unsup_loss": loss,
+        "final_mean_iou": summary["final_mean_iou"], "best_mean_iou": summary["best_mean_iou"],
+        "seconds": summary["seconds"],
+        "curve": [(entry["step"], entry["eval_mean_iou"]) for entry in history if "eval_mean_iou" in entry],
+        "k1_curve": [(entry["step"], entry["k1"]) for entry in ssl_logs],
+        **{name: statistics.mean(entry[name] for entry in late) for name in STATISTICS if late and name in late[0]},
+    }
 
 
 def experiment(options: argparse.Namespace) -> list[dict]:
     output = Path(options.output_dir)
+    output.mkdir(parents=True, exist_ok=True)
     results_path = output / "results.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else []
     done = {(r["seed"], r["framework"], r["unsup_loss"]) for r in results}
-    for seed in options.seeds:
-        # CPS needs a second, differently initialised warm model for its other branch; the others start from one.
-        warm, warm_2 = output / f"warmup-seed{seed}", output / f"warmup-seed{seed}-branch2"
-        warm_models = [(warm, seed)]
-        if any(framework == "cps" for framework, _ in options.settings):
-            warm_models.append((warm_2, seed + 1000))
-        for directory, model_seed in warm_models:
-            if not (directory / "model.safetensors").is_file():
-                train(["--framework", "supervised", "--max_steps", str(options.warmup_steps), "--seed", str(model_seed),
-                       "--eval_strategy", "no", "--save_strategy", "no", "--output_dir", str(directory)])
-        for framework, loss in options.settings:
-            if (seed, framework, loss) in done:
-                continue
-            branch_2 = ["--branch_2_name_or_path", str(warm_2)] if framework == "cps" else []
-            summary = train(branch_2 + [
-                "--model_name_or_path", str(warm), "--framework", framework, "--unsup_loss", loss,
-                "--seed", str(seed), "--max_steps", str(options.steps), "--eval_steps", str(options.steps // 2),
-                "--save_strategy", "no", "--output_dir", str(output / f"{framework}-{loss}-seed{seed}"),
-            ])
-            shares = [{key: entry[key] for key in ("step", "k1", "k2", "k3+")}
-                      for entry in summary["log_history"] if "k1" in entry]
-            results.append({"seed": seed, "framework": framework, "unsup_loss": loss,
-                            "final_mean_iou": summary["final_mean_iou"], "best_mean_iou": summary["best_mean_iou"],
-                            "seconds": summary["seconds"], "k_shares": shares})
+    todo = [(framework, loss, seed) for seed in options.seeds for framework, loss in options.settings
+            if (seed, framework, loss) not in done]
+    with ThreadPoolExecutor(options.jobs) as pool:
+        for result in pool.map(lambda job: run(*job, options), todo):
+            results.append(result)
             results_path.write_text(json.dumps(results, indent=1))
+            print(f"{label(result['framework'], result['unsup_loss'])}, seed {result['seed']}: "
+                  f"{100 * result['final_mean_iou']:.2f} mIoU, {result['seconds'] / 60:.1f} min", flush=True)
     return results
+
+
+def _mean_std(values: list[float]) -> str:
+    return f"{statistics.mean(values):.2f} +- {statistics.stdev(values) if len(values) > 1 else 0.0:.2f}"
 
 
 def table(results: list[dict], options: argparse.Namespace) -> str:
     lines = [
-        f"Embedded Fashion-MNIST scenes, 50 labeled / 950 unlabeled, 200 validation scenes; {options.warmup_steps} "
-        f"supervised warm-up steps, then {options.steps} steps per setting; seeds {options.seeds}.",
-        "",
-        "| setting | final mIoU (mean +- std) | best mIoU | vs. supervised | time per run |",
-        "|---|---|---|---|---|",
+        "| setting | final mIoU (mean +- std) | per seed | vs. supervised | pseudo-labels right | truth outside "
+        "fuzzy set | K = 1 | time per run |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    supervised = None
+    supervised = [100 * r["final_mean_iou"] for r in results if r["framework"] == "supervised"]
     for framework, loss in options.settings:
-        runs = [r for r in results if (r["framework"], r["unsup_loss"]) == (framework, loss)]
+        runs = sorted((r for r in results if (r["framework"], r["unsup_loss"]) == (framework, loss)),
+                      key=lambda r: r["seed"])
         if not runs:
             continue
         final = [100 * r["final_mean_iou"] for r in runs]
-        best = [100 * r["best_mean_iou"] for r in runs]
-        mean = statistics.mean(final)
-        std = statistics.stdev(final) if len(final) > 1 else 0.0
-        supervised = mean if framework == "supervised" else supervised
-        delta = "" if supervised is None or framework == "supervised" else f"{mean - supervised:+.2f}"
+        delta = "" if not supervised or framework in ("supervised", "oracle") else (
+            f"{statistics.mean(final) - statistics.mean(supervised):+.2f}")
+        stats = [f"{100 * statistics.mean(r[name] for r in runs):.0f}%" if name in runs[0] else ""
+                 for name in ("pseudo_label_accuracy", "case_outside_set", "k1")]
+        seeds = ", ".join(f"{value:.1f}" for value in final)
         seconds = statistics.mean(r["seconds"] for r in runs)
-        lines.append(f"| {label(framework, loss)} | {mean:.2f} +- {std:.2f} | {statistics.mean(best):.2f} | {delta} "
+        lines.append(f"| {label(framework, loss)} | {_mean_std(final)} | {seeds} | {delta} | {' | '.join(stats)} "
                      f"| {seconds / 60:.1f} min |")
     return "\n".join(lines) + "\n"
 
 
-def k_share_figure(results: list[dict], path: Path) -> None:
-    fpl_runs = [r for r in results if r["unsup_loss"] == "fpl" and r["k_shares"]]
-    frameworks = [f for f in ("cps", "mean_teacher", "unimatch") if any(r["framework"] == f for r in fpl_runs)]
-    if not frameworks:
-        return
-    figure, axes = plt.subplots(1, len(frameworks), figsize=(4 * len(frameworks), 3.4), sharey=True, squeeze=False)
-    axes = axes[0]
-    for axis, framework in zip(axes, frameworks):
-        for run_result in (r for r in fpl_runs if r["framework"] == framework):
-            steps = [entry["step"] for entry in run_result["k_shares"]]
-            for key, color in (("k1", "tab:blue"), ("k2", "tab:orange"), ("k3+", "tab:green")):
-                axis.plot(steps, [entry[key] for entry in run_result["k_shares"]], color=color, alpha=0.7,
-                          label=f"K = {key[1:]}" if run_result["seed"] == fpl_runs[0]["seed"] else None)
-        axis.set_title(label(framework, "fpl"))
-        axis.set_xlabel("step")
-    axes[0].set_ylabel("share of unlabeled pixels")
-    axes[0].legend()
+def curves_figure(results: list[dict], path: Path) -> None:
+    figure, (miou_axis, k_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    for framework, loss in SETTINGS:
+        runs = [r for r in results if (r["framework"], r["unsup_loss"]) == (framework, loss)]
+        if not runs:
+            continue
+        style = dict(linestyle="--" if loss == "ce" and framework not in ("oracle", "supervised") else "-")
+        steps = [step for step, _ in runs[0]["curve"]]
+        miou = [100 * statistics.mean(dict(r["curve"])[step] for r in runs) for step in steps]
+        line, = miou_axis.plot(steps, miou, label=label(framework, loss), **style)
+        if runs[0]["k1_curve"]:
+            k_steps = [step for step, _ in runs[0]["k1_curve"]]
+            k_axis.plot(k_steps, [statistics.mean(dict(r["k1_curve"])[s] for r in runs) for s in k_steps],
+                        color=line.get_color(), **style)
+    miou_axis.set(xlabel="step", ylabel="validation mIoU (%)", title="validation mIoU, mean over seeds")
+    k_axis.set(xlabel="step", ylabel="share of unlabeled pixels", title="K = 1 (teacher certain)")
+    miou_axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
@@ -141,10 +163,13 @@ def k_share_figure(results: list[dict], path: Path) -> None:
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--warmup_steps", type=int, default=400)
-    parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--settings", type=setting, nargs="+", default=list(SETTINGS),
-                        help="framework:loss pairs to run, e.g. supervised:ce cps:fpl (default: all seven).")
+                        help="framework:loss pairs to run, e.g. supervised:ce cps:fpl (default: all eight).")
+    parser.add_argument("--max_steps", type=int, help="Override the config's steps (burn-in included).")
+    parser.add_argument("--burn_in_steps", type=int, help="Override the config's burn-in.")
+    parser.add_argument("--unsup_rampup_steps", type=int, help="Override the config's ramp-up.")
+    parser.add_argument("--eval_steps", type=int, default=100, help="Validation every this many steps (the curves).")
+    parser.add_argument("--jobs", type=int, default=2, help="Runs at once; the cores are shared among them.")
     parser.add_argument("--output_dir", default="outputs/reproduce-embedded")
     options = parser.parse_args(argv)
     # results.json may hold runs of other seeds or settings from earlier calls; report the ones asked for.
@@ -152,7 +177,7 @@ def main(argv: list[str]) -> None:
                if r["seed"] in options.seeds and (r["framework"], r["unsup_loss"]) in options.settings]
     output = Path(options.output_dir)
     (output / "results.md").write_text(table(results, options))
-    k_share_figure(results, output / "k_shares.png")
+    curves_figure(results, output / "curves.png")
     print(table(results, options))
 
 
