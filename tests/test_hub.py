@@ -137,12 +137,13 @@ def test_the_push_command_prints_the_reason_and_exits_1(tmp_path, hub, capsys):
 
 
 def test_card_of_an_unevaluated_model_has_no_results(scenes, tmp_path):
-    trainer = make_trainer(scenes, tmp_path, framework="mean_teacher")
+    trainer = make_trainer(scenes, tmp_path, framework="mean_teacher", burn_in_steps=1, unsup_rampup_steps=3)
     trainer.train()
     trainer.save_model()
     card = ModelCard.load(tmp_path / "run" / "README.md")
     assert card.data.eval_results is None and "Not evaluated yet" in card.text
     assert "EMA of the student" in card.text
+    assert "| burn-in | supervised training alone for the first 1 steps |" in card.text and "ramped up linearly over 3 steps" in card.text
 
 
 def test_card_template_ships_with_the_package_and_model_cards_points_at_it():
