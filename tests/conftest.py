@@ -1,4 +1,7 @@
+import importlib.util
 import os
+import sys
+from pathlib import Path
 
 from hub_server import TOKEN, MockHub, free_port
 
@@ -16,6 +19,13 @@ import torch  # noqa: E402
 import fpl_hf  # noqa: E402,F401  (registers the Auto classes)
 
 torch.set_num_threads(2)
+
+ROOT = Path(__file__).resolve().parents[1]
+# examples/run_fpl.py, loaded by path: putting examples/ on sys.path would let examples/evaluate.py shadow the
+# evaluate library.
+_spec = importlib.util.spec_from_file_location("run_fpl", ROOT / "examples" / "run_fpl.py")
+run_fpl = sys.modules["run_fpl"] = importlib.util.module_from_spec(_spec)  # dataclasses look their module up
+_spec.loader.exec_module(run_fpl)
 
 
 def tiny_config(**overrides):

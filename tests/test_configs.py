@@ -1,17 +1,11 @@
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import ROOT, run_fpl
 from fpl_hf import DeepLabV3PlusConfig
 
-ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "examples" / "configs"
-# Loaded by path: putting examples/ on sys.path would let examples/evaluate.py shadow the evaluate library.
-_spec = importlib.util.spec_from_file_location("run_fpl", ROOT / "examples" / "run_fpl.py")
-run_fpl = sys.modules["run_fpl"] = importlib.util.module_from_spec(_spec)  # dataclasses look their module up
-_spec.loader.exec_module(run_fpl)
 parse_arguments = run_fpl.parse_arguments
 
 

@@ -94,11 +94,11 @@ def test_evaluate_and_predict_commands(saved_model, tmp_path):
     refused = run("examples/evaluate.py", "--model", str(saved_model), "--mode", "slide")
     assert refused.returncode == 2 and "needs a crop size" in refused.stderr
     slide = run("examples/evaluate.py", "--model", str(saved_model), "--num_scenes", "3", "--mode", "slide",
-                "--crop_size", "24", "--stride", "16", "--output_dir", str(tmp_path / "s"))
+                "--crop_size", "24", "--stride", "12", "--output_dir", str(tmp_path / "s"))
     assert slide.returncode == 0, slide.stderr[-2000:]
     parsed = json.loads((tmp_path / "s" / "report.json").read_text())
     assert (parsed["evaluation"]["mode"], parsed["evaluation"]["crop_size"], parsed["evaluation"]["stride"]) == (
-        "slide", 24, 16)
+        "slide", 24, 12)
     assert sum(values["pixels"] for values in parsed["per_class"].values()) == 3 * 64 * 64  # every pixel, once
     state = tmp_path / "state.json"
     state.write_text(json.dumps({"log_history": [{"step": 10, "k1": 0.5, "k2": 0.3, "k3+": 0.2},

@@ -37,6 +37,17 @@ def test_overlapping_windows_are_averaged(size, crop, stride):
                                expected, rtol=1e-5, atol=1e-5)
 
 
+def test_overlapping_windows_are_averaged_when_outputs_depend_on_the_window():
+    def window_mean(pixels):  # every logit of a window is the window's mean input: windows disagree
+        return pixels[:, :1].mean(dim=(2, 3), keepdim=True).expand(-1, 2, *pixels.shape[-2:])
+
+    pixels = torch.arange(10.0).repeat(3, 4, 1).unsqueeze(0)  # (1, 3, 4, 10): the value is the column
+    logits = predict_logits(window_mean, pixels, mode="slide", crop_size=4, stride=3)
+    # Windows start at columns 0, 3 and 6 (means 1.5, 4.5, 7.5); columns 3 and 6 lie in two windows each.
+    expected_row = torch.tensor([1.5, 1.5, 1.5, 3.0, 4.5, 4.5, 6.0, 7.5, 7.5, 7.5])
+    torch.testing.assert_close(logits[0, 0], expected_row.expand(4, -1))
+
+
 def test_whole_image_pads_odd_sizes_and_crops_back(tiny_model):
     logits = predict_logits(tiny_model, torch.randn(1, 3, 37, 45), mode="whole", flip=True)
     assert logits.shape == (1, 4, 37, 45)

@@ -105,11 +105,12 @@ def test_logged_k_shares_and_pseudo_label_statistics_equal_a_count_by_hand(scene
         ([0.40, 0.30, 0.16, 0.14], 3),  # cum 0.40 0.70 0.86: K 3, set {0, 1, 2}; wrong, truth outside
         ([0.60, 0.35, 0.04, 0.01], 1),  # cum 0.60 0.95: K 1, set {0}; wrong, truth outside
         ([0.26, 0.25, 0.25, 0.24], 255),  # K 3; unknown truth: in the K shares, not in the accuracy
+        ([0.99, 0.00, 0.00, 0.01], 0),  # crop padding (not valid): in neither
     ]
-    probabilities = torch.tensor([p for p, _ in pixels]).T.reshape(1, 4, 1, 5)
+    probabilities = torch.tensor([p for p, _ in pixels]).T.reshape(1, 4, 1, 6).clamp(min=1e-6)
     teacher = probabilities.log()
     hidden = torch.tensor([[[truth for _, truth in pixels]]])
-    valid = torch.ones(1, 1, 5, dtype=torch.bool)
+    valid = torch.tensor([[[True] * 5 + [False]]])
     trainer.unsupervised_loss((torch.zeros_like(teacher), teacher, valid, hidden))
     logged = {name: values[-1] for name, values in trainer._metrics["train"].items()}
     assert (logged["k1"], logged["k2"], logged["k3+"]) == pytest.approx((2 / 5, 1 / 5, 2 / 5))
