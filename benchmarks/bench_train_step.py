@@ -56,7 +56,7 @@ def main() -> None:
     parser.add_argument("--frameworks", nargs="+", default=["cps", "mean_teacher", "unimatch"])
     parser.add_argument("--backbone", default="tf_efficientnet_lite0")
     parser.add_argument("--channels", type=int, default=64, help="ASPP and decoder channels.")
-    parser.add_argument("--num_labels", type=int, default=11)
+    parser.add_argument("--num_labels", type=int, default=6)
     parser.add_argument("--crop_size", type=int, default=64)
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=10)

@@ -18,7 +18,7 @@ def test_every_config_parses_and_builds_a_valid_model_config(name, tmp_path):
     model_args, data_args, args = parsed(name, tmp_path)
     DeepLabV3PlusConfig(backbone=model_args.backbone, output_stride=model_args.output_stride,
                         aspp_rates=model_args.aspp_rates, num_labels=21)
-    assert args.framework in ("cps", "mean_teacher") and args.unsup_loss == "fpl"
+    assert args.framework in ("cps", "mean_teacher", "unimatch") and args.unsup_loss == "fpl"
     assert 0 < args.threshold < 1 and args.learning_rate > 0
 
 
@@ -59,3 +59,10 @@ def test_unknown_keys_and_missing_bases_are_named(tmp_path):
     (tmp_path / "orphan.yaml").write_text("base: gone.yaml\n")
     with pytest.raises(FileNotFoundError, match="gone.yaml does not exist"):
         parse_arguments(["--config", str(tmp_path / "orphan.yaml")])
+
+
+def test_the_default_run_is_semi_supervised_with_burn_in_and_ramp_up(tmp_path):
+    model_args, data_args, args = parse_arguments(["--output_dir", str(tmp_path)])
+    assert (data_args.dataset, data_args.num_labeled) == ("embedded", 20)
+    assert (args.framework, args.unsup_loss) == ("unimatch", "fpl")
+    assert 0 < args.burn_in_steps < args.max_steps and args.unsup_rampup_steps > 0 and args.max_grad_norm == 0
