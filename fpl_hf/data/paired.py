@@ -181,9 +181,9 @@ def pad_collate(features: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tens
     batch = {}
     for name in features[0]:
         tensors = [torch.as_tensor(feature[name]) for feature in features]
-        height = max(tensor.shape[-2] for tensor in tensors) if tensors[0].dim() >= 2 else None
-        width = max(tensor.shape[-1] for tensor in tensors) if tensors[0].dim() >= 2 else None
-        if height is not None and any(tensor.shape[-2:] != (height, width) for tensor in tensors):
+        sizes = {tuple(tensor.shape[-2:]) for tensor in tensors}
+        if tensors[0].dim() >= 2 and len(sizes) > 1:
+            height, width = max(size[0] for size in sizes), max(size[1] for size in sizes)
             fill = IGNORE_INDEX if name == "labels" else 0
             tensors = [pad_to(tensor, height, width, value=fill) for tensor in tensors]
         batch[name] = torch.stack(tensors)
