@@ -148,12 +148,12 @@ def curves_figure(results: list[dict], path: Path) -> None:
         steps = [step for step, _ in runs[0]["curve"]]
         miou = [100 * statistics.mean(dict(r["curve"])[step] for r in runs) for step in steps]
         line, = miou_axis.plot(steps, miou, label=label(framework, loss), **style)
-        if runs[0]["k1_curve"]:
+        if loss == "fpl" and runs[0]["k1_curve"]:  # the cross-entropy's K is 1 by definition
             k_steps = [step for step, _ in runs[0]["k1_curve"]]
             k_axis.plot(k_steps, [statistics.mean(dict(r["k1_curve"])[s] for r in runs) for s in k_steps],
                         color=line.get_color(), **style)
     miou_axis.set(xlabel="step", ylabel="validation mIoU (%)", title="validation mIoU, mean over seeds")
-    k_axis.set(xlabel="step", ylabel="share of unlabeled pixels", title="K = 1 (teacher certain)")
+    k_axis.set(xlabel="step", ylabel="share of unlabeled pixels", title="FPL runs: K = 1 (teacher certain)")
     miou_axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
