@@ -24,10 +24,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure
 
 RUN_FPL = Path(__file__).resolve().parent / "run_fpl.py"
 SETTINGS = (
@@ -139,7 +136,8 @@ def table(results: list[dict], options: argparse.Namespace) -> str:
 
 
 def curves_figure(results: list[dict], path: Path) -> None:
-    figure, (miou_axis, k_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    figure = Figure(figsize=(11, 4))
+    miou_axis, k_axis = figure.subplots(1, 2)
     for framework, loss in SETTINGS:
         runs = [r for r in results if (r["framework"], r["unsup_loss"]) == (framework, loss)]
         if not runs:
@@ -157,7 +155,6 @@ def curves_figure(results: list[dict], path: Path) -> None:
     miou_axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 def main(argv: list[str]) -> None:

@@ -5,12 +5,9 @@ from __future__ import annotations
 import os
 from typing import Optional, Sequence, Union
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure  # pyplot-free: importing fpl_hf sets no global matplotlib backend
+from PIL import Image
 
 PathLike = Union[str, os.PathLike]
 
@@ -45,7 +42,8 @@ def confusion_matrix_figure(matrix: np.ndarray, class_names: Sequence[str], path
     rows = matrix.sum(axis=1, keepdims=True)
     normalised = np.divide(matrix, rows, out=np.zeros(matrix.shape, dtype=float), where=rows > 0)
     size = max(4.0, 0.45 * len(class_names) + 2)
-    figure, axis = plt.subplots(figsize=(size, size))
+    figure = Figure(figsize=(size, size))
+    axis = figure.subplots()
     image = axis.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
     axis.set_xticks(range(len(class_names)), class_names, rotation=90)
     axis.set_yticks(range(len(class_names)), class_names)
@@ -54,12 +52,12 @@ def confusion_matrix_figure(matrix: np.ndarray, class_names: Sequence[str], path
     figure.colorbar(image, ax=axis, fraction=0.046)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 def k_map_figure(image: Image.Image, k: np.ndarray, path: PathLike, max_k: int = 3) -> None:
     """The image beside its map of K, the size of each pixel's fuzzy positive set (paper Fig. 5)."""
-    figure, axes = plt.subplots(1, 2, figsize=(8, 4))
+    figure = Figure(figsize=(8, 4))
+    axes = figure.subplots(1, 2)
     axes[0].imshow(image)
     axes[0].set_title("image")
     shown = axes[1].imshow(np.minimum(k, max_k), cmap="viridis", vmin=1, vmax=max_k)
@@ -69,7 +67,6 @@ def k_map_figure(image: Image.Image, k: np.ndarray, path: PathLike, max_k: int =
         axis.axis("off")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 def k_shares_figure(log_history: list[dict], path: PathLike) -> None:
@@ -78,7 +75,8 @@ def k_shares_figure(log_history: list[dict], path: PathLike) -> None:
     if not entries:
         raise ValueError("The log history has no K shares (k1, k2, k3+): was it an FPL run?")
     steps = [entry["step"] for entry in entries]
-    figure, axis = plt.subplots(figsize=(6, 4))
+    figure = Figure(figsize=(6, 4))
+    axis = figure.subplots()
     for key in ("k1", "k2", "k3+"):
         axis.plot(steps, [100 * entry.get(key, 0.0) for entry in entries], label=key.replace("k", "K = "))
     axis.set_xlabel("step")
@@ -87,14 +85,14 @@ def k_shares_figure(log_history: list[dict], path: PathLike) -> None:
     axis.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 def gradient_score_figure(
     image: Image.Image, score: np.ndarray, case: np.ndarray, path: PathLike, title: Optional[str] = None
 ) -> None:
     """Positive gradient score R per pixel (Eq. 12; > 0 pushes the true class up) and the case of each pixel."""
-    figure, axes = plt.subplots(1, 3, figsize=(12, 4))
+    figure = Figure(figsize=(12, 4))
+    axes = figure.subplots(1, 3)
     axes[0].imshow(image)
     axes[0].set_title("image")
     shown = axes[1].imshow(np.clip(score, -1, 1), cmap="coolwarm_r", vmin=-1, vmax=1)
@@ -109,7 +107,6 @@ def gradient_score_figure(
         figure.suptitle(title)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 __all__ = [

@@ -144,3 +144,9 @@ def test_images_of_several_sizes_give_the_same_miou_at_any_eval_batch_size(scene
     expected = evaluate_model(trainer.model, validation, image_mean=[0.5] * 3, image_std=[0.5] * 3,
                               protocol=trainer.args.evaluation_protocol).compute()
     assert results[1]["eval_mean_iou"] == pytest.approx(expected["mean_iou"], abs=1e-6)
+
+
+def test_importing_fpl_hf_leaves_the_matplotlib_backend_alone():
+    code = "import matplotlib; matplotlib.use('svg'); import fpl_hf, fpl_hf.viz, fpl_hf.evaluation; print(matplotlib.get_backend())"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "svg", result.stderr[-2000:]
