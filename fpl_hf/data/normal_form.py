@@ -88,7 +88,8 @@ def rgb_image(image: PILImage.Image, where: str) -> PILImage.Image:
 def check_pair(image: PILImage.Image, label: np.ndarray, num_labels: int, where: str) -> None:
     """Raises a ValueError naming the sample when the mask does not fit the image or holds unknown ids."""
     if label.shape != (image.height, image.width):
-        rotated = " (after the rotation its EXIF orientation asks for)" if label.shape == (image.width, image.height) else ""
+        # A mask of the transposed size usually means the image was turned upright by its EXIF orientation.
+        rotated = " (upright, as its EXIF orientation, if any, turns it)" if label.shape == (image.width, image.height) else ""
         raise ValueError(
             f"{where}: image is {image.width}x{image.height}{rotated} but its mask is {label.shape[1]}x{label.shape[0]}; "
             "they must have the same size."
