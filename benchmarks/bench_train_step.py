@@ -38,7 +38,7 @@ def step_function(framework: str, unsup_loss: str, options: argparse.Namespace, 
     trainer.current_gradient_accumulation_steps = 1  # set by train(), which this drives by hand
     batch = trainer.data_collator([dataset[index] for index in range(options.batch_size)])
     # As on real unlabeled data: no hidden labels, so neither loss pays for the diagnostic case statistics.
-    batch["unlabeled_labels"] = torch.full_like(batch["unlabeled_labels"], 255)
+    batch["unlabeled_diagnostic_labels"] = torch.full_like(batch["unlabeled_diagnostic_labels"], 255)
     batch = {name: value.to(device) for name, value in batch.items()}
     trainer.model.to(device)
 

@@ -12,9 +12,8 @@ import argparse
 from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
 
 import fpl_hf  # noqa: F401  (registers the Auto classes)
-from fpl_hf.data import load_evaluation_data
-from fpl_hf.evaluation import evaluate_model, write_report
-from fpl_hf.inference import EVALUATION_MODES, EvaluationProtocol
+from fpl_hf.data import DataSource, load_evaluation_data
+from fpl_hf.evaluation import EVALUATION_MODES, EvaluationProtocol, evaluate_model, write_report
 
 
 def main() -> None:
@@ -40,10 +39,10 @@ def main() -> None:
 
     model = AutoModelForSemanticSegmentation.from_pretrained(args.model)
     processor = AutoImageProcessor.from_pretrained(args.model)
-    dataset = load_evaluation_data(
-        args.dataset, data_root=args.data_root, images_dir=args.images_dir, masks_dir=args.masks_dir,
-        validation_split=args.split, num_validation_scenes=args.num_scenes,
-    )
+    dataset = load_evaluation_data(DataSource(
+        args.dataset, data_root=args.data_root, validation_images_dir=args.images_dir,
+        validation_masks_dir=args.masks_dir, validation_split=args.split, num_validation_scenes=args.num_scenes,
+    ))
     confusion = evaluate_model(
         model, dataset, image_mean=processor.image_mean, image_std=processor.image_std, protocol=protocol
     )

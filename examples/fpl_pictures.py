@@ -16,8 +16,8 @@ import torch
 from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
 
 import fpl_hf  # noqa: F401  (registers the Auto classes)
-from fpl_hf.data import EvaluationDataset, load_evaluation_data
-from fpl_hf.inference import predict_logits
+from fpl_hf.data import DataSource, EvaluationDataset, load_evaluation_data
+from fpl_hf.modeling.inference import predict_logits
 from fpl_hf.losses import fuzzy_positive_assignment, positive_gradient_score
 from fpl_hf.viz import gradient_score_figure, k_map_figure, k_shares_figure
 
@@ -38,7 +38,7 @@ def main() -> None:
     output.mkdir(parents=True, exist_ok=True)
     model = AutoModelForSemanticSegmentation.from_pretrained(args.model).eval()
     processor = AutoImageProcessor.from_pretrained(args.model)
-    dataset = load_evaluation_data(args.dataset, data_root=args.data_root, num_validation_scenes=args.images)
+    dataset = load_evaluation_data(DataSource(args.dataset, data_root=args.data_root, num_validation_scenes=args.images))
     images = EvaluationDataset(
         dataset, num_labels=model.config.num_labels, image_mean=processor.image_mean, image_std=processor.image_std
     )

@@ -14,7 +14,7 @@ from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
 
 import fpl_hf  # noqa: F401  (registers the Auto classes)
 from fpl_hf.data.loaders import IMAGE_SUFFIXES
-from fpl_hf.inference import predict_logits
+from fpl_hf.modeling.inference import predict_logits
 from fpl_hf.viz import colorize, overlay
 
 

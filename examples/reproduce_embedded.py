@@ -1,6 +1,6 @@
 """FPL against its baselines on the embedded data: every framework with CE and FPL, supervised and the oracle.
 
-    python examples/reproduce_embedded.py                       # the README table (about 80 min on 2 CPU cores)
+    python examples/reproduce_embedded.py                       # the README table (about 100 min on 2 CPU cores)
     python examples/reproduce_embedded.py --seeds 0 --max_steps 40 --burn_in_steps 20   # a quick look
     python examples/reproduce_embedded.py --settings supervised:ce cps:fpl --jobs 1
 
@@ -36,9 +36,11 @@ SETTINGS = (
     ("mean_teacher", "fpl"),
     ("unimatch", "ce"),
     ("unimatch", "fpl"),
+    ("unimatch_v2", "ce"),
+    ("unimatch_v2", "fpl"),
 )
 NAMES = {"oracle": "oracle (all scenes labeled)", "supervised": "supervised only", "cps": "CPS",
-         "mean_teacher": "mean teacher", "unimatch": "UniMatch-style"}
+         "mean_teacher": "mean teacher", "unimatch": "UniMatch-style", "unimatch_v2": "UniMatch V2-style"}
 # Statistics of the semi-supervised phase that the trainer logs against the hidden labels.
 STATISTICS = ("pseudo_label_accuracy", "case_wrong_in_set", "case_outside_set", "k1")
 

@@ -1,12 +1,12 @@
 """Semi-supervised segmentation with Fuzzy Positive Learning.
 
-    accelerate launch examples/run_fpl.py                                   # CPS + FPL on the embedded data
+    accelerate launch examples/run_fpl.py                                   # UniMatch-style + FPL, embedded data
     accelerate launch examples/run_fpl.py --framework unimatch --unsup_loss ce
     accelerate launch examples/run_fpl.py --config examples/configs/embedded.yaml --max_steps 100
     accelerate launch examples/run_fpl.py --config my_voc.yaml --dataset voc --data_root VOCdevkit/VOC2012 \
         --labeled_list splits/pascal/92/labeled.txt --unlabeled_list splits/pascal/92/unlabeled.txt
 
-Every field of `ModelArguments`, `DataArguments` and `FPLConfig` is a flag and a YAML key. Without `--config`,
+Every field of `ModelArguments`, `DataSource` and `FPLConfig` is a flag and a YAML key. Without `--config`,
 examples/configs/embedded.yaml gives the defaults; flags override the file, and a file's `base: other.yaml` key
 supplies the keys it leaves out. examples/configs/ holds the paper's recipes (VOC, Cityscapes; CPS, AEL-style).
 """
@@ -24,11 +24,7 @@ import yaml
 from transformers import HfArgumentParser, set_seed
 
 from fpl_hf import DeepLabV3PlusConfig, DeepLabV3PlusForSemanticSegmentation, DeepLabV3PlusImageProcessor
-from fpl_hf.data import (
-    EvaluationDataset,
-    SemiSupervisedDataset,
-    load_training_data,
-)
+from fpl_hf.data import DataSource, EvaluationDataset, SemiSupervisedDataset, load_training_data
 from fpl_hf.hub import ModelCardInfo
 from fpl_hf.trainer import FPLConfig, FPLTrainer
 
@@ -55,35 +51,6 @@ class ModelArguments:
     decoder_channels: int = field(default=256, metadata={"help": "Channels of the decoder."})
 
 
-@dataclass
-class DataArguments:
-    dataset: str = field(
-        default="embedded",
-        metadata={"help": "'embedded', 'voc', 'voc_aug', 'cityscapes', 'folders', or a `datasets` name/path."},
-    )
-    data_root: Optional[str] = field(default=None, metadata={"help": "Root of VOC/Cityscapes or the split lists."})
-    labeled_list: Optional[str] = field(default=None, metadata={"help": "Split list of labeled images."})
-    unlabeled_list: Optional[str] = field(default=None, metadata={"help": "Split list of unlabeled images."})
-    num_labeled: Optional[int] = field(default=None, metadata={"help": "Labeled images drawn from the train set."})
-    labeled_fraction: Optional[str] = field(default=None, metadata={"help": "Or a fraction of it, e.g. '1/16'."})
-    all_labeled: bool = field(
-        default=False, metadata={"help": "Every training label (framework 'supervised'): the oracle's upper bound."}
-    )
-    images_dir: Optional[str] = field(default=None, metadata={"help": "folders: labeled images."})
-    masks_dir: Optional[str] = field(default=None, metadata={"help": "folders: their masks (same file stems)."})
-    unlabeled_dir: Optional[str] = field(default=None, metadata={"help": "folders: unlabeled images."})
-    validation_images_dir: Optional[str] = field(default=None, metadata={"help": "folders: validation images."})
-    validation_masks_dir: Optional[str] = field(default=None, metadata={"help": "folders: validation masks."})
-    num_labels: Optional[int] = field(default=None, metadata={"help": "Classes of a folders/Hub data set."})
-    train_split: str = field(default="train", metadata={"help": "Hub data set: training split."})
-    validation_split: str = field(default="validation", metadata={"help": "Split used for evaluation."})
-    image_column: Optional[str] = field(default=None, metadata={"help": "Hub data set: image column."})
-    label_column: Optional[str] = field(default=None, metadata={"help": "Hub data set: mask column."})
-    num_train_scenes: int = field(default=1000, metadata={"help": "embedded: training scenes."})
-    num_validation_scenes: int = field(default=200, metadata={"help": "embedded: validation scenes."})
-    scene_size: int = field(default=64, metadata={"help": "embedded: side of a scene."})
-
-
 def load_config(path: Path) -> dict:
     """The keys of a YAML config; a `base: other.yaml` key (relative to the file) supplies the keys it omits."""
     if not path.is_file():
@@ -93,8 +60,8 @@ def load_config(path: Path) -> dict:
     return {**load_config(path.parent / base), **values} if base else values
 
 
-def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, FPLConfig]:
-    parser = HfArgumentParser((ModelArguments, DataArguments, FPLConfig))
+def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataSource, FPLConfig]:
+    parser = HfArgumentParser((ModelArguments, DataSource, FPLConfig))
     config_path = DEFAULT_CONFIG
     if "--config" in argv:
         position = argv.index("--config")
@@ -109,12 +76,12 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataArguments, FPL
     return parser.parse_args_into_dataclasses(args=argv)
 
 
-def main(model_args: ModelArguments, data_args: DataArguments, training_args: FPLConfig) -> dict:
+def main(model_args: ModelArguments, data_source: DataSource, training_args: FPLConfig) -> dict:
     start = time.perf_counter()
     set_seed(training_args.seed)
     # `--data_seed` fixes the scenes and the labeled draw while `--seed` varies the rest.
     data_seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
-    data = load_training_data(**vars(data_args), seed=data_seed)
+    data = load_training_data(data_source, seed=data_seed)
     if model_args.model_name_or_path:
         model = DeepLabV3PlusForSemanticSegmentation.from_pretrained(model_args.model_name_or_path)
     else:
@@ -142,9 +109,9 @@ def main(model_args: ModelArguments, data_args: DataArguments, training_args: FP
     )
     eval_dataset = EvaluationDataset(data.validation, num_labels=model.config.num_labels, image_mean=mean, image_std=std)
     card_info = ModelCardInfo(
-        dataset_name=data_args.dataset,
-        dataset_split=data_args.validation_split,
-        labeled_split=_describe_labeled_split(data_args, data_seed),
+        dataset_name=data_source.dataset,
+        dataset_split=data_source.validation_split,
+        labeled_split=data_source.describe_labeled_split(data_seed),
         backbone_weights=None if model_args.model_name_or_path else model_args.backbone_weights,
     )
     branch_2 = None
@@ -167,25 +134,13 @@ def main(model_args: ModelArguments, data_args: DataArguments, training_args: FP
     }
     if args.should_save:
         Path(args.output_dir, "run_summary.json").write_text(json.dumps(summary, indent=1))
-        name = args.framework if args.framework == "supervised" else f"{args.framework} + {args.unsup_loss}"
+        name = f"{args.framework} + {args.unsup_loss}" if args.framework_declaration.unlabeled else args.framework
         print(
             f"\n{name}: final mIoU {100 * summary['final_mean_iou']:.2f}, best "
             f"{100 * summary['best_mean_iou']:.2f} (step {summary['best_step']}), {len(data.labeled)} labeled / "
             f"{len(data.unlabeled)} unlabeled images, {summary['seconds']:.0f}s; saved to {args.output_dir}"
         )
     return summary
-
-
-def _describe_labeled_split(data_args: DataArguments, data_seed: int) -> str:
-    if data_args.all_labeled:
-        return f"all of {data_args.train_split}"
-    if data_args.labeled_list:
-        return f"list {data_args.labeled_list}"
-    if data_args.labeled_fraction:
-        return f"{data_args.labeled_fraction} of {data_args.train_split}"
-    if data_args.num_labeled:
-        return f"{data_args.num_labeled} drawn from {data_args.train_split} with data seed {data_seed}"
-    return "labeled folder"
 
 
 if __name__ == "__main__":

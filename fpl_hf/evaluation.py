@@ -1,11 +1,17 @@
-"""Evaluation reports: mIoU over a data set, written as JSON, a markdown per-class table and a picture."""
+"""Evaluation: the protocols (whole image, sliding window, center crop; flip), `evaluate_model` over a data set,
+and the reports (JSON, a markdown per-class table, a confusion-matrix picture).
+
+`predict_logits` (whole image, sliding window, optional flip) lives beside the model, which uses it for its own
+`inference_mode`; the center crop changes what is scored and so belongs here only.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -13,9 +19,117 @@ from datasets import Dataset
 from torch import nn
 
 from .data import EvaluationDataset
-from .inference import EvaluationProtocol
 from .metrics import ConfusionMatrix
+from .modeling.inference import MODES, pad_to, predict_logits, window_stride
 from .viz import confusion_matrix_figure
+
+EVALUATION_MODES = MODES + ("center",)
+
+
+def center_crop(
+    pixel_values: torch.Tensor, labels: torch.Tensor, crop_size: int, ignore_index: int = 255
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The central `crop_size` square of images (B, 3, H, W) and labels (B, H, W), AEL's VOC protocol (513).
+
+    A side shorter than the crop is padded first, right and bottom: images with 0 (the mean colour once
+    normalised), labels with `ignore_index`, so padding is never scored.
+    """
+    height, width = labels.shape[-2:]
+    padded_height, padded_width = max(height, crop_size), max(width, crop_size)
+    pixel_values = pad_to(pixel_values, padded_height, padded_width)
+    labels = pad_to(labels, padded_height, padded_width, value=ignore_index)
+    top, left = (padded_height - crop_size) // 2, (padded_width - crop_size) // 2
+    return (
+        pixel_values[..., top : top + crop_size, left : left + crop_size],
+        labels[..., top : top + crop_size, left : left + crop_size],
+    )
+
+
+@dataclass(frozen=True)
+class EvaluationProtocol:
+    """How a model is scored: the inference mode, its crop and stride, and flip; always single scale.
+
+    Args:
+        mode: "whole" (each image at once), "slide" (windows of `crop_size` every `stride` pixels, overlapping
+            logits averaged: the CPS recipes' protocol) or "center" (only the central `crop_size` square of
+            image and label: AEL's VOC protocol).
+        crop_size: window or crop side; required by "slide" and "center".
+        stride: window step of "slide"; default two thirds of the crop (Cityscapes: 800 -> 534).
+        flip: also run the horizontally flipped image and average the logits.
+    """
+
+    mode: str = "whole"
+    crop_size: Optional[int] = None
+    stride: Optional[int] = None
+    flip: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mode not in EVALUATION_MODES:
+            raise ValueError(f"The evaluation mode must be one of {EVALUATION_MODES}, got {self.mode!r}.")
+        if self.mode != "whole" and not (self.crop_size or 0) >= 1:
+            raise ValueError(f"The '{self.mode}' evaluation needs a crop size >= 1 (VOC 512 or 513, Cityscapes 800).")
+        # What a mode does not use is dropped, so that the protocol records only what was done.
+        if self.mode == "whole":
+            object.__setattr__(self, "crop_size", None)
+        if self.mode != "slide":
+            object.__setattr__(self, "stride", None)
+        else:
+            object.__setattr__(self, "stride", window_stride(self.crop_size, self.stride))
+
+    @property
+    def description(self) -> str:
+        region = {
+            "whole": "whole images",
+            "slide": f"sliding window {self.crop_size} stride {self.stride}",
+            "center": f"center crop {self.crop_size}",
+        }[self.mode]
+        return f"single scale, {region}" + (", flip" if self.flip else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "description": self.description}
+
+    def __call__(
+        self, model: nn.Module, pixel_values: torch.Tensor, labels: torch.Tensor, ignore_index: int = 255
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The logits and the labels they are scored against (the center crop changes both)."""
+        if self.mode == "center":
+            pixel_values, labels = center_crop(pixel_values, labels, self.crop_size, ignore_index)
+        mode = "slide" if self.mode == "slide" else "whole"
+        logits = predict_logits(model, pixel_values, mode=mode, crop_size=self.crop_size, stride=self.stride,
+                                flip=self.flip)
+        return logits, labels
+
+    def padded_batch(
+        self,
+        model: nn.Module,
+        pixel_values: torch.Tensor,
+        labels: torch.Tensor,
+        image_sizes: Optional[torch.Tensor] = None,
+        ignore_index: int = 255,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The protocol on a batch that `pad_collate` padded: each group of equal `image_sizes` (B, 2) runs at its own
+        size, so results equal those of batch size 1. Logits and labels come back at the batch's padded size, the
+        labels `ignore_index` wherever nothing is scored."""
+        if image_sizes is None or bool((image_sizes == torch.tensor(labels.shape[-2:], device=image_sizes.device)).all()):
+            return self(model, pixel_values, labels, ignore_index)
+        groups = []
+        for size in image_sizes.unique(dim=0):
+            members = (image_sizes == size).all(1).nonzero().squeeze(1)
+            own_height, own_width = size.tolist()
+            logits, scored = self(
+                model, pixel_values[members, :, :own_height, :own_width], labels[members, :own_height, :own_width],
+                ignore_index,
+            )
+            groups.append((members, logits, scored))
+        height = max(scored.shape[-2] for _, _, scored in groups)
+        width = max(scored.shape[-1] for _, _, scored in groups)
+        all_logits = groups[0][1].new_zeros(labels.shape[0], groups[0][1].shape[1], height, width)
+        all_labels = labels.new_full((labels.shape[0], height, width), ignore_index)
+        for members, logits, scored in groups:
+            all_logits[members, :, : logits.shape[-2], : logits.shape[-1]] = logits
+            all_labels[members, : scored.shape[-2], : scored.shape[-1]] = scored
+        return all_logits, all_labels
+
 
 
 @torch.no_grad()
@@ -92,4 +206,4 @@ def write_report(
     return report
 
 
-__all__ = ["evaluate_model", "write_report"]
+__all__ = ["EVALUATION_MODES", "EvaluationProtocol", "center_crop", "evaluate_model", "write_report"]

@@ -48,7 +48,8 @@ def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
         raise ValueError(f"`{name}` must be one of {choices}, got {value!r}.")
 
 
-def _check_threshold(threshold: float, *, allow_zero: bool = False) -> None:
+def check_threshold(threshold: float, *, allow_zero: bool = False) -> None:
+    """Raises the error that names the range of a fuzzy-set (or confidence) threshold."""
     low_ok = threshold >= 0 if allow_zero else threshold > 0
     if not (low_ok and threshold < 1):
         interval = "[0, 1)" if allow_zero else "(0, 1)"
@@ -136,7 +137,7 @@ def fuzzy_positive_assignment(
         The boolean positive mask (B, C, H, W) and K (B, H, W), with 1 <= K <= min(kmax, C - 1).
     """
     _check_logits("teacher_probs", teacher_probs)
-    _check_threshold(threshold)
+    check_threshold(threshold)
     _check_choice("semantics", semantics, SEMANTICS)
     kmax = _resolve_kmax(teacher_probs.shape[1], semantics, kmax)
     probs = teacher_probs.detach().to(_compute_dtype(teacher_probs))
@@ -248,7 +249,7 @@ def _prepare(
             f"`student_logits` {tuple(student_logits.shape)} and `teacher_logits` "
             f"{tuple(teacher_logits.shape)} must have the same shape."
         )
-    _check_threshold(threshold, allow_zero=allow_zero_threshold)
+    check_threshold(threshold, allow_zero=allow_zero_threshold)
     _check_choice("weight", weight, WEIGHTS)
     _check_choice("semantics", semantics, SEMANTICS)
     teacher = teacher_logits.detach()
@@ -295,26 +296,18 @@ def pseudo_label_cross_entropy(
     teacher_logits: torch.Tensor,
     threshold: float = 0.0,
     *,
-    weight: Weighting = "none",
-    semantics: Semantics = "code",
-    kmax: Optional[int] = None,
-    A: float = 50.0,
     ignore_mask: Optional[torch.Tensor] = None,
 ) -> PseudoLabelLossOutput:
-    """Vanilla pseudo-label cross-entropy (Eq. 2) with the interface of `fuzzy_positive_loss`.
+    """Vanilla pseudo-label cross-entropy (Eq. 2), returning what `fuzzy_positive_loss` returns.
 
     K is 1 everywhere. `threshold` is the confidence threshold of FixMatch-style frameworks
     (UniMatch: 0.95): pixels whose top teacher probability is below it get weight 0; 0 keeps all.
-    `weight` multiplies the K = 1 adaptive weight on top, for ablations; `kmax` may only be 1.
     """
-    if kmax not in (None, 1):
-        raise ValueError(f"`kmax` must be None or 1 for the cross-entropy, whose K is 1; got {kmax}.")
-    teacher_probs = _prepare(student_logits, teacher_logits, threshold, weight, semantics, True)
+    teacher_probs = _prepare(student_logits, teacher_logits, threshold, "none", "code", True)
     with torch.no_grad():
         # FPA capped at one class is the argmax, with the same tie rule as the fuzzy sets.
-        pseudo_labels, _, k, top_probs = _assign(teacher_probs, 0.5, semantics, kmax=1)
-        pixel_weight = adaptive_weight(top_probs, k, weight, semantics=semantics, A=A)
-        pixel_weight = pixel_weight * (top_probs[:, 0] >= threshold)
+        pseudo_labels, _, k, top_probs = _assign(teacher_probs, 0.5, "code", kmax=1)
+        pixel_weight = (top_probs[:, 0] >= threshold).to(top_probs.dtype)
         positive_mask = _mask_of(pseudo_labels, teacher_probs.shape[1])
     del teacher_probs
     logits = student_logits.to(_compute_dtype(student_logits))
@@ -396,6 +389,7 @@ def k_shares(k: torch.Tensor, valid_mask: Optional[torch.Tensor] = None, max_k: 
 
 __all__ = [
     "PseudoLabelLossOutput",
+    "check_threshold",
     "fuzzy_positive_assignment",
     "adaptive_weight",
     "fuzzy_positive_loss",

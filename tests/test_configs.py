@@ -4,6 +4,7 @@ import pytest
 
 from conftest import ROOT, run_fpl
 from fpl_hf import DeepLabV3PlusConfig
+from fpl_hf.trainer import FRAMEWORKS
 
 CONFIGS = ROOT / "examples" / "configs"
 parse_arguments = run_fpl.parse_arguments
@@ -18,7 +19,7 @@ def test_every_config_parses_and_builds_a_valid_model_config(name, tmp_path):
     model_args, data_args, args = parsed(name, tmp_path)
     DeepLabV3PlusConfig(backbone=model_args.backbone, output_stride=model_args.output_stride,
                         aspp_rates=model_args.aspp_rates, num_labels=21)
-    assert args.framework in ("cps", "mean_teacher", "unimatch") and args.unsup_loss == "fpl"
+    assert args.framework in FRAMEWORKS and args.framework_declaration.unlabeled and args.unsup_loss == "fpl"
     assert 0 < args.threshold < 1 and args.learning_rate > 0
 
 
@@ -45,6 +46,12 @@ def test_paper_recipes_hold_the_papers_settings(tmp_path):
     _, voc_ael_data, voc_ael = parsed("voc_aug_ael_fpl.yaml", tmp_path)
     assert (voc_ael_data.dataset, voc_ael.crop_size) == ("voc_aug", 513)
     assert voc_ael.evaluation_protocol.description == "single scale, center crop 513"
+
+    _, v2_data, v2 = parsed("voc_unimatch_v2_fpl.yaml", tmp_path)
+    assert (v2_data.dataset, v2.framework, v2.ema_decay, v2.optim, v2.learning_rate) == (
+        "voc", "unimatch_v2", 0.996, "adamw_torch", 2e-4)
+    assert v2.encoder_lr_ratio * v2.learning_rate == pytest.approx(5e-6) and v2.weight_decay == 0.01
+    assert (v2.confidence_threshold, v2.num_train_epochs, v2.eval_mode) == (0.95, 60, "whole")
 
 
 def test_flags_override_the_file(tmp_path):

@@ -144,7 +144,7 @@ def test_custom_folders_with_an_unlabeled_folder_without_masks(tmp_path):
     assert len(labeled) == 3 and len(unlabeled) == 3 and unlabeled.column_names == ["image"]
     pairs = SemiSupervisedDataset(labeled, unlabeled, num_labels=4, crop_size=16, image_mean=[0.5] * 3, image_std=[0.5] * 3)
     item = pairs[0]
-    assert (item["unlabeled_labels"] == 255).all()
+    assert (item["unlabeled_diagnostic_labels"] == 255).all()
     (tmp_path / "masks" / "2.png").unlink()
     with pytest.raises(FileNotFoundError, match="2.jpg"):
         load_folders(tmp_path / "images", tmp_path / "masks")

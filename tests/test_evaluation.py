@@ -11,8 +11,7 @@ from PIL import Image
 from conftest import make_trainer, tiny_config
 from fpl_hf import DeepLabV3PlusForSemanticSegmentation, DeepLabV3PlusImageProcessor
 from fpl_hf.data import EvaluationDataset, load_folders, make_fashion_scenes
-from fpl_hf.evaluation import evaluate_model, write_report
-from fpl_hf.inference import EvaluationProtocol
+from fpl_hf.evaluation import EvaluationProtocol, evaluate_model, write_report
 from fpl_hf.metrics import ConfusionMatrix
 from fpl_hf.viz import colorize, gradient_score_figure, k_map_figure, k_shares_figure, overlay, palette
 

@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from fpl_hf.inference import EvaluationProtocol, center_crop, predict_logits
+from fpl_hf.evaluation import EvaluationProtocol, center_crop
+from fpl_hf.modeling.inference import predict_logits
 
 
 class PointwiseModel(nn.Module):

@@ -5,8 +5,8 @@ import torch
 
 from conftest import make_trainer
 from fpl_hf.losses import fuzzy_positive_loss, pseudo_label_cross_entropy
-from fpl_hf.trainer.frameworks import STEPS
-from fpl_hf.trainer.frameworks.common import mix, without_dropout
+from fpl_hf.trainer.frameworks import FRAMEWORKS
+from fpl_hf.trainer.frameworks.base import mix, without_dropout
 
 
 def capture_pairs(trainer, value=7.0):
@@ -27,7 +27,7 @@ def test_each_cps_branch_learns_from_the_other_branch(scenes, tmp_path, cutmix):
     pair = trainer.model.train()
     batch = trainer.data_collator([trainer.train_dataset[index] for index in range(2)])
     pairs = capture_pairs(trainer)
-    loss = STEPS["cps"](trainer, pair, batch)
+    loss = FRAMEWORKS["cps"].step(trainer, pair, batch)
     # The total holds the unsupervised terms, weighted: 2 pairs x 7.0 x beta 3.
     assert loss.item() == pytest.approx(trainer._metrics["train"]["sup"][-1] + 3.0 * 14.0, rel=1e-5)
 

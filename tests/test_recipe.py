@@ -9,7 +9,7 @@ from transformers import TrainerCallback
 from conftest import make_trainer
 from fpl_hf.losses import fuzzy_positive_loss, pseudo_label_cross_entropy
 from fpl_hf.trainer import FPLConfig
-from fpl_hf.trainer.frameworks import STEPS
+from fpl_hf.trainer.frameworks import FRAMEWORKS
 
 
 def one_batch(trainer, size=2):
@@ -38,7 +38,7 @@ def test_gradients_are_not_clipped_by_default(scenes, tmp_path):
     assert applied.norms[0] == pytest.approx(logged, rel=1e-4)
 
 
-@pytest.mark.parametrize("framework", ["cps", "mean_teacher", "unimatch"])
+@pytest.mark.parametrize("framework", ["cps", "mean_teacher", "unimatch", "unimatch_v2"])
 def test_teacher_targets_do_not_depend_on_dropout(scenes, tmp_path, framework):
     trainer = make_trainer(scenes, tmp_path, framework=framework)
     trainer.model.train()
@@ -55,14 +55,14 @@ def test_teacher_targets_do_not_depend_on_dropout(scenes, tmp_path, framework):
             )
     for seed in (1, 2):  # other dropout masks
         torch.manual_seed(seed)
-        STEPS[framework](trainer, trainer.model, batch)
+        FRAMEWORKS[framework].step(trainer, trainer.model, batch)
     # The last pair's targets come from the teacher pass in train mode (CPS, UniMatch's weak view) or eval mode.
     torch.testing.assert_close(targets[0][-1], targets[1][-1])
     if framework == "cps":
         assert batchnorm_modes and all(batchnorm_modes)  # CPS's teacher passes keep train-mode BatchNorm
 
 
-@pytest.mark.parametrize("framework, network, passes", [("mean_teacher", "teacher", 2), ("unimatch", "model", 1)])
+@pytest.mark.parametrize("framework, network, passes", [("mean_teacher", "teacher", 2), ("unimatch", "model", 1), ("unimatch_v2", "teacher", 1)])
 def test_eval_mode_teachers_ignore_the_configured_inference_protocol(scenes, tmp_path, framework, network, passes):
     trainer = make_trainer(scenes, tmp_path, framework=framework)
     teacher = getattr(trainer, network)
@@ -70,7 +70,7 @@ def test_eval_mode_teachers_ignore_the_configured_inference_protocol(scenes, tmp
     calls = []
     teacher.backbone.register_forward_hook(lambda m, i, o: calls.append(not torch.is_grad_enabled()))
     trainer.model.train()
-    STEPS[framework](trainer, trainer.model, one_batch(trainer))
+    FRAMEWORKS[framework].step(trainer, trainer.model, one_batch(trainer))
     assert sum(calls) == passes  # one plain pass per unlabeled image, no windows, no flip
 
 
@@ -111,7 +111,7 @@ def logged_steps(trainer):
     return {entry["step"]: entry for entry in trainer.state.log_history if "loss" in entry}
 
 
-@pytest.mark.parametrize("framework", ["cps", "mean_teacher", "unimatch"])
+@pytest.mark.parametrize("framework", ["cps", "mean_teacher", "unimatch", "unimatch_v2"])
 def test_burn_in_is_supervised_then_the_unsupervised_weight_ramps_up(scenes, tmp_path, framework):
     trainer = make_trainer(scenes, tmp_path, framework=framework, burn_in_steps=2, unsup_rampup_steps=4,
                            unsup_weight=2.0, max_steps=5)

@@ -11,7 +11,7 @@ from .loaders import (
 )
 from .normal_form import IGNORE_INDEX, check_pair, label_array, to_normal_form
 from .paired import CutMixSettings, EvaluationDataset, SemiSupervisedDataset, pad_collate
-from .training_data import TrainingData, load_evaluation_data, load_training_data
+from .training_data import DataSource, TrainingData, load_evaluation_data, load_training_data
 from .splits import HIDDEN_LABEL, dataset_from_list, hide_labels, read_split_list, split_from_lists, split_labeled_unlabeled
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "PADDING",
     "RandomScale",
     "SemiSupervisedDataset",
+    "DataSource",
     "TrainingData",
     "VOC_CLASSES",
     "check_pair",

@@ -53,7 +53,7 @@ class SemiSupervisedDataset(torch.utils.data.Dataset):
         unlabeled_pixel_values (U, 3, S, S): weak crops of U different unlabeled images.
         unlabeled_strong_pixel_values (U, V, 3, S, S): V strong views of each weak crop (V = 0: absent).
         unlabeled_valid (U, S, S): False on crop padding.
-        unlabeled_labels (U, S, S): the hidden labels (255 where unknown), for diagnostics only.
+        unlabeled_diagnostic_labels (U, S, S): the hidden labels (255 where unknown), for the logged statistics only.
         cutmix_masks (M, S, S): box masks, M = `num_cutmix_masks`.
     """
 
@@ -127,7 +127,7 @@ class SemiSupervisedDataset(torch.utils.data.Dataset):
         if self.num_strong_views:
             item["unlabeled_strong_pixel_values"] = torch.stack([torch.stack(views) for views in strong])
         item["unlabeled_valid"] = torch.stack(valid)
-        item["unlabeled_labels"] = torch.stack(hidden)
+        item["unlabeled_diagnostic_labels"] = torch.stack(hidden)
         if self.num_cutmix_masks:
             settings = self.cutmix
             item["cutmix_masks"] = torch.stack(

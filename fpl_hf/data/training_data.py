@@ -1,8 +1,8 @@
-"""One call from data-set arguments to the labeled, unlabeled and validation parts of a run."""
+"""One call from a data-source description to the labeled, unlabeled and validation parts of a run."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 from datasets import Dataset
@@ -10,6 +10,54 @@ from datasets import Dataset
 from .embedded import EMBEDDED_CLASSES, make_fashion_scenes
 from .loaders import CITYSCAPES_CLASSES, VOC_CLASSES, load_cityscapes, load_folders, load_hub, load_voc
 from .splits import split_from_lists, split_labeled_unlabeled
+
+
+@dataclass
+class DataSource:
+    """Where a run's images come from and which are labeled; `run_fpl.py` takes every field as a flag and a YAML key.
+
+    The labeled part is chosen by split lists when given, else by `num_labeled` or `labeled_fraction` (drawn with
+    the data seed); `all_labeled` keeps every training label (the fully supervised oracle).
+    """
+
+    dataset: str = field(
+        default="embedded",
+        metadata={"help": "'embedded', 'voc', 'voc_aug' (10,582 images with SegmentationClassAug), 'cityscapes', "
+                  "'folders', or a `datasets` name/path."},
+    )
+    data_root: Optional[str] = field(default=None, metadata={"help": "Root of VOC/Cityscapes or the split lists."})
+    labeled_list: Optional[str] = field(default=None, metadata={"help": "Split list of labeled images."})
+    unlabeled_list: Optional[str] = field(default=None, metadata={"help": "Split list of unlabeled images."})
+    num_labeled: Optional[int] = field(default=None, metadata={"help": "Labeled images drawn from the train set."})
+    labeled_fraction: Optional[str] = field(default=None, metadata={"help": "Or a fraction of it, e.g. '1/16'."})
+    all_labeled: bool = field(
+        default=False, metadata={"help": "Every training label (framework 'supervised'): the oracle's upper bound."}
+    )
+    images_dir: Optional[str] = field(default=None, metadata={"help": "folders: labeled images."})
+    masks_dir: Optional[str] = field(default=None, metadata={"help": "folders: their masks (same file stems)."})
+    unlabeled_dir: Optional[str] = field(default=None, metadata={"help": "folders: unlabeled images."})
+    validation_images_dir: Optional[str] = field(default=None, metadata={"help": "folders: validation images."})
+    validation_masks_dir: Optional[str] = field(default=None, metadata={"help": "folders: validation masks."})
+    num_labels: Optional[int] = field(default=None, metadata={"help": "Classes of a folders/Hub data set."})
+    train_split: str = field(default="train", metadata={"help": "Hub data set: training split."})
+    validation_split: str = field(default="validation", metadata={"help": "Split used for evaluation."})
+    image_column: Optional[str] = field(default=None, metadata={"help": "Hub data set: image column."})
+    label_column: Optional[str] = field(default=None, metadata={"help": "Hub data set: mask column."})
+    num_train_scenes: int = field(default=1000, metadata={"help": "embedded: training scenes."})
+    num_validation_scenes: int = field(default=200, metadata={"help": "embedded: validation scenes."})
+    scene_size: int = field(default=64, metadata={"help": "embedded: side of a scene."})
+
+    def describe_labeled_split(self, seed: int) -> str:
+        """How the labeled images were chosen, in words (for the model card)."""
+        if self.all_labeled:
+            return f"all of {self.train_split}"
+        if self.labeled_list:
+            return f"list {self.labeled_list}"
+        if self.labeled_fraction:
+            return f"{self.labeled_fraction} of {self.train_split}"
+        if self.num_labeled:
+            return f"{self.num_labeled} drawn from {self.train_split} with data seed {seed}"
+        return "labeled folder"
 
 
 @dataclass
@@ -33,135 +81,73 @@ def _required(value: Optional[str], name: str, dataset: str) -> str:
 
 
 def _load(
-    dataset: str,
-    *,
-    data_root: Optional[str],
-    images_dir: Optional[str],
-    masks_dir: Optional[str],
-    unlabeled_dir: Optional[str],
-    validation_images_dir: Optional[str],
-    validation_masks_dir: Optional[str],
-    num_labels: Optional[int],
-    train_split: Optional[str],
-    validation_split: str,
-    image_column: Optional[str],
-    label_column: Optional[str],
-    num_train_scenes: int,
-    num_validation_scenes: int,
-    scene_size: int,
-    seed: int,
+    source: DataSource, seed: int, with_training: bool = True
 ) -> tuple[Optional[Dataset], Optional[Dataset], Dataset, tuple[str, ...]]:
-    """(train, unlabeled folder, validation, class names); `train_split=None` skips the training part."""
+    """(train, unlabeled folder, validation, class names); `with_training=False` skips the training part."""
+    dataset = source.dataset
     unlabeled = None
     if dataset == "embedded":
-        train = make_fashion_scenes(num_train_scenes, size=scene_size, seed=seed) if train_split else None
-        validation = make_fashion_scenes(num_validation_scenes, size=scene_size, split="validation", seed=seed)
+        train = make_fashion_scenes(source.num_train_scenes, size=source.scene_size, seed=seed) if with_training else None
+        validation = make_fashion_scenes(
+            source.num_validation_scenes, size=source.scene_size, split="validation", seed=seed
+        )
         names = EMBEDDED_CLASSES
     elif dataset in ("voc", "voc_aug"):
-        root = _required(data_root, "data_root", dataset)
-        train = load_voc(root, "train", aug=dataset == "voc_aug") if train_split else None
+        root = _required(source.data_root, "data_root", dataset)
+        train = load_voc(root, "train", aug=dataset == "voc_aug") if with_training else None
         validation, names = load_voc(root, "val"), VOC_CLASSES
     elif dataset == "cityscapes":
-        root = _required(data_root, "data_root", dataset)
-        train = load_cityscapes(root, "train") if train_split else None
+        root = _required(source.data_root, "data_root", dataset)
+        train = load_cityscapes(root, "train") if with_training else None
         validation, names = load_cityscapes(root, "val"), CITYSCAPES_CLASSES
     elif dataset == "folders":
         train = None
-        if train_split:
+        if with_training:
             train, unlabeled = load_folders(
-                _required(images_dir, "images_dir", dataset), _required(masks_dir, "masks_dir", dataset), unlabeled_dir
+                _required(source.images_dir, "images_dir", dataset),
+                _required(source.masks_dir, "masks_dir", dataset),
+                source.unlabeled_dir,
             )
         validation, _ = load_folders(
-            _required(validation_images_dir, "validation_images_dir", dataset),
-            _required(validation_masks_dir, "validation_masks_dir", dataset),
+            _required(source.validation_images_dir, "validation_images_dir", dataset),
+            _required(source.validation_masks_dir, "validation_masks_dir", dataset),
         )
-        names = _generic_names(num_labels, dataset)
+        names = _generic_names(source.num_labels, dataset)
     else:
-        columns = dict(image_column=image_column, label_column=label_column)
-        train = load_hub(dataset, train_split, **columns) if train_split else None
-        validation = load_hub(dataset, validation_split, **columns)
-        names = _generic_names(num_labels, dataset)
+        columns = dict(image_column=source.image_column, label_column=source.label_column)
+        train = load_hub(dataset, source.train_split, **columns) if with_training else None
+        validation = load_hub(dataset, source.validation_split, **columns)
+        names = _generic_names(source.num_labels, dataset)
     return train, unlabeled, validation, tuple(names)
 
 
-def load_training_data(
-    dataset: str = "embedded",
-    *,
-    data_root: Optional[str] = None,
-    labeled_list: Optional[str] = None,
-    unlabeled_list: Optional[str] = None,
-    num_labeled: Optional[int] = None,
-    labeled_fraction: Optional[str] = None,
-    all_labeled: bool = False,
-    images_dir: Optional[str] = None,
-    masks_dir: Optional[str] = None,
-    unlabeled_dir: Optional[str] = None,
-    validation_images_dir: Optional[str] = None,
-    validation_masks_dir: Optional[str] = None,
-    num_labels: Optional[int] = None,
-    train_split: str = "train",
-    validation_split: str = "validation",
-    image_column: Optional[str] = None,
-    label_column: Optional[str] = None,
-    num_train_scenes: int = 1000,
-    num_validation_scenes: int = 200,
-    scene_size: int = 64,
-    seed: int = 0,
-) -> TrainingData:
-    """Loads `dataset` and splits it: by split lists when given, else by `num_labeled` or `labeled_fraction`;
-    `all_labeled` keeps every training label, whatever `num_labeled` or `labeled_fraction` say (the fully
-    supervised oracle that bounds what unlabeled images can add).
-
-    `dataset`: "embedded", "voc", "voc_aug" (10,582 images with SegmentationClassAug), "cityscapes", "folders",
-    or any `datasets` name or local path.
-    """
-    train, unlabeled, validation, names = _load(
-        dataset, data_root=data_root, images_dir=images_dir, masks_dir=masks_dir, unlabeled_dir=unlabeled_dir,
-        validation_images_dir=validation_images_dir, validation_masks_dir=validation_masks_dir,
-        num_labels=num_labels, train_split=train_split, validation_split=validation_split,
-        image_column=image_column, label_column=label_column, num_train_scenes=num_train_scenes,
-        num_validation_scenes=num_validation_scenes, scene_size=scene_size, seed=seed,
-    )
-    if all_labeled:
-        if unlabeled is not None or labeled_list or unlabeled_list:
+def load_training_data(source: DataSource, seed: int = 0) -> TrainingData:
+    """Loads `source` and splits it into labeled and unlabeled parts (see `DataSource`), with its validation part."""
+    train, unlabeled, validation, names = _load(source, seed)
+    if source.all_labeled:
+        if unlabeled is not None or source.labeled_list or source.unlabeled_list:
             raise ValueError("`all_labeled` trains on every label of the training split: drop the split lists or "
                              "the unlabeled folder.")
         labeled, unlabeled = train, train.select([])
-    elif labeled_list or unlabeled_list:
+    elif source.labeled_list or source.unlabeled_list:
         labeled, unlabeled = split_from_lists(
-            _required(data_root, "data_root", dataset),
-            _required(labeled_list, "labeled_list", dataset),
-            _required(unlabeled_list, "unlabeled_list", dataset),
+            _required(source.data_root, "data_root", source.dataset),
+            _required(source.labeled_list, "labeled_list", source.dataset),
+            _required(source.unlabeled_list, "unlabeled_list", source.dataset),
         )
     elif unlabeled is not None:
         labeled = train
     else:
-        labeled, unlabeled = split_labeled_unlabeled(train, num_labeled=num_labeled, fraction=labeled_fraction, seed=seed)
+        labeled, unlabeled = split_labeled_unlabeled(
+            train, num_labeled=source.num_labeled, fraction=source.labeled_fraction, seed=seed
+        )
     return TrainingData(labeled=labeled, unlabeled=unlabeled, validation=validation, class_names=names)
 
 
-def load_evaluation_data(
-    dataset: str = "embedded",
-    *,
-    data_root: Optional[str] = None,
-    images_dir: Optional[str] = None,
-    masks_dir: Optional[str] = None,
-    num_labels: Optional[int] = None,
-    validation_split: str = "validation",
-    image_column: Optional[str] = None,
-    label_column: Optional[str] = None,
-    num_validation_scenes: int = 200,
-    scene_size: int = 64,
-    seed: int = 0,
-) -> Dataset:
-    """The validation part of `dataset` alone (for "folders": `images_dir` and `masks_dir`)."""
-    _, _, validation, _ = _load(
-        dataset, data_root=data_root, images_dir=None, masks_dir=None, unlabeled_dir=None,
-        validation_images_dir=images_dir, validation_masks_dir=masks_dir, num_labels=num_labels or 2,
-        train_split=None, validation_split=validation_split, image_column=image_column, label_column=label_column,
-        num_train_scenes=0, num_validation_scenes=num_validation_scenes, scene_size=scene_size, seed=seed,
-    )
+def load_evaluation_data(source: DataSource, seed: int = 0) -> Dataset:
+    """The validation part of `source` alone (for "folders": `validation_images_dir` and `validation_masks_dir`)."""
+    _, _, validation, _ = _load(replace(source, num_labels=source.num_labels or 2), seed, with_training=False)
     return validation
 
 
-__all__ = ["TrainingData", "load_evaluation_data", "load_training_data"]
+__all__ = ["DataSource", "TrainingData", "load_evaluation_data", "load_training_data"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Callable, Optional, Union
 
 import timm
 import torch
@@ -50,7 +50,7 @@ class DeepLabV3PlusASPP(nn.Module):
 
 @dataclass
 class DeepLabV3PlusSegmenterOutput(SemanticSegmenterOutput):
-    """`SemanticSegmenterOutput` plus, when `feature_dropout > 0`, the logits of the feature-perturbed decoder."""
+    """`SemanticSegmenterOutput` plus, with a `feature_perturbation`, the logits decoded from the perturbed features."""
 
     perturbed_logits: Optional[torch.Tensor] = None
 
@@ -137,7 +137,7 @@ class DeepLabV3PlusForSemanticSegmentation(DeepLabV3PlusPreTrainedModel):
         self,
         pixel_values: torch.Tensor,
         labels: Optional[torch.Tensor] = None,
-        feature_dropout: float = 0.0,
+        feature_perturbation: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
         return_dict: Optional[bool] = None,
         **kwargs,
     ) -> Union[SemanticSegmenterOutput, tuple]:
@@ -145,8 +145,9 @@ class DeepLabV3PlusForSemanticSegmentation(DeepLabV3PlusPreTrainedModel):
         Args:
             pixel_values: (B, C, H, W) normalized images; any H and W.
             labels: (B, H, W) class ids, `config.semantic_loss_ignore_index` where unknown.
-            feature_dropout: channel dropout on both encoder features; > 0 adds `perturbed_logits`
-                (UniMatch's feature perturbation) while `logits` stay clean.
+            feature_perturbation: applied to each encoder feature map (B, C, h, w) before a second decoding that
+                gives `perturbed_logits`, while `logits` stay clean: UniMatch's feature dropout, UniMatch V2's
+                complementary channel dropout.
         """
         if pixel_values.dim() != 4 or pixel_values.shape[1] != self.config.num_channels:
             raise ValueError(
@@ -154,7 +155,7 @@ class DeepLabV3PlusForSemanticSegmentation(DeepLabV3PlusPreTrainedModel):
             )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         config = self.config
-        if labels is None and not self.training and not feature_dropout and (
+        if labels is None and not self.training and feature_perturbation is None and (
             config.inference_mode == "slide" or config.inference_flip
         ):
             # The configured protocol, e.g. for `pipeline`: windows and/or flip, each a whole-image pass.
@@ -163,7 +164,7 @@ class DeepLabV3PlusForSemanticSegmentation(DeepLabV3PlusPreTrainedModel):
                                     flip=config.inference_flip)
             perturbed_logits = None
         else:
-            logits, perturbed_logits = self._segment(pixel_values, feature_dropout)
+            logits, perturbed_logits = self._segment(pixel_values, feature_perturbation)
 
         loss = None
         if labels is not None:
@@ -183,7 +184,7 @@ class DeepLabV3PlusForSemanticSegmentation(DeepLabV3PlusPreTrainedModel):
         return self._segment(pixel_values)[0]
 
     def _segment(
-        self, pixel_values: torch.Tensor, feature_dropout: float = 0.0
+        self, pixel_values: torch.Tensor, feature_perturbation: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
     ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         height, width = pixel_values.shape[-2:]
         # Sizes that are not a multiple of the network's stride are padded (right and bottom, zero = the mean
@@ -193,10 +194,10 @@ class DeepLabV3PlusForSemanticSegmentation(DeepLabV3PlusPreTrainedModel):
         low, high = self._features(padded)
         logits = self._decode(low, high, padded.shape[-2:])[..., :height, :width]
         perturbed_logits = None
-        if feature_dropout > 0:
-            # UniMatch's feature perturbation: the same encoder features, dropped out, through the decoder again.
+        if feature_perturbation is not None:
+            # The same encoder features, perturbed, through the decoder again.
             perturbed_logits = self._decode(
-                F.dropout2d(low, feature_dropout, True), F.dropout2d(high, feature_dropout, True), padded.shape[-2:]
+                feature_perturbation(low), feature_perturbation(high), padded.shape[-2:]
             )[..., :height, :width]
         return logits, perturbed_logits
 

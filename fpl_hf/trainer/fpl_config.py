@@ -7,13 +7,10 @@ from typing import Any, Optional
 from transformers import TrainingArguments
 
 from ..data import CutMixSettings
-from ..inference import EVALUATION_MODES, EvaluationProtocol
-from ..losses import SEMANTICS, WEIGHTS
-
-FRAMEWORKS = ("supervised", "cps", "mean_teacher", "unimatch")
-UNSUP_LOSSES = ("fpl", "ce")
-# CutMix boxes per framework: (number of boxes, area range, probability), from CPS and UniMatch.
-CUTMIX_DEFAULTS = {"cps": (3, (0.25, 0.5), 1.0), "mean_teacher": (3, (0.25, 0.5), 1.0), "unimatch": (1, (0.02, 0.4), 0.5)}
+from ..evaluation import EVALUATION_MODES, EvaluationProtocol
+from ..losses import SEMANTICS, WEIGHTS, check_threshold
+from .frameworks import FRAMEWORKS, Framework
+from .unsupervised_losses import UNSUPERVISED_LOSSES
 
 
 @dataclass
@@ -28,7 +25,8 @@ class FPLConfig(TrainingArguments):
     framework: str = field(
         default="cps",
         metadata={"help": "Semi-supervised framework: 'supervised' (labeled only), 'cps' (cross pseudo supervision), "
-                  "'mean_teacher' (AEL-style EMA teacher) or 'unimatch' (weak-to-strong with feature perturbation)."},
+                  "'mean_teacher' (AEL-style EMA teacher), 'unimatch' (weak-to-strong with feature perturbation) or "
+                  "'unimatch_v2' (EMA teacher, complementary channel dropout)."},
     )
     unsup_loss: str = field(
         default="fpl",
@@ -71,7 +69,7 @@ class FPLConfig(TrainingArguments):
     )
     cutmix: bool = field(default=True, metadata={"help": "Mix unlabeled images with CutMix boxes (CPS w/ CutMix)."})
     cutmix_num_boxes: Optional[int] = field(
-        default=None, metadata={"help": "Boxes per CutMix mask; default 3 (CPS, mean teacher) or 1 (UniMatch)."}
+        default=None, metadata={"help": "Boxes per CutMix mask; default 3 (CPS, mean teacher) or 1 (UniMatch, V2)."}
     )
     cutmix_area_min: Optional[float] = field(
         default=None, metadata={"help": "Smallest share of the crop that the boxes cover; default 0.25 or 0.02."}
@@ -82,13 +80,15 @@ class FPLConfig(TrainingArguments):
     cutmix_probability: Optional[float] = field(
         default=None, metadata={"help": "Probability of mixing at all; default 1.0 or 0.5 (UniMatch)."}
     )
-    ema_decay: float = field(
-        default=0.99, metadata={"help": "Mean teacher: EMA decay, used as min(1 - 1/(step + 1), ema_decay)."}
+    ema_decay: Optional[float] = field(
+        default=None,
+        metadata={"help": "EMA teacher's decay, used as min(1 - 1/(step + 1), ema_decay); default 0.99 (mean teacher, "
+                  "AEL) or 0.996 (UniMatch V2)."},
     )
     confidence_threshold: Optional[float] = field(
         default=None,
-        metadata={"help": "Confidence threshold of the 'ce' baseline; default 0.95 for UniMatch and 0 (none) "
-                  "for CPS and the mean teacher, as in their papers. FPL does not use it."},
+        metadata={"help": "Confidence threshold of the 'ce' baseline; default 0.95 for UniMatch (V1 and V2) and 0 "
+                  "(none) for CPS and the mean teacher, as in their papers. FPL does not use it."},
     )
     feature_dropout: float = field(
         default=0.5, metadata={"help": "UniMatch: dropout rate of the feature-perturbation branch."}
@@ -107,6 +107,11 @@ class FPLConfig(TrainingArguments):
         default_factory=lambda: [0.5, 2.0], metadata={"help": "Random rescaling range of training images (min max)."}
     )
     momentum: float = field(default=0.9, metadata={"help": "SGD momentum (with `optim='sgd'`)."})
+    encoder_lr_ratio: float = field(
+        default=1.0,
+        metadata={"help": "Learning rate of the encoder (parameters under a `backbone` or `encoder` module) as a "
+                  "fraction of the head's `learning_rate`; UniMatch V2 uses 1/40 = 0.025."},
+    )
     eval_mode: str = field(
         default="whole",
         metadata={
@@ -138,19 +143,22 @@ class FPLConfig(TrainingArguments):
         default=False, metadata={"help": "Keep the unlabeled fields of each batch (must stay False)."}
     )
     report_to: None | str | list[str] = field(default="none", metadata={"help": "Logging integrations."})
+    batch_eval_metrics: bool = field(
+        default=True, metadata={"help": "Evaluation streams a confusion matrix batch by batch (must stay True)."}
+    )
 
     def __post_init__(self) -> None:
         checks = [
-            ("framework", self.framework, FRAMEWORKS),
-            ("unsup_loss", self.unsup_loss, UNSUP_LOSSES),
+            ("framework", self.framework, tuple(FRAMEWORKS)),
+            ("unsup_loss", self.unsup_loss, tuple(UNSUPERVISED_LOSSES)),
             ("fpl_weight", self.fpl_weight, WEIGHTS),
             ("semantics", self.semantics, SEMANTICS),
         ]
         for name, value, choices in checks:
             if value not in choices:
                 raise ValueError(f"`{name}` must be one of {choices}, got {value!r}.")
-        if not 0 < self.threshold < 1:
-            raise ValueError(f"`threshold` must be in (0, 1), got {self.threshold}; the paper uses 0.85 to 0.95.")
+        check_threshold(self.threshold)
+        framework = self.framework_declaration
         if self.kmax is not None and self.kmax < 1:
             raise ValueError(f"`kmax` must be >= 1 or None, got {self.kmax}.")
         if self.unsup_weight < 0:
@@ -158,10 +166,13 @@ class FPLConfig(TrainingArguments):
         for name in ("burn_in_steps", "unsup_rampup_steps", "ohem_min_kept"):
             if getattr(self, name) < 0:
                 raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}.")
+        self.ema_decay = self.ema_decay if self.ema_decay is not None else (framework.ema_decay or 0.99)
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"`ema_decay` must be in [0, 1), got {self.ema_decay}; AEL uses 0.99.")
         if not 0 <= self.feature_dropout < 1:
             raise ValueError(f"`feature_dropout` must be in [0, 1), got {self.feature_dropout}.")
+        if not 0 <= self.encoder_lr_ratio <= 1:
+            raise ValueError(f"`encoder_lr_ratio` must be in [0, 1], got {self.encoder_lr_ratio}; UniMatch V2 uses 0.025.")
         if len(self.scale_range) != 2 or not 0 < self.scale_range[0] <= self.scale_range[1]:
             raise ValueError(f"`scale_range` must be two numbers 0 < min <= max, got {self.scale_range}.")
         if self.crop_size < 8:
@@ -175,13 +186,15 @@ class FPLConfig(TrainingArguments):
             raise ValueError(f"`eval_crop_size` / `eval_stride`: {error}") from None
         if self.remove_unused_columns:
             raise ValueError("`remove_unused_columns` must be False: the unlabeled fields are not model inputs.")
-        if self.framework == "unimatch" and not self.cutmix:
-            raise ValueError("`cutmix=False` does not apply to 'unimatch', whose strong views are always mixed.")
-        boxes, (area_min, area_max), probability = CUTMIX_DEFAULTS.get(self.framework, CUTMIX_DEFAULTS["cps"])
-        self.cutmix_num_boxes = boxes if self.cutmix_num_boxes is None else self.cutmix_num_boxes
-        self.cutmix_area_min = area_min if self.cutmix_area_min is None else self.cutmix_area_min
-        self.cutmix_area_max = area_max if self.cutmix_area_max is None else self.cutmix_area_max
-        self.cutmix_probability = probability if self.cutmix_probability is None else self.cutmix_probability
+        if not self.batch_eval_metrics:
+            raise ValueError("`batch_eval_metrics` must be True: evaluation streams a confusion matrix.")
+        if framework.always_mixes and not self.cutmix:
+            raise ValueError(f"`cutmix=False` does not apply to {self.framework!r}, whose strong views are always mixed.")
+        boxes = framework.cutmix
+        self.cutmix_num_boxes = boxes.num_boxes if self.cutmix_num_boxes is None else self.cutmix_num_boxes
+        self.cutmix_area_min = boxes.area_range[0] if self.cutmix_area_min is None else self.cutmix_area_min
+        self.cutmix_area_max = boxes.area_range[1] if self.cutmix_area_max is None else self.cutmix_area_max
+        self.cutmix_probability = boxes.probability if self.cutmix_probability is None else self.cutmix_probability
         if not 0 < self.cutmix_area_min <= self.cutmix_area_max < 1:
             raise ValueError(
                 f"`cutmix_area_min`/`cutmix_area_max` must satisfy 0 < min <= max < 1, got "
@@ -190,9 +203,8 @@ class FPLConfig(TrainingArguments):
         if self.cutmix_num_boxes < 1 or not 0 <= self.cutmix_probability <= 1:
             raise ValueError("`cutmix_num_boxes` must be >= 1 and `cutmix_probability` in [0, 1].")
         if self.confidence_threshold is None:
-            self.confidence_threshold = 0.95 if self.framework == "unimatch" else 0.0
-        if not 0 <= self.confidence_threshold < 1:
-            raise ValueError(f"`confidence_threshold` must be in [0, 1), got {self.confidence_threshold}.")
+            self.confidence_threshold = framework.confidence_threshold
+        check_threshold(self.confidence_threshold, allow_zero=True)
         if self.optim == "sgd" and not self.optim_args:
             self.optim_args = f"momentum={self.momentum}"
         super().__post_init__()
@@ -202,21 +214,9 @@ class FPLConfig(TrainingArguments):
         return EvaluationProtocol(self.eval_mode, self.eval_crop_size, self.eval_stride, self.eval_flip)
 
     @property
-    def num_unlabeled_images(self) -> int:
-        """Unlabeled images each training item carries: two where one is mixed into the other."""
-        if self.framework == "supervised":
-            return 0
-        return 2 if self.cutmix else 1
-
-    @property
-    def num_strong_views(self) -> int:
-        return 2 if self.framework == "unimatch" else 0
-
-    @property
-    def num_cutmix_masks(self) -> int:
-        if self.framework == "unimatch":
-            return 2
-        return 1 if self.cutmix and self.framework != "supervised" else 0
+    def framework_declaration(self) -> Framework:
+        """What the chosen framework consumes, keeps and defaults to (`fpl_hf.trainer.frameworks`)."""
+        return FRAMEWORKS[self.framework]
 
     def train_dataset_options(self) -> dict[str, Any]:
         """The `SemiSupervisedDataset` arguments this config decides: crops, scales, the unlabeled images and
@@ -224,9 +224,7 @@ class FPLConfig(TrainingArguments):
         return dict(
             crop_size=self.crop_size,
             scale_range=tuple(self.scale_range),
-            num_unlabeled=self.num_unlabeled_images,
-            num_strong_views=self.num_strong_views,
-            num_cutmix_masks=self.num_cutmix_masks,
+            **self.framework_declaration.data_options(self.cutmix),
             cutmix=CutMixSettings(
                 self.cutmix_num_boxes, (self.cutmix_area_min, self.cutmix_area_max), self.cutmix_probability
             ),
@@ -234,4 +232,4 @@ class FPLConfig(TrainingArguments):
         )
 
 
-__all__ = ["FPLConfig", "FRAMEWORKS", "UNSUP_LOSSES"]
+__all__ = ["FPLConfig"]

@@ -18,18 +18,12 @@ from transformers.utils import logging
 
 from ..data import pad_collate
 from ..hub import ModelCardInfo, explained_hub_errors, require_token, write_model_card
-from ..losses import (
-    fuzzy_positive_assignment,
-    fuzzy_positive_loss,
-    k_shares,
-    ohem_cross_entropy,
-    pseudo_label_cross_entropy,
-)
+from ..losses import PseudoLabelLossOutput, fuzzy_positive_assignment, k_shares, ohem_cross_entropy
 from ..metrics import ConfusionMatrix
 from .callbacks import DatasetEpochCallback, EMATeacherCallback
 from .fpl_config import FPLConfig
-from .frameworks import STEPS, supervised
-from .frameworks.common import PseudoLabelPair
+from .frameworks import FRAMEWORKS, BranchPair, PseudoLabelPair, reinitialized_head_copy
+from .unsupervised_losses import UNSUPERVISED_LOSSES
 
 logger = logging.get_logger(__name__)
 
@@ -37,32 +31,9 @@ TEACHER_FILE = "teacher.safetensors"
 BRANCH_2_FILE = "branch_2.safetensors"
 
 
-class BranchPair(nn.Module):
-    """CPS's two networks of one architecture; a forward returns both logits. Branch 1 is the exported model."""
-
-    def __init__(self, branch_1: nn.Module, branch_2: nn.Module):
-        super().__init__()
-        self.branch_1, self.branch_2 = branch_1, branch_2
-        self.config = branch_1.config
-
-    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.branch_1(pixel_values=pixel_values).logits, self.branch_2(pixel_values=pixel_values).logits
-
-
-def reinitialized_head_copy(model: nn.Module, seed: int) -> nn.Module:
-    """A copy of `model` with the same (pretrained) backbone and a differently initialised head, as CPS does."""
-    twin = copy.deepcopy(model)
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    for name, module in twin.named_modules():
-        if not name.startswith("backbone") and module is not twin:
-            twin._init_weights(module)
-    torch.random.set_rng_state(generator_state)
-    return twin
-
-
 class FPLTrainer(Trainer):
-    """Semi-supervised segmentation Trainer; `args.framework` picks the step, `args.unsup_loss` the loss.
+    """Semi-supervised segmentation Trainer; `args.framework` picks the step (and the networks it keeps),
+    `args.unsup_loss` the pseudo-label loss.
 
     Args:
         model: a `DeepLabV3PlusForSemanticSegmentation` (for CPS it becomes branch 1 of a `BranchPair`).
@@ -71,8 +42,8 @@ class FPLTrainer(Trainer):
         eval_dataset: labeled images (`EvaluationDataset`); evaluation streams a confusion matrix.
         model_card_info: what the model card says about the data and the backbone's weights. Every save (each
             checkpoint and the final model) writes the card, with the latest and the best evaluation.
-        branch_2: CPS's second network, e.g. another trained model; by default a copy of `model` whose head is
-            initialised anew (CPS's two differently initialised branches).
+        branch_2: the second network of a framework that trains two (CPS), e.g. another trained model; by default a
+            copy of `model` whose head is initialised anew (CPS's two differently initialised branches).
     """
 
     def __init__(
@@ -87,13 +58,13 @@ class FPLTrainer(Trainer):
     ):
         if not isinstance(args, FPLConfig):
             raise TypeError(f"`args` must be an FPLConfig, got {type(args).__name__}.")
+        self.framework = args.framework_declaration
         self.num_labels = model.config.num_labels
         self.ignore_index = model.config.semantic_loss_ignore_index
-        if branch_2 is not None and args.framework != "cps":
-            raise ValueError(f"`branch_2` is CPS's second network; framework {args.framework!r} has none.")
-        if args.framework == "cps":
+        if self.framework.second_branch:
             model = BranchPair(model, branch_2 if branch_2 is not None else reinitialized_head_copy(model, args.seed + 1))
-        args.batch_eval_metrics = True
+        elif branch_2 is not None:
+            raise ValueError(f"`branch_2` is a second network to train; framework {args.framework!r} trains one.")
         self._confusion = ConfusionMatrix(self.num_labels, self.ignore_index)
         kwargs.setdefault("data_collator", pad_collate)
         kwargs.setdefault("compute_metrics", self._stream_metrics)
@@ -102,7 +73,7 @@ class FPLTrainer(Trainer):
         if hasattr(train_dataset, "set_epoch"):
             self.add_callback(DatasetEpochCallback(train_dataset))
         self.teacher = None
-        if args.framework == "mean_teacher":
+        if self.framework.ema_decay is not None:
             self.teacher = copy.deepcopy(model).eval().requires_grad_(False)
             self.add_callback(EMATeacherCallback(self.teacher, args.ema_decay, args.burn_in_steps))
         self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
@@ -117,9 +88,9 @@ class FPLTrainer(Trainer):
         # accelerate puts autocast around the prepared model's forward alone; teacher passes need it too.
         with self.accelerator.autocast():
             if self.state.global_step < self.args.burn_in_steps:
-                loss = supervised.step(self, model, inputs)
+                loss = FRAMEWORKS["supervised"].step(self, model, inputs)
             else:
-                loss = STEPS[self.args.framework](self, model, inputs)
+                loss = self.framework.step(self, model, inputs)
                 self.record(unsup_weight=self.unsup_weight)
         if not torch.isfinite(loss):
             terms = {name: values[-1] for name, values in self._metrics["train"].items() if values}
@@ -150,47 +121,27 @@ class FPLTrainer(Trainer):
         return F.cross_entropy(logits.float(), labels, ignore_index=self.ignore_index)
 
     def unsupervised_loss(self, *pairs: PseudoLabelPair) -> list[torch.Tensor]:
-        """The pseudo-label loss of `args.unsup_loss` of each (student, teacher, valid, hidden labels) pair, on its
-        valid (non-padding) pixels, with the statistics logged.
+        """The `args.unsup_loss` term of each (student, teacher, valid, diagnostic labels) pair, on its valid
+        (non-padding) pixels, with the pseudo-label statistics logged."""
+        outputs = UNSUPERVISED_LOSSES[self.args.unsup_loss](pairs, self.args)
+        with torch.no_grad():
+            for output, (_, teacher, valid, diagnostic_labels) in zip(outputs, pairs):
+                self._record_pseudo_label_statistics(output, teacher, valid, diagnostic_labels)
+        return [output.loss for output in outputs]
 
-        With `balance_to_ce` (FPL), every term is rescaled by one detached ratio sum(CE) / sum(FPL) over the pairs,
-        as the released code does for CPS's two directions: the values are then the vanilla losses', the
-        gradients FPL's.
-        """
-        args = self.args
-        fpl = args.unsup_loss == "fpl"
-        losses, vanilla = [], []
-        for student, teacher, valid, hidden_labels in pairs:
-            if fpl:
-                out = fuzzy_positive_loss(
-                    student, teacher, args.threshold, weight=args.fpl_weight, semantics=args.semantics, kmax=args.kmax,
-                    A=args.concave_a, ignore_mask=~valid,
-                )
-            else:
-                out = pseudo_label_cross_entropy(student, teacher, args.confidence_threshold, ignore_mask=~valid)
-            losses.append(out.loss)
-            if fpl and args.balance_to_ce:
-                vanilla.append(pseudo_label_cross_entropy(student.detach(), teacher, ignore_mask=~valid).loss)
-            with torch.no_grad():
-                self._record_pseudo_label_statistics(out, teacher, valid, hidden_labels)
-        if vanilla:
-            ratio = sum(vanilla) / sum(loss.detach() for loss in losses).clamp(min=1e-12)
-            losses = [loss * ratio for loss in losses]
-        return losses
-
-    def _record_pseudo_label_statistics(self, out, teacher, valid, hidden_labels) -> None:
-        self.record(**k_shares(out.k, valid), weight=out.weight[valid].float().mean())
-        known = valid & (hidden_labels != self.ignore_index)
+    def _record_pseudo_label_statistics(
+        self, output: PseudoLabelLossOutput, teacher: torch.Tensor, valid: torch.Tensor, diagnostic_labels: torch.Tensor
+    ) -> None:
+        self.record(**k_shares(output.k, valid), weight=output.weight[valid].float().mean())
+        known = valid & (diagnostic_labels != self.ignore_index)
         if not known.any():
             return
-        # Cases of the paper's section 3.4, against the fuzzy set FPA gives for this teacher (the loss's own set
-        # for 'fpl'; computed here for 'ce'); case 1 (pseudo-label right) is the pseudo-label accuracy.
-        fuzzy = out.positive_mask
-        if self.args.unsup_loss != "fpl":
-            fuzzy, _ = fuzzy_positive_assignment(
-                torch.softmax(teacher.float(), 1), self.args.threshold, semantics=self.args.semantics, kmax=self.args.kmax
-            )
-        truth = hidden_labels.clamp(max=teacher.shape[1] - 1)
+        # Cases of the paper's section 3.4, against the fuzzy set FPA gives for this teacher, whatever the loss;
+        # case 1 (pseudo-label right) is the pseudo-label accuracy.
+        fuzzy, _ = fuzzy_positive_assignment(
+            torch.softmax(teacher.float(), 1), self.args.threshold, semantics=self.args.semantics, kmax=self.args.kmax
+        )
+        truth = diagnostic_labels.clamp(max=teacher.shape[1] - 1)
         right = teacher.argmax(1) == truth
         in_set = fuzzy.gather(1, truth.unsqueeze(1)).squeeze(1)
         total = known.sum()
@@ -218,6 +169,22 @@ class FPLTrainer(Trainer):
         """Weight decay on weights only: never on BatchNorm, GroupNorm, LayerNorm parameters or biases."""
         norms = [nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm]
         return [name for name in get_parameter_names(model, norms) if not name.endswith("bias")]
+
+    def create_optimizer(self, model: Optional[nn.Module] = None) -> torch.optim.Optimizer:
+        """Trainer's optimizer; with `encoder_lr_ratio` != 1 each group is split so that encoder parameters (under
+        a `backbone` or `encoder` module) learn at that fraction of the learning rate."""
+        fresh = self.optimizer is None
+        optimizer = super().create_optimizer(model)
+        ratio = self.args.encoder_lr_ratio
+        if fresh and ratio != 1.0:
+            named = (model if model is not None else self.model).named_parameters()
+            encoder = {id(p) for name, p in named if {"backbone", "encoder"} & set(name.split("."))}
+            for group in list(optimizer.param_groups):
+                slower = [p for p in group["params"] if id(p) in encoder]
+                group["params"] = [p for p in group["params"] if id(p) not in encoder]
+                if slower:
+                    optimizer.add_param_group({**group, "params": slower, "lr": group["lr"] * ratio})
+        return optimizer
 
     # Evaluation -----------------------------------------------------------------------------------------
     def _inference_model(self, model: nn.Module) -> nn.Module:

@@ -1,7 +1,9 @@
-"""One module per framework; each `step(trainer, model, batch)` returns the step's total loss."""
+"""Semi-supervised frameworks, one module each: its step and its `Framework` declaration, which it registers."""
 
-from . import cps, mean_teacher, supervised, unimatch
+from .base import FRAMEWORKS, BranchPair, Framework, PseudoLabelPair, SemiSupervisedBatch, StepContext, reinitialized_head_copy
+from . import supervised, cps, mean_teacher, unimatch, unimatch_v2  # noqa: E402,F401  (each registers itself)
 
-STEPS = {"supervised": supervised.step, "cps": cps.step, "mean_teacher": mean_teacher.step, "unimatch": unimatch.step}
-
-__all__ = ["STEPS"]
+__all__ = [
+    "FRAMEWORKS", "BranchPair", "Framework", "PseudoLabelPair", "SemiSupervisedBatch", "StepContext",
+    "reinitialized_head_copy",
+]

@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import torch
 
-from .common import mix, without_dropout
+from .base import BranchPair, Framework, SemiSupervisedBatch, StepContext, mix, without_dropout, register
 
 
-def step(trainer, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+def step(context: StepContext, model: BranchPair, batch: SemiSupervisedBatch) -> torch.Tensor:
     logits_1, logits_2 = model(batch["pixel_values"])
-    sup = trainer.supervised_loss(logits_1, batch["labels"]) + trainer.supervised_loss(logits_2, batch["labels"])
+    sup = context.supervised_loss(logits_1, batch["labels"]) + context.supervised_loss(logits_2, batch["labels"])
 
-    unlabeled, valid, hidden = batch["unlabeled_pixel_values"], batch["unlabeled_valid"], batch["unlabeled_labels"]
-    if trainer.args.cutmix:
+    unlabeled, valid = batch["unlabeled_pixel_values"], batch["unlabeled_valid"]
+    diagnostic = batch["unlabeled_diagnostic_labels"]
+    if context.args.cutmix:
         # Teachers see the unmixed images (train-mode BatchNorm, no dropout: deterministic targets); their
         # predictions are mixed with the same box as the images.
         box = batch["cutmix_masks"][:, 0]
@@ -25,14 +26,24 @@ def step(trainer, model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         teacher_1, teacher_2 = mix(teacher_1_a, teacher_1_b, box), mix(teacher_2_a, teacher_2_b, box)
         student_1, student_2 = model(mix(unlabeled[:, 0], unlabeled[:, 1], box))
         valid = mix(valid[:, 0], valid[:, 1], box)
-        hidden = mix(hidden[:, 0], hidden[:, 1], box)
+        diagnostic = mix(diagnostic[:, 0], diagnostic[:, 1], box)
     else:
         student_1, student_2 = model(unlabeled[:, 0])
         teacher_1, teacher_2 = student_1.detach(), student_2.detach()
-        valid, hidden = valid[:, 0], hidden[:, 0]
+        valid, diagnostic = valid[:, 0], diagnostic[:, 0]
 
     # Branch 1 learns from branch 2's pseudo-labels (or fuzzy sets), and branch 2 from branch 1's.
-    unsup_12, unsup_21 = trainer.unsupervised_loss((student_1, teacher_2, valid, hidden), (student_2, teacher_1, valid, hidden))
+    unsup_12, unsup_21 = context.unsupervised_loss(
+        (student_1, teacher_2, valid, diagnostic), (student_2, teacher_1, valid, diagnostic)
+    )
     unsup = unsup_12 + unsup_21
-    trainer.record(sup=sup, unsup=unsup)
-    return sup + trainer.unsup_weight * unsup
+    context.record(sup=sup, unsup=unsup)
+    return sup + context.unsup_weight * unsup
+
+
+FRAMEWORK = register(Framework(
+    name="cps",
+    step=step,
+    description="cross pseudo supervision: two differently initialised branches label images for each other",
+    second_branch=True,
+))

@@ -1,0 +1,64 @@
+"""UniMatch V2 (Yang et al., TPAMI 2025), with FPL in place of the thresholded CE: an EMA teacher labels the weak
+view; two strong views, each CutMixed with another image's, learn from it through complementary channel dropout.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ...data import CutMixSettings
+from .base import Framework, SemiSupervisedBatch, StepContext, eval_mode_logits, mix, register
+
+
+def complementary_channel_dropout(features: torch.Tensor) -> torch.Tensor:
+    """Features (2B, C, H, W) of two views of B images, view 1 first: view 1 keeps a random half of the channels and
+    view 2 the other half, each x2. As in the released code, a random half of the images keep all channels in both
+    views; each feature map a model perturbs draws its own masks."""
+    pairs = features.shape[0] // 2
+    kept = torch.bernoulli(torch.full((pairs, features.shape[1]), 0.5, device=features.device))
+    unperturbed = torch.randperm(pairs, device=features.device)[: pairs // 2]
+    first = 2 * kept
+    first[unperturbed] = 1.0
+    second = 2 - first
+    masks = torch.cat([first, second]).to(features.dtype)
+    return features * masks[:, :, None, None]
+
+
+def step(context: StepContext, model: nn.Module, batch: SemiSupervisedBatch) -> torch.Tensor:
+    labeled, labels = batch["pixel_values"], batch["labels"]
+    weak, strong = batch["unlabeled_pixel_values"], batch["unlabeled_strong_pixel_values"]
+    valid, diagnostic, boxes = batch["unlabeled_valid"], batch["unlabeled_diagnostic_labels"], batch["cutmix_masks"]
+
+    # The EMA teacher predicts each item's image and its mixing partner in eval mode.
+    teacher_logits, partner_logits = eval_mode_logits(context.teacher, torch.cat([weak[:, 0], weak[:, 1]])).chunk(2)
+
+    sup = context.supervised_loss(model(pixel_values=labeled).logits, labels)
+    strong_1 = mix(strong[:, 0, 0], strong[:, 1, 0], boxes[:, 0])
+    strong_2 = mix(strong[:, 0, 1], strong[:, 1, 1], boxes[:, 1])
+    outputs = model(pixel_values=torch.cat([strong_1, strong_2]), feature_perturbation=complementary_channel_dropout)
+    student_1, student_2 = outputs.perturbed_logits.chunk(2)
+
+    unsup_1, unsup_2 = context.unsupervised_loss(
+        *(
+            (student, mix(teacher_logits, partner_logits, box), mix(valid[:, 0], valid[:, 1], box), mix(diagnostic[:, 0], diagnostic[:, 1], box))
+            for student, box in ((student_1, boxes[:, 0]), (student_2, boxes[:, 1]))
+        )
+    )
+    unsup = 0.5 * (unsup_1 + unsup_2)
+    context.record(sup=sup, unsup=unsup)
+    return (sup + context.unsup_weight * unsup) / 2
+
+
+FRAMEWORK = register(Framework(
+    name="unimatch_v2",
+    step=step,
+    description="UniMatch V2: an EMA teacher labels the weak view for two CutMixed strong views, decoded through "
+    "complementary channel dropout",
+    strong_views=2,
+    cutmix_masks=2,
+    always_mixes=True,
+    cutmix=CutMixSettings(num_boxes=1, area_range=(0.02, 0.4), probability=0.5),
+    confidence_threshold=0.95,
+    ema_decay=0.996,
+))
