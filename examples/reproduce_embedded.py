@@ -27,6 +27,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 RUN_FPL = Path(__file__).resolve().parent / "run_fpl.py"
+SEGFORMER = Path(__file__).resolve().parent / "configs" / "segformer-b0-embedded"
 SETTINGS = (
     ("oracle", "ce"),
     ("supervised", "ce"),
@@ -38,15 +39,25 @@ SETTINGS = (
     ("unimatch", "fpl"),
     ("unimatch_v2", "ce"),
     ("unimatch_v2", "fpl"),
+    ("segformer_supervised", "ce"),
+    ("segformer_unimatch_v2", "fpl"),
 )
+# What a setting runs where its name is not a framework's: the oracle, and a transformers SegFormer-B0 (random
+# weights: no ImageNet weights for it install offline) instead of the config's DeepLabv3+.
+FLAGS = {
+    "oracle": ["--framework", "supervised", "--all_labeled", "true"],
+    "segformer_supervised": ["--framework", "supervised", "--config_name", str(SEGFORMER)],
+    "segformer_unimatch_v2": ["--framework", "unimatch_v2", "--config_name", str(SEGFORMER)],
+}
 NAMES = {"oracle": "oracle (all scenes labeled)", "supervised": "supervised only", "cps": "CPS",
-         "mean_teacher": "mean teacher", "unimatch": "UniMatch-style", "unimatch_v2": "UniMatch V2-style"}
+         "mean_teacher": "mean teacher", "unimatch": "UniMatch-style", "unimatch_v2": "UniMatch V2-style",
+         "segformer_supervised": "SegFormer-B0, supervised only", "segformer_unimatch_v2": "SegFormer-B0, UniMatch V2-style"}
 # Statistics of the semi-supervised phase that the trainer logs against the hidden labels.
 STATISTICS = ("pseudo_label_accuracy", "case_wrong_in_set", "case_outside_set", "k1")
 
 
 def label(framework: str, loss: str) -> str:
-    if framework in ("oracle", "supervised"):
+    if framework in ("oracle", "supervised", "segformer_supervised"):  # trained on labels alone
         return NAMES[framework]
     return f"{NAMES[framework]} + FPL" if loss == "fpl" else f"{NAMES[framework]} (CE)"
 
@@ -59,12 +70,11 @@ def setting(text: str) -> tuple[str, str]:
 
 
 def command(framework: str, loss: str, seed: int, options: argparse.Namespace, output_dir: Path) -> list[str]:
-    flags = ["--framework", "supervised" if framework == "oracle" else framework, "--unsup_loss", loss,
-             "--seed", str(seed), "--data_seed", "0", "--output_dir", str(output_dir), "--save_strategy", "no",
-             "--eval_strategy", "steps", "--eval_steps", str(options.eval_steps), "--logging_steps", "20",
-             "--report_to", "none", "--disable_tqdm", "true"]
-    if framework == "oracle":
-        flags += ["--all_labeled", "true"]
+    flags = FLAGS.get(framework, ["--framework", framework]) + [
+        "--unsup_loss", loss, "--seed", str(seed), "--data_seed", "0", "--output_dir", str(output_dir),
+        "--save_strategy", "no", "--eval_strategy", "steps", "--eval_steps", str(options.eval_steps),
+        "--logging_steps", "20", "--report_to", "none", "--disable_tqdm", "true",
+    ]
     for name in ("max_steps", "burn_in_steps", "unsup_rampup_steps"):
         if getattr(options, name) is not None:
             flags += [f"--{name}", str(getattr(options, name))]

@@ -23,7 +23,13 @@ from typing import Optional
 import yaml
 from transformers import HfArgumentParser, set_seed
 
-from fpl_hf import DeepLabV3PlusConfig, DeepLabV3PlusForSemanticSegmentation, DeepLabV3PlusImageProcessor
+from fpl_hf import DeepLabV3PlusConfig, DeepLabV3PlusForSemanticSegmentation, TimmDPTConfig, TimmDPTForSemanticSegmentation
+from fpl_hf.modeling.transformers_segmenter import (
+    image_processor_for,
+    label_fields,
+    new_model_for_classes,
+    pretrained_for_classes,
+)
 from fpl_hf.data import DataSource, EvaluationDataset, SemiSupervisedDataset, load_training_data
 from fpl_hf.hub import ModelCardInfo
 from fpl_hf.trainer import FPLConfig, FPLTrainer
@@ -34,11 +40,22 @@ DEFAULT_CONFIG = Path(__file__).parent / "configs" / "embedded.yaml"
 @dataclass
 class ModelArguments:
     model_name_or_path: Optional[str] = field(
-        default=None, metadata={"help": "Start from this fpl_hf checkpoint (directory or Hub id) instead of a new model."}
+        default=None,
+        metadata={"help": "Start from this checkpoint (folder or Hub id): fpl_hf's DeepLabv3+ or any transformers "
+                  "semantic-segmentation model (SegFormer, UperNet, DPT, ...); a new head where its classes differ."},
+    )
+    config_name: Optional[str] = field(
+        default=None,
+        metadata={"help": "Or a new transformers model, randomly initialised, of this config (folder, JSON or Hub id)."},
     )
     branch_2_name_or_path: Optional[str] = field(
         default=None,
         metadata={"help": "CPS: start branch 2 from this checkpoint instead of a copy of the model with a new head."},
+    )
+    architecture: str = field(
+        default="deeplabv3plus",
+        metadata={"help": "fpl_hf's network for a new model: 'deeplabv3plus' (any timm backbone) or 'dpt' (a DPT head "
+                  "on a timm ViT, e.g. vit_small_patch14_dinov2, as UniMatch V2)."},
     )
     backbone: str = field(default="tf_efficientnet_lite0", metadata={"help": "timm backbone of a new model."})
     backbone_weights: str = field(
@@ -49,6 +66,13 @@ class ModelArguments:
     aspp_rates: list[int] = field(default_factory=lambda: [6, 12, 18], metadata={"help": "ASPP dilation rates."})
     aspp_channels: int = field(default=256, metadata={"help": "Channels of the ASPP branches."})
     decoder_channels: int = field(default=256, metadata={"help": "Channels of the decoder."})
+    out_indices: Optional[list[int]] = field(
+        default=None, metadata={"help": "dpt: the four ViT blocks the head reads (default 2 5 8 11; ViT-L 4 11 17 23)."}
+    )
+    dpt_out_channels: list[int] = field(
+        default_factory=lambda: [48, 96, 192, 384], metadata={"help": "dpt: reassembly channels (ViT-B 96 192 384 768)."}
+    )
+    dpt_features: int = field(default=64, metadata={"help": "dpt: fusion channels (ViT-B 128)."})
 
 
 def load_config(path: Path) -> dict:
@@ -82,25 +106,30 @@ def main(model_args: ModelArguments, data_source: DataSource, training_args: FPL
     # `--data_seed` fixes the scenes and the labeled draw while `--seed` varies the rest.
     data_seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
     data = load_training_data(data_source, seed=data_seed)
-    if model_args.model_name_or_path:
-        model = DeepLabV3PlusForSemanticSegmentation.from_pretrained(model_args.model_name_or_path)
+    source = model_args.model_name_or_path
+    if source:
+        model = pretrained_for_classes(source, data.class_names)
+    elif model_args.config_name:
+        model = new_model_for_classes(model_args.config_name, data.class_names)
+    elif model_args.architecture == "dpt":
+        model = TimmDPTForSemanticSegmentation(TimmDPTConfig(
+            backbone=model_args.backbone, out_indices=model_args.out_indices, dpt_out_channels=model_args.dpt_out_channels,
+            dpt_features=model_args.dpt_features, **label_fields(data.class_names),
+        ))
+    elif model_args.architecture == "deeplabv3plus":
+        model = DeepLabV3PlusForSemanticSegmentation(DeepLabV3PlusConfig(
+            backbone=model_args.backbone, output_stride=model_args.output_stride, aspp_rates=model_args.aspp_rates,
+            aspp_channels=model_args.aspp_channels, decoder_channels=model_args.decoder_channels,
+            **label_fields(data.class_names),
+        ))
     else:
-        config = DeepLabV3PlusConfig(
-            backbone=model_args.backbone,
-            output_stride=model_args.output_stride,
-            aspp_rates=model_args.aspp_rates,
-            aspp_channels=model_args.aspp_channels,
-            decoder_channels=model_args.decoder_channels,
-            num_labels=len(data.class_names),
-            id2label=dict(enumerate(data.class_names)),
-            label2id={name: index for index, name in enumerate(data.class_names)},
-        )
-        model = DeepLabV3PlusForSemanticSegmentation(config)
-        if model_args.backbone_weights != "none":
-            model.load_backbone_weights(model_args.backbone_weights)
-    mean = list(model.backbone.pretrained_cfg.get("mean", (0.485, 0.456, 0.406)))
-    std = list(model.backbone.pretrained_cfg.get("std", (0.229, 0.224, 0.225)))
-    processor = DeepLabV3PlusImageProcessor(image_mean=mean, image_std=std)
+        raise ValueError(f"`architecture` must be 'deeplabv3plus' or 'dpt', got {model_args.architecture!r}.")
+    if not (source or model_args.config_name) and model_args.backbone_weights != "none":
+        model.load_backbone_weights(model_args.backbone_weights)
+    defaults = getattr(getattr(model, "backbone", None), "pretrained_cfg", None)  # a timm encoder's own
+    statistics = dict(image_mean=defaults["mean"], image_std=defaults["std"]) if defaults else {}
+    processor = image_processor_for(model, source, **statistics)
+    mean, std = list(processor.image_mean), list(processor.image_std)
 
     args = training_args
     train_dataset = SemiSupervisedDataset(
@@ -112,11 +141,11 @@ def main(model_args: ModelArguments, data_source: DataSource, training_args: FPL
         dataset_name=data_source.dataset,
         dataset_split=data_source.validation_split,
         labeled_split=data_source.describe_labeled_split(data_seed),
-        backbone_weights=None if model_args.model_name_or_path else model_args.backbone_weights,
+        backbone_weights=source or ("random initialisation" if model_args.config_name else model_args.backbone_weights),
     )
     branch_2 = None
     if model_args.branch_2_name_or_path:
-        branch_2 = DeepLabV3PlusForSemanticSegmentation.from_pretrained(model_args.branch_2_name_or_path)
+        branch_2 = pretrained_for_classes(model_args.branch_2_name_or_path, data.class_names)
     trainer = FPLTrainer(model, args, train_dataset=train_dataset, eval_dataset=eval_dataset, processing_class=processor,
                          model_card_info=card_info, branch_2=branch_2)
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)

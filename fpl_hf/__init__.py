@@ -16,20 +16,27 @@ from .modeling import (
     DeepLabV3PlusForSemanticSegmentation,
     DeepLabV3PlusImageProcessor,
     DeepLabV3PlusPreTrainedModel,
+    TimmDPTConfig,
+    TimmDPTForSemanticSegmentation,
 )
 from .trainer import FPLConfig, FPLTrainer
 
 __version__ = "0.1.0"
 
-AutoConfig.register(DeepLabV3PlusConfig.model_type, DeepLabV3PlusConfig, exist_ok=True)
-AutoModelForSemanticSegmentation.register(DeepLabV3PlusConfig, DeepLabV3PlusForSemanticSegmentation, exist_ok=True)
-AutoImageProcessor.register(
-    DeepLabV3PlusConfig, image_processor_classes={"torchvision": DeepLabV3PlusImageProcessor}, exist_ok=True
-)
-# Saved models carry their code (the image processor's included, see the model's `save_pretrained`), so they
-# also load with trust_remote_code=True where fpl_hf is absent.
-DeepLabV3PlusConfig.register_for_auto_class()
-DeepLabV3PlusForSemanticSegmentation.register_for_auto_class("AutoModelForSemanticSegmentation")
+for config_class, model_class in (
+    (DeepLabV3PlusConfig, DeepLabV3PlusForSemanticSegmentation),
+    (TimmDPTConfig, TimmDPTForSemanticSegmentation),
+):
+    AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
+    AutoModelForSemanticSegmentation.register(config_class, model_class, exist_ok=True)
+    # One image processor serves both: it normalizes and pads, and the networks take any size.
+    AutoImageProcessor.register(
+        config_class, image_processor_classes={"torchvision": DeepLabV3PlusImageProcessor}, exist_ok=True
+    )
+    # Saved models carry their code (the image processor's included, see the model's `save_pretrained`), so they
+    # also load with trust_remote_code=True where fpl_hf is absent.
+    config_class.register_for_auto_class()
+    model_class.register_for_auto_class("AutoModelForSemanticSegmentation")
 
 __all__ = [
     "DeepLabV3PlusConfig",
@@ -38,6 +45,8 @@ __all__ = [
     "DeepLabV3PlusPreTrainedModel",
     "FPLConfig",
     "FPLTrainer",
+    "TimmDPTConfig",
+    "TimmDPTForSemanticSegmentation",
     "PseudoLabelLossOutput",
     "adaptive_weight",
     "fuzzy_positive_assignment",

@@ -18,6 +18,8 @@ from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 from huggingface_hub.utils import httpx  # the HTTP client huggingface_hub itself uses (httpx or httpx2)
 
 TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
+# Models whose code ships with fpl_hf (their cards say `import fpl_hf`); any other loads with transformers alone.
+FPL_HF_MODEL_TYPES = ("deeplabv3plus", "timm_dpt")
 MODEL_FILES = ("config.json", "model.safetensors", "preprocessor_config.json", "README.md")
 
 
@@ -76,7 +78,7 @@ def write_model_card(
         library_name="transformers",
         license="apache-2.0",
         pipeline_tag="image-segmentation",
-        tags=["fpl-hf", "semantic-segmentation", "semi-supervised", "deeplabv3plus", args.framework, args.unsup_loss],
+        tags=["fpl-hf", "semantic-segmentation", "semi-supervised", model_config.model_type, args.framework, args.unsup_loss],
         datasets=[info.dataset_name],
         model_name=repo_id,
         eval_results=eval_results,
@@ -92,6 +94,8 @@ def write_model_card(
         repo_id=repo_id,
         args=args,
         config=model_config,
+        architecture=describe_architecture(model_config),
+        fpl_hf_model=model_config.model_type in FPL_HF_MODEL_TYPES,
         info=info,
         optim=str(args.optim).split(".")[-1].lower(),
         lr_scheduler=str(args.lr_scheduler_type).split(".")[-1].lower(),
@@ -107,6 +111,18 @@ def write_model_card(
     temporary.write_text(str(card))
     os.replace(temporary, path)
     return card
+
+
+def describe_architecture(config: Any) -> str:
+    """The network in a phrase, e.g. "A DeepLabv3+ network (resnet101d encoder, output stride 16, 21 classes)"."""
+    if config.model_type == "deeplabv3plus":
+        return (f"A DeepLabv3+ semantic segmentation network ({config.backbone} encoder, output stride "
+                f"{config.output_stride}, {config.num_labels} classes)")
+    if config.model_type == "timm_dpt":
+        return (f"A DPT semantic segmentation network on a {config.backbone} encoder (blocks {config.out_indices}, "
+                f"{config.num_labels} classes)")
+    name = (config.architectures or [config.model_type])[0]
+    return f"A {name} semantic segmentation network ({config.num_labels} classes)"
 
 
 @contextlib.contextmanager

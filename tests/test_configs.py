@@ -54,6 +54,14 @@ def test_paper_recipes_hold_the_papers_settings(tmp_path):
     assert (v2.confidence_threshold, v2.num_train_epochs, v2.eval_mode) == (0.95, 60, "whole")
 
 
+def test_the_segformer_recipes_train_a_transformers_model_on_ade20k(tmp_path):
+    model_args, data_source, args = parsed("ade20k_segformer_b2_cps_fpl.yaml", tmp_path)
+    assert model_args.model_name_or_path == "nvidia/mit-b2" and data_source.reduce_labels and data_source.num_labels == 150
+    assert (data_source.image_column, data_source.label_column, args.framework, args.unsup_loss) == (
+        "image", "annotation", "cps", "fpl")
+    assert args.encoder_lr_ratio * args.learning_rate == pytest.approx(6e-5) and args.max_steps == 160000
+
+
 def test_flags_override_the_file(tmp_path):
     _, _, args = parsed("voc_aug_cps_fpl.yaml", tmp_path, "--unsup_loss", "ce", "--threshold", "0.95")
     assert (args.unsup_loss, args.threshold) == ("ce", 0.95)

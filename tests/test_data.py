@@ -279,6 +279,22 @@ def test_hub_loader_reads_a_local_copy_offline(tmp_path):
     assert dataset.column_names == ["image", "label"] and len(dataset) == 3
 
 
+def test_a_scene_parse_150_style_copy_loads_with_reduced_labels(tmp_path):
+    from fpl_hf.data import DataSource, load_training_data
+
+    masks = [Image.fromarray(np.array([[0, 1], [2, 3]], dtype=np.uint8).repeat(4, 0).repeat(4, 1))] * 4
+    for split in ("train", "validation"):
+        (tmp_path / "ade" / "data").mkdir(parents=True, exist_ok=True)
+        Dataset.from_dict({"image": [Image.new("RGB", (8, 8))] * 4, "annotation": masks, "scene_category": [0] * 4}
+                          ).to_parquet(str(tmp_path / "ade" / "data" / f"{split}-00000-of-00001.parquet"))
+    source = DataSource(dataset=str(tmp_path / "ade"), image_column="image", label_column="annotation",
+                        reduce_labels=True, num_labels=3, num_labeled=2)
+    data = load_training_data(source)
+    assert (len(data.labeled), len(data.unlabeled), len(data.validation)) == (2, 2, 4)
+    assert np.asarray(data.validation[0]["label"])[::4, ::4].tolist() == [[255, 0], [1, 2]]
+    assert data.class_names == ("class_0", "class_1", "class_2")
+
+
 def test_missing_fashion_mnist_says_how_to_get_it(tmp_path, monkeypatch):
     from fpl_hf.data import embedded
 

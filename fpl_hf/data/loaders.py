@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
+from PIL import Image
 from datasets import Dataset, load_dataset
 
 from .normal_form import IGNORE_INDEX, to_normal_form
@@ -142,6 +143,11 @@ def load_folders(
     return labeled, to_normal_form(Dataset.from_dict({"image": list(map(str, unlabeled_paths))}), require_label=False)
 
 
+def _reduced_labels(example: dict) -> dict:
+    label = np.asarray(example["label"]).astype(np.int16)
+    return {"label": Image.fromarray(np.where(label == 0, IGNORE_INDEX, label - 1).astype(np.uint8))}
+
+
 def load_hub(
     name: str,
     split: str = "train",
@@ -149,11 +155,18 @@ def load_hub(
     image_column: Optional[str] = None,
     label_column: Optional[str] = None,
     unlabeled: bool = False,
+    reduce_labels: bool = False,
     **load_kwargs,
 ) -> Dataset:
-    """Any `datasets` data set by Hub id or local path (offline it uses the local copy or cache)."""
+    """Any `datasets` data set by Hub id or local path (offline it uses the local copy or cache).
+
+    `reduce_labels`: label 0 means "other" and is ignored, n becomes n - 1 (ADE20K's `scene_parse_150`, as
+    transformers' `do_reduce_labels`); the remapped masks are cached by `datasets`.
+    """
     dataset = load_dataset(name, split=split, **load_kwargs)
     dataset = to_normal_form(dataset, image_column, label_column, require_label=not unlabeled)
+    if reduce_labels and "label" in dataset.column_names:
+        dataset = dataset.map(_reduced_labels, desc="Labels 0 -> 255, n -> n - 1")
     return hide_labels(dataset) if unlabeled else dataset
 
 

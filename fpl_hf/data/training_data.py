@@ -43,6 +43,11 @@ class DataSource:
     validation_split: str = field(default="validation", metadata={"help": "Split used for evaluation."})
     image_column: Optional[str] = field(default=None, metadata={"help": "Hub data set: image column."})
     label_column: Optional[str] = field(default=None, metadata={"help": "Hub data set: mask column."})
+    reduce_labels: bool = field(
+        default=False,
+        metadata={"help": "Hub data set: label 0 is 'other' and ignored, n becomes n - 1 (ADE20K's scene_parse_150, "
+                  "as transformers' do_reduce_labels)."},
+    )
     num_train_scenes: int = field(default=1000, metadata={"help": "embedded: training scenes."})
     num_validation_scenes: int = field(default=200, metadata={"help": "embedded: validation scenes."})
     scene_size: int = field(default=64, metadata={"help": "embedded: side of a scene."})
@@ -114,7 +119,8 @@ def _load(
         )
         names = _generic_names(source.num_labels, dataset)
     else:
-        columns = dict(image_column=source.image_column, label_column=source.label_column)
+        columns = dict(image_column=source.image_column, label_column=source.label_column,
+                       reduce_labels=source.reduce_labels)
         train = load_hub(dataset, source.train_split, **columns) if with_training else None
         validation = load_hub(dataset, source.validation_split, **columns)
         names = _generic_names(source.num_labels, dataset)

@@ -88,12 +88,21 @@ class DeepLabV3PlusConfig(PretrainedConfig):
             close = difflib.get_close_matches(self.backbone, timm.list_models(), n=3)
             hint = f" Did you mean one of {close}?" if close else " See `timm.list_models()`."
             raise ValueError(f"`backbone`: {self.backbone!r} is not a timm model.{hint}")
-        if self.output_stride not in OUTPUT_STRIDES:
-            raise ValueError(f"`output_stride` must be one of {OUTPUT_STRIDES}, got {self.output_stride}.")
         if self.num_labels is None or self.num_labels < 2:
             raise ValueError(f"`num_labels` must be >= 2 (background counts as a class), got {self.num_labels}.")
         if self.num_channels < 1:
             raise ValueError(f"`num_channels` must be >= 1, got {self.num_channels}.")
+        self._validate_decoder()
+        if self.inference_mode not in ("whole", "slide"):
+            raise ValueError(f"`inference_mode` must be 'whole' or 'slide', got {self.inference_mode!r}.")
+        if self.inference_mode == "slide" and not (self.inference_crop_size or 0) >= 1:
+            raise ValueError("`inference_mode='slide'` needs `inference_crop_size` (e.g. 512 for VOC, 800 for Cityscapes).")
+        if self.inference_stride is not None and not 1 <= self.inference_stride <= (self.inference_crop_size or 0):
+            raise ValueError(f"`inference_stride` must be in [1, inference_crop_size], got {self.inference_stride}.")
+
+    def _validate_decoder(self) -> None:
+        if self.output_stride not in OUTPUT_STRIDES:
+            raise ValueError(f"`output_stride` must be one of {OUTPUT_STRIDES}, got {self.output_stride}.")
         if self.out_indices is not None and (len(self.out_indices) != 2 or self.out_indices[0] >= self.out_indices[1]):
             raise ValueError(
                 f"`out_indices` must be two increasing timm feature indices (low-level, high-level), got {self.out_indices}."
@@ -106,12 +115,6 @@ class DeepLabV3PlusConfig(PretrainedConfig):
         for name in ("aspp_dropout", "classifier_dropout"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be in [0, 1), got {getattr(self, name)}.")
-        if self.inference_mode not in ("whole", "slide"):
-            raise ValueError(f"`inference_mode` must be 'whole' or 'slide', got {self.inference_mode!r}.")
-        if self.inference_mode == "slide" and not (self.inference_crop_size or 0) >= 1:
-            raise ValueError("`inference_mode='slide'` needs `inference_crop_size` (e.g. 512 for VOC, 800 for Cityscapes).")
-        if self.inference_stride is not None and not 1 <= self.inference_stride <= (self.inference_crop_size or 0):
-            raise ValueError(f"`inference_stride` must be in [1, inference_crop_size], got {self.inference_stride}.")
 
 
 __all__ = ["DeepLabV3PlusConfig"]

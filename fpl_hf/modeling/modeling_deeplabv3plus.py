@@ -90,33 +90,35 @@ class DeepLabV3PlusPreTrainedModel(PreTrainedModel):
         super().save_pretrained(save_directory, *args, **kwargs)
 
 
-class DeepLabV3PlusForSemanticSegmentation(DeepLabV3PlusPreTrainedModel):
-    """DeepLabv3+: timm encoder (`features_only`), ASPP on the deep feature, decoder fusing a stride-4 feature."""
+class TimmSegmentationModel(DeepLabV3PlusPreTrainedModel):
+    """What fpl_hf's segmentation networks share: a timm encoder (`self.backbone`), inputs padded to its stride,
+    the configured inference protocol, UniMatch's feature perturbation and the loss. A network defines its
+    modules in `__init__`, `_features` (the encoder features its decoder reads) and `_decode`."""
 
-    def __init__(self, config: DeepLabV3PlusConfig):
-        super().__init__(config)
-        self.backbone = self._create_backbone(config)
-        for module in self.backbone.modules():
-            module._is_hf_initialized = True
-        channels = dict(zip(self.backbone.feature_info.out_indices, self.backbone.feature_info.channels()))
-        low_channels, high_channels = (channels[index] for index in config.out_indices)
-        self.aspp = DeepLabV3PlusASPP(
-            high_channels, config.aspp_channels, config.aspp_rates, config.aspp_dropout, config.align_corners
-        )
-        self.low_level_projection = _conv_bn_relu(low_channels, config.low_level_channels)
-        self.decoder = nn.Sequential(
-            _conv_bn_relu(config.aspp_channels + config.low_level_channels, config.decoder_channels, 3),
-            _conv_bn_relu(config.decoder_channels, config.decoder_channels, 3),
-            nn.Dropout(config.classifier_dropout),
-        )
-        self.classifier = nn.Conv2d(config.decoder_channels, config.num_labels, 1)
-        self.post_init()
+    # The encoder's submodule: it learns at a trainer's `encoder_lr_ratio`, and CPS's second branch keeps it.
+    encoder_module = "backbone"
+
+    def _features(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def _decode(self, features: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        raise NotImplementedError
 
     @staticmethod
-    def _create_backbone(config: DeepLabV3PlusConfig) -> nn.Module:
+    def _timm_kwargs(config: DeepLabV3PlusConfig) -> dict:
+        """The `timm.create_model` arguments of the encoder: a `features_only` extractor."""
+        kwargs = dict(
+            features_only=True, in_chans=config.num_channels, output_stride=config.output_stride, **config.backbone_kwargs
+        )
+        if config.out_indices is not None:
+            kwargs["out_indices"] = tuple(config.out_indices)
+        return kwargs
+
+    @classmethod
+    def _create_backbone(cls, config: DeepLabV3PlusConfig) -> nn.Module:
         """Builds the timm feature extractor and fills `config.out_indices` when it is `None`."""
         try:
-            backbone = timm.create_model(config.backbone, **_timm_feature_kwargs(config))
+            backbone = timm.create_model(config.backbone, **cls._timm_kwargs(config))
         except (RuntimeError, TypeError, ValueError, AssertionError) as error:
             raise ValueError(
                 f"`backbone`: timm could not build {config.backbone!r} with features_only=True and "
@@ -128,10 +130,10 @@ class DeepLabV3PlusForSemanticSegmentation(DeepLabV3PlusPreTrainedModel):
             config.out_indices = [backbone.feature_info.out_indices[low], backbone.feature_info.out_indices[-1]]
         return backbone
 
-    def _features(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = dict(zip(self.backbone.feature_info.out_indices, self.backbone(pixel_values)))
-        low_index, high_index = self.config.out_indices
-        return features[low_index], features[high_index]
+    @property
+    def input_multiple(self) -> int:
+        """Inputs are padded to a multiple of this (the encoder's largest stride) so that features align."""
+        return max(self.backbone.feature_info.reduction())
 
     def forward(
         self,
@@ -189,24 +191,16 @@ class DeepLabV3PlusForSemanticSegmentation(DeepLabV3PlusPreTrainedModel):
         height, width = pixel_values.shape[-2:]
         # Sizes that are not a multiple of the network's stride are padded (right and bottom, zero = the mean
         # colour) so that features stay aligned with pixels; the logits are cropped back.
-        stride = max(self.backbone.feature_info.reduction())
-        padded = F.pad(pixel_values, (0, -width % stride, 0, -height % stride))
-        low, high = self._features(padded)
-        logits = self._decode(low, high, padded.shape[-2:])[..., :height, :width]
+        multiple = self.input_multiple
+        padded = F.pad(pixel_values, (0, -width % multiple, 0, -height % multiple))
+        features = self._features(padded)
+        logits = self._decode(features, padded.shape[-2:])[..., :height, :width]
         perturbed_logits = None
         if feature_perturbation is not None:
             # The same encoder features, perturbed, through the decoder again.
-            perturbed_logits = self._decode(
-                feature_perturbation(low), feature_perturbation(high), padded.shape[-2:]
-            )[..., :height, :width]
+            perturbed = [feature_perturbation(feature) for feature in features]
+            perturbed_logits = self._decode(perturbed, padded.shape[-2:])[..., :height, :width]
         return logits, perturbed_logits
-
-    def _decode(self, low: torch.Tensor, high: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        context = self.aspp(high)
-        low = self.low_level_projection(low)
-        context = F.interpolate(context, size=low.shape[-2:], mode="bilinear", align_corners=self.config.align_corners)
-        logits = self.classifier(self.decoder(torch.cat([context, low], dim=1)))
-        return F.interpolate(logits, size=size, mode="bilinear", align_corners=self.config.align_corners)
 
     def load_backbone_weights(self, source: Union[str, os.PathLike, dict[str, torch.Tensor]] = "timm") -> None:
         """Loads ImageNet (or any) weights into the backbone, strictly.
@@ -225,7 +219,7 @@ class DeepLabV3PlusForSemanticSegmentation(DeepLabV3PlusPreTrainedModel):
         builder_log.setLevel(logging.ERROR)
         try:
             pretrained = timm.create_model(
-                self.config.backbone, pretrained=True, pretrained_cfg_overlay=overlay, **_timm_feature_kwargs(self.config)
+                self.config.backbone, pretrained=True, pretrained_cfg_overlay=overlay, **self._timm_kwargs(self.config)
             )
         except RuntimeError as error:
             raise ValueError(f"The weights from {source!r} do not fit backbone {self.config.backbone!r}: {error}") from error
@@ -239,13 +233,45 @@ class DeepLabV3PlusForSemanticSegmentation(DeepLabV3PlusPreTrainedModel):
         self.backbone.load_state_dict(pretrained.state_dict())
 
 
-def _timm_feature_kwargs(config: DeepLabV3PlusConfig) -> dict:
-    kwargs = dict(
-        features_only=True, in_chans=config.num_channels, output_stride=config.output_stride, **config.backbone_kwargs
-    )
-    if config.out_indices is not None:
-        kwargs["out_indices"] = tuple(config.out_indices)
-    return kwargs
+class DeepLabV3PlusForSemanticSegmentation(TimmSegmentationModel):
+    """DeepLabv3+: timm encoder (`features_only`), ASPP on the deep feature, decoder fusing a stride-4 feature."""
+
+    def __init__(self, config: DeepLabV3PlusConfig):
+        super().__init__(config)
+        self.backbone = self._create_backbone(config)
+        for module in self.backbone.modules():
+            module._is_hf_initialized = True
+        channels = dict(zip(self.backbone.feature_info.out_indices, self.backbone.feature_info.channels()))
+        low_channels, high_channels = (channels[index] for index in config.out_indices)
+        self.aspp = DeepLabV3PlusASPP(
+            high_channels, config.aspp_channels, config.aspp_rates, config.aspp_dropout, config.align_corners
+        )
+        self.low_level_projection = _conv_bn_relu(low_channels, config.low_level_channels)
+        self.decoder = nn.Sequential(
+            _conv_bn_relu(config.aspp_channels + config.low_level_channels, config.decoder_channels, 3),
+            _conv_bn_relu(config.decoder_channels, config.decoder_channels, 3),
+            nn.Dropout(config.classifier_dropout),
+        )
+        self.classifier = nn.Conv2d(config.decoder_channels, config.num_labels, 1)
+        self.post_init()
+
+    def _features(self, pixel_values: torch.Tensor) -> list[torch.Tensor]:
+        """The encoder features the decoder reads: the low-level and the high-level one."""
+        features = dict(zip(self.backbone.feature_info.out_indices, self.backbone(pixel_values)))
+        return [features[index] for index in self.config.out_indices]
+
+    def _decode(self, features: list[torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
+        low, high = features
+        context = self.aspp(high)
+        low = self.low_level_projection(low)
+        context = F.interpolate(context, size=low.shape[-2:], mode="bilinear", align_corners=self.config.align_corners)
+        logits = self.classifier(self.decoder(torch.cat([context, low], dim=1)))
+        return F.interpolate(logits, size=size, mode="bilinear", align_corners=self.config.align_corners)
 
 
-__all__ = ["DeepLabV3PlusPreTrainedModel", "DeepLabV3PlusForSemanticSegmentation", "DeepLabV3PlusSegmenterOutput"]
+__all__ = [
+    "DeepLabV3PlusForSemanticSegmentation",
+    "DeepLabV3PlusPreTrainedModel",
+    "DeepLabV3PlusSegmenterOutput",
+    "TimmSegmentationModel",
+]

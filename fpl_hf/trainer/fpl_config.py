@@ -109,8 +109,8 @@ class FPLConfig(TrainingArguments):
     momentum: float = field(default=0.9, metadata={"help": "SGD momentum (with `optim='sgd'`)."})
     encoder_lr_ratio: float = field(
         default=1.0,
-        metadata={"help": "Learning rate of the encoder (parameters under a `backbone` or `encoder` module) as a "
-                  "fraction of the head's `learning_rate`; UniMatch V2 uses 1/40 = 0.025."},
+        metadata={"help": "Learning rate of the encoder (DeepLabv3+'s timm backbone, a transformers model's encoder) "
+                  "as a fraction of the head's `learning_rate`; UniMatch V2 uses 1/40 = 0.025."},
     )
     eval_mode: str = field(
         default="whole",

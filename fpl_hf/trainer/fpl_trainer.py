@@ -16,12 +16,13 @@ from transformers import Trainer
 from transformers.trainer_pt_utils import get_parameter_names
 from transformers.utils import logging
 
-from ..data import pad_collate
+from ..data import IGNORE_INDEX, pad_collate
 from ..hub import ModelCardInfo, explained_hub_errors, require_token, write_model_card
 from ..losses import PseudoLabelLossOutput, fuzzy_positive_assignment, k_shares, ohem_cross_entropy
 from ..metrics import ConfusionMatrix
 from .callbacks import DatasetEpochCallback, EMATeacherCallback
 from .fpl_config import FPLConfig
+from ..modeling.transformers_segmenter import PERTURBABLE_FAMILIES, as_segmenter, exported
 from .frameworks import FRAMEWORKS, BranchPair, PseudoLabelPair, reinitialized_head_copy
 from .unsupervised_losses import UNSUPERVISED_LOSSES
 
@@ -59,10 +60,17 @@ class FPLTrainer(Trainer):
         if not isinstance(args, FPLConfig):
             raise TypeError(f"`args` must be an FPLConfig, got {type(args).__name__}.")
         self.framework = args.framework_declaration
+        model = as_segmenter(model)
         self.num_labels = model.config.num_labels
-        self.ignore_index = model.config.semantic_loss_ignore_index
+        self.ignore_index = IGNORE_INDEX  # the data's, whatever name a model config gives its own
+        if self.framework.perturbs_features and not getattr(model, "supports_feature_perturbation", True):
+            raise ValueError(
+                f"Framework {args.framework!r} perturbs encoder features, which fpl_hf reads for {PERTURBABLE_FAMILIES}; "
+                f"{model.config.model_type!r} is not one of them. Train it with framework 'cps' or 'mean_teacher'."
+            )
         if self.framework.second_branch:
-            model = BranchPair(model, branch_2 if branch_2 is not None else reinitialized_head_copy(model, args.seed + 1))
+            second = as_segmenter(branch_2) if branch_2 is not None else reinitialized_head_copy(model, args.seed + 1)
+            model = BranchPair(model, second)
         elif branch_2 is not None:
             raise ValueError(f"`branch_2` is a second network to train; framework {args.framework!r} trains one.")
         self._confusion = ConfusionMatrix(self.num_labels, self.ignore_index)
@@ -171,14 +179,17 @@ class FPLTrainer(Trainer):
         return [name for name in get_parameter_names(model, norms) if not name.endswith("bias")]
 
     def create_optimizer(self, model: Optional[nn.Module] = None) -> torch.optim.Optimizer:
-        """Trainer's optimizer; with `encoder_lr_ratio` != 1 each group is split so that encoder parameters (under
-        a `backbone` or `encoder` module) learn at that fraction of the learning rate."""
+        """Trainer's optimizer; with `encoder_lr_ratio` != 1 each group is split so that the encoder's parameters
+        (each network's `encoder_module`) learn at that fraction of the learning rate."""
         fresh = self.optimizer is None
         optimizer = super().create_optimizer(model)
         ratio = self.args.encoder_lr_ratio
         if fresh and ratio != 1.0:
-            named = (model if model is not None else self.model).named_parameters()
-            encoder = {id(p) for name, p in named if {"backbone", "encoder"} & set(name.split("."))}
+            networks = [m for m in (model or self.model).modules() if getattr(m, "encoder_module", None)]
+            encoder = {id(p) for m in networks for p in m.get_submodule(m.encoder_module).parameters()}
+            if not encoder:
+                raise ValueError("`encoder_lr_ratio` needs the model's encoder, which fpl_hf does not know for "
+                                 f"{type(self._inference_model(self.model)).__name__}; leave it at 1.")
             for group in list(optimizer.param_groups):
                 slower = [p for p in group["params"] if id(p) in encoder]
                 group["params"] = [p for p in group["params"] if id(p) not in encoder]
@@ -187,9 +198,14 @@ class FPLTrainer(Trainer):
         return optimizer
 
     # Evaluation -----------------------------------------------------------------------------------------
-    def _inference_model(self, model: nn.Module) -> nn.Module:
+    def _evaluated_network(self, model: nn.Module) -> nn.Module:
+        """The network evaluation runs (CPS: branch 1), predicting at the input size."""
         model = self.accelerator.unwrap_model(model)
         return model.branch_1 if isinstance(model, BranchPair) else model
+
+    def _inference_model(self, model: nn.Module) -> nn.Module:
+        """The model that is saved and exported: the user's own class."""
+        return exported(self._evaluated_network(model))
 
     def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
         """`Trainer.evaluate`; when it fails, the trained weights are saved to `output_dir` before the error goes on."""
@@ -205,7 +221,7 @@ class FPLTrainer(Trainer):
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         with torch.no_grad():
             logits, labels = self.args.evaluation_protocol.padded_batch(
-                self._inference_model(model), inputs["pixel_values"], inputs["labels"], inputs.get("image_size"),
+                self._evaluated_network(model), inputs["pixel_values"], inputs["labels"], inputs.get("image_size"),
                 self.ignore_index,
             )
             loss = self.supervised_loss(logits, labels)
@@ -251,17 +267,18 @@ class FPLTrainer(Trainer):
             self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
 
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Optional[nn.Module] = None) -> None:
-        networks = {
-            "model.safetensors": self._inference_model(model if model is not None else self.model),
-            **self._companion_networks(),
-        }
+        exported = self._inference_model(model if model is not None else self.model)
+        networks = {"model.safetensors": exported, **self._companion_networks()}
         for filename, network in networks.items():
             path = os.path.join(resume_from_checkpoint, filename)
             if not os.path.isfile(path):
                 raise FileNotFoundError(
                     f"{resume_from_checkpoint} has no {filename}: it is not a checkpoint of a {self.args.framework} run."
                 )
-            network.load_state_dict(load_file(path))
+            if network is exported:  # saved by `save_pretrained`, whose key layout its class's loader knows
+                network.load_state_dict(type(exported).from_pretrained(resume_from_checkpoint).state_dict())
+            else:
+                network.load_state_dict(load_file(path))
 
     def _load_best_model(self) -> None:
         self._load_from_checkpoint(self.state.best_model_checkpoint)

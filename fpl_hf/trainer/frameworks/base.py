@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ...data import CutMixSettings
+from ...modeling.transformers_segmenter import exported
 
 # (student logits, teacher logits, valid pixels, diagnostic labels): one term of a pseudo-label loss. The
 # diagnostic labels are the hidden labels of the unlabeled images (255 where unknown): they serve the logged
@@ -75,6 +76,7 @@ class Framework:
         confidence_threshold: default confidence threshold of the 'ce' baseline.
         ema_decay: default decay of its EMA teacher; None = the framework keeps no teacher.
         second_branch: the model is trained as CPS's pair with a second network (`BranchPair`).
+        perturbs_features: the step passes a `feature_perturbation` to the model, which needs its encoder features.
     """
 
     name: str
@@ -88,6 +90,7 @@ class Framework:
     confidence_threshold: float = 0.0
     ema_decay: Optional[float] = None
     second_branch: bool = False
+    perturbs_features: bool = False
 
     def data_options(self, cutmix: bool) -> dict[str, int]:
         """The unlabeled images, strong views and CutMix masks each training item must carry."""
@@ -160,13 +163,21 @@ class BranchPair(nn.Module):
 
 
 def reinitialized_head_copy(model: nn.Module, seed: int) -> nn.Module:
-    """A copy of `model` with the same (pretrained) backbone and a differently initialised head, as CPS does."""
+    """A copy of `model` with the same (pretrained) encoder and a differently initialised head, as CPS does.
+
+    `model` names its encoder submodule in `encoder_module` (fpl_hf's models and `TransformersSegmenter` do)."""
+    encoder = getattr(model, "encoder_module", None)
+    if encoder is None:
+        raise ValueError(f"fpl_hf does not know the encoder of {type(exported(model)).__name__}, so it cannot give CPS's "
+                         "second branch a new head on the same encoder: pass `branch_2`, a second network.")
     twin = copy.deepcopy(model)
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     for name, module in twin.named_modules():
-        if not name.startswith("backbone") and module is not twin:
-            twin._init_weights(module)
+        in_encoder = name == encoder or name.startswith(f"{encoder}.")
+        holds_encoder = name == "" or encoder.startswith(f"{name}.")
+        if not in_encoder and not holds_encoder:
+            exported(twin)._init_weights(module)
     torch.random.set_rng_state(generator_state)
     return twin
 

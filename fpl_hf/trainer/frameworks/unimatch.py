@@ -60,4 +60,5 @@ FRAMEWORK = register(Framework(
     always_mixes=True,
     cutmix=CutMixSettings(num_boxes=1, area_range=(0.02, 0.4), probability=0.5),
     confidence_threshold=0.95,
+    perturbs_features=True,
 ))
