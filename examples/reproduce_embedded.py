@@ -125,18 +125,20 @@ def _mean_std(values: list[float]) -> str:
 
 def table(results: list[dict], options: argparse.Namespace) -> str:
     lines = [
-        "| setting | final mIoU (mean +- std) | seed: mIoU | vs. supervised | pseudo-labels right | truth outside "
+        "| setting | final mIoU (mean +- std) | seed: mIoU | vs. supervised (same model) | pseudo-labels right | truth outside "
         "fuzzy set | K = 1 | time per run |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    supervised = [100 * r["final_mean_iou"] for r in results if r["framework"] == "supervised"]
     for framework, loss in options.settings:
+        # Each model against its own labels-only runs: the SegFormer rows against the SegFormer's.
+        baseline = "segformer_supervised" if framework.startswith("segformer") else "supervised"
+        supervised = [100 * r["final_mean_iou"] for r in results if r["framework"] == baseline]
         runs = sorted((r for r in results if (r["framework"], r["unsup_loss"]) == (framework, loss)),
                       key=lambda r: r["seed"])
         if not runs:
             continue
         final = [100 * r["final_mean_iou"] for r in runs]
-        delta = "" if not supervised or framework in ("supervised", "oracle") else (
+        delta = "" if not supervised or framework in (baseline, "oracle") else (
             f"{statistics.mean(final) - statistics.mean(supervised):+.2f}")
         shown = ("pseudo_label_accuracy", "case_outside_set") + (("k1",) if loss == "fpl" else ())  # CE: K is 1
         stats = [f"{100 * statistics.mean(r[name] for r in runs):.0f}%" if name in runs[0] and name in shown else ""
@@ -151,18 +153,20 @@ def table(results: list[dict], options: argparse.Namespace) -> str:
 def curves_figure(results: list[dict], path: Path) -> None:
     figure = Figure(figsize=(11, 4))
     miou_axis, k_axis = figure.subplots(1, 2)
-    for framework, loss in SETTINGS:
+    colors = [f"C{index}" for index in range(10)] + ["black", "dimgray"]  # one per setting
+    for (framework, loss), color in zip(SETTINGS, colors):
         runs = [r for r in results if (r["framework"], r["unsup_loss"]) == (framework, loss)]
         if not runs:
             continue
-        style = dict(linestyle="--" if loss == "ce" and framework not in ("oracle", "supervised") else "-")
+        labels_only = framework in ("oracle", "supervised", "segformer_supervised")
+        style = dict(linestyle="--" if loss == "ce" and not labels_only else "-", color=color)
         steps = [step for step, _ in runs[0]["curve"]]
         miou = [100 * statistics.mean(dict(r["curve"])[step] for r in runs) for step in steps]
-        line, = miou_axis.plot(steps, miou, label=label(framework, loss), **style)
+        miou_axis.plot(steps, miou, label=label(framework, loss), **style)
         if loss == "fpl" and runs[0]["k1_curve"]:  # the cross-entropy's K is 1 by definition
             k_steps = [step for step, _ in runs[0]["k1_curve"]]
             k_axis.plot(k_steps, [statistics.mean(dict(r["k1_curve"])[s] for r in runs) for s in k_steps],
-                        color=line.get_color(), **style)
+                        **style)
     miou_axis.set(xlabel="step", ylabel="validation mIoU (%)", title="validation mIoU, mean over seeds")
     k_axis.set(xlabel="step", ylabel="share of unlabeled pixels", title="FPL runs: K = 1 (teacher certain)")
     miou_axis.legend(fontsize=7)

@@ -1,6 +1,6 @@
 """Semi-supervised segmentation with Fuzzy Positive Learning.
 
-    accelerate launch examples/run_fpl.py                                   # UniMatch-style + FPL, embedded data
+    accelerate launch examples/run_fpl.py                                   # UniMatch V2-style + FPL, embedded data
     accelerate launch examples/run_fpl.py --framework unimatch --unsup_loss ce
     accelerate launch examples/run_fpl.py --config examples/configs/embedded.yaml --max_steps 100
     accelerate launch examples/run_fpl.py --config my_voc.yaml --dataset voc --data_root VOCdevkit/VOC2012 \
