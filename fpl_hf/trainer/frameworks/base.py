@@ -104,6 +104,18 @@ class Framework:
 
 FRAMEWORKS: dict[str, Framework] = {}
 
+# UniMatch's weak-to-strong setting, shared by its V1 and V2 steps: two strong views of each unlabeled image, each
+# CutMixed with one box (2-40% of the crop, half of the time) with another image's, a feature perturbation, and
+# a 0.95 confidence threshold for the CE baseline.
+WEAK_TO_STRONG = dict(
+    strong_views=2,
+    cutmix_masks=2,
+    always_mixes=True,
+    cutmix=CutMixSettings(num_boxes=1, area_range=(0.02, 0.4), probability=0.5),
+    confidence_threshold=0.95,
+    perturbs_features=True,
+)
+
 
 def register(framework: Framework) -> Framework:
     """Makes `framework` selectable by its name; each framework module registers its own declaration."""
@@ -184,6 +196,7 @@ def reinitialized_head_copy(model: nn.Module, seed: int) -> nn.Module:
 
 __all__ = [
     "FRAMEWORKS",
+    "WEAK_TO_STRONG",
     "BranchPair",
     "Framework",
     "PseudoLabelPair",

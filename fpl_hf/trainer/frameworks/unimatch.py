@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...data import CutMixSettings
-from .base import Framework, SemiSupervisedBatch, StepContext, eval_mode_logits, mix, without_dropout, register
+from .base import (
+    WEAK_TO_STRONG, Framework, SemiSupervisedBatch, StepContext, eval_mode_logits, mix, register, without_dropout,
+)
 
 
 def step(context: StepContext, model: nn.Module, batch: SemiSupervisedBatch) -> torch.Tensor:
@@ -55,10 +56,5 @@ FRAMEWORK = register(Framework(
     name="unimatch",
     step=step,
     description="UniMatch-style weak-to-strong consistency: two CutMixed strong views and a feature-dropout branch",
-    strong_views=2,
-    cutmix_masks=2,
-    always_mixes=True,
-    cutmix=CutMixSettings(num_boxes=1, area_range=(0.02, 0.4), probability=0.5),
-    confidence_threshold=0.95,
-    perturbs_features=True,
+    **WEAK_TO_STRONG,
 ))

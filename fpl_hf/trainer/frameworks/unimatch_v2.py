@@ -7,8 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...data import CutMixSettings
-from .base import Framework, SemiSupervisedBatch, StepContext, eval_mode_logits, mix, register
+from .base import WEAK_TO_STRONG, Framework, SemiSupervisedBatch, StepContext, eval_mode_logits, mix, register
 
 
 def complementary_channel_dropout(features: torch.Tensor) -> torch.Tensor:
@@ -55,11 +54,6 @@ FRAMEWORK = register(Framework(
     step=step,
     description="UniMatch V2: an EMA teacher labels the weak view for two CutMixed strong views, decoded through "
     "complementary channel dropout",
-    strong_views=2,
-    cutmix_masks=2,
-    always_mixes=True,
-    cutmix=CutMixSettings(num_boxes=1, area_range=(0.02, 0.4), probability=0.5),
-    confidence_threshold=0.95,
-    perturbs_features=True,
+    **WEAK_TO_STRONG,
     ema_decay=0.996,
 ))
