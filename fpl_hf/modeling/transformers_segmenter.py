@@ -79,7 +79,7 @@ class TransformersSegmenter(nn.Module):
             output[self.feature_field] = tuple(torch.cat([f, perturbed(f)]) for f in output[self.feature_field])
             return output
 
-        hook = self.model.get_submodule(self.encoder_module[len("model."):]).register_forward_hook(clean_and_perturbed)
+        hook = self.get_submodule(self.encoder_module).register_forward_hook(clean_and_perturbed)
         try:
             logits, perturbed_logits = self.segment(pixel_values).chunk(2)
         finally:

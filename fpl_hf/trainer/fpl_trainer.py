@@ -185,7 +185,8 @@ class FPLTrainer(Trainer):
         optimizer = super().create_optimizer(model)
         ratio = self.args.encoder_lr_ratio
         if fresh and ratio != 1.0:
-            networks = [m for m in (model or self.model).modules() if getattr(m, "encoder_module", None)]
+            trained = model if model is not None else self.model
+            networks = [m for m in trained.modules() if getattr(m, "encoder_module", None)]
             encoder = {id(p) for m in networks for p in m.get_submodule(m.encoder_module).parameters()}
             if not encoder:
                 raise ValueError("`encoder_lr_ratio` needs the model's encoder, which fpl_hf does not know for "
