@@ -30,9 +30,10 @@ from fpl_hf.modeling.transformers_segmenter import (
     new_model_for_classes,
     pretrained_for_classes,
 )
-from fpl_hf.data import DataSource, EvaluationDataset, SemiSupervisedDataset, load_training_data
+from fpl_hf.data import DataSource, EvaluationDataset, load_training_data, training_dataset
 from fpl_hf.hub import ModelCardInfo
 from fpl_hf.trainer import FPLConfig, FPLTrainer
+from fpl_hf.trainer.fpl_trainer import pool_size
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "embedded.yaml"
 
@@ -132,9 +133,9 @@ def main(model_args: ModelArguments, data_source: DataSource, training_args: FPL
     mean, std = list(processor.image_mean), list(processor.image_std)
 
     args = training_args
-    train_dataset = SemiSupervisedDataset(
+    train_dataset = training_dataset(
         data.labeled, data.unlabeled, num_labels=model.config.num_labels, image_mean=mean, image_std=std,
-        **args.train_dataset_options(),
+        shuffle_buffer_size=data_source.shuffle_buffer_size, **args.train_dataset_options(),
     )
     eval_dataset = EvaluationDataset(data.validation, num_labels=model.config.num_labels, image_mean=mean, image_std=std)
     card_info = ModelCardInfo(
@@ -157,8 +158,9 @@ def main(model_args: ModelArguments, data_source: DataSource, training_args: FPL
         "best_mean_iou": trainer.best_metrics["mean_iou"],
         "best_step": trainer.best_metrics["step"],
         "labeled_images": len(data.labeled),
-        "unlabeled_images": len(data.unlabeled),
+        "unlabeled_images": pool_size(data.unlabeled),
         "seconds": time.perf_counter() - start,
+        "processes": args.world_size,
         "log_history": trainer.state.log_history,
     }
     if args.should_save:
@@ -167,7 +169,7 @@ def main(model_args: ModelArguments, data_source: DataSource, training_args: FPL
         print(
             f"\n{name}: final mIoU {100 * summary['final_mean_iou']:.2f}, best "
             f"{100 * summary['best_mean_iou']:.2f} (step {summary['best_step']}), {len(data.labeled)} labeled / "
-            f"{len(data.unlabeled)} unlabeled images, {summary['seconds']:.0f}s; saved to {args.output_dir}"
+            f"{pool_size(data.unlabeled)} unlabeled images, {summary['seconds']:.0f}s; saved to {args.output_dir}"
         )
     return summary
 

@@ -51,7 +51,7 @@ def write_model_card(
     model_config: Any,
     info: ModelCardInfo,
     num_labeled: int,
-    num_unlabeled: int,
+    num_unlabeled: int | str,
     metrics: Optional[dict[str, float]] = None,
     best_metrics: Optional[dict[str, float]] = None,
     repo_id: Optional[str] = None,

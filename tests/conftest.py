@@ -55,7 +55,7 @@ def scenes():
 def make_trainer(scenes, tmp_path, trainer_kwargs=None, model=None, **overrides):
     """A trainer of a tiny 11-class model (by default a DeepLabv3+) on `scenes`; `overrides` are FPLConfig fields."""
     from fpl_hf import DeepLabV3PlusForSemanticSegmentation
-    from fpl_hf.data import EvaluationDataset, SemiSupervisedDataset
+    from fpl_hf.data import EvaluationDataset, training_dataset
     from fpl_hf.trainer import FPLConfig, FPLTrainer
 
     labeled, unlabeled, validation = scenes
@@ -70,8 +70,8 @@ def make_trainer(scenes, tmp_path, trainer_kwargs=None, model=None, **overrides)
     # steps to move measurably, and "every parameter changed" could not be checked in two.
     if model is None:
         model = DeepLabV3PlusForSemanticSegmentation(tiny_config(num_labels=11, backbone_kwargs={"zero_init_last": False}))
-    train = SemiSupervisedDataset(labeled, unlabeled, num_labels=11, image_mean=[0.5] * 3, image_std=[0.5] * 3,
-                                  **args.train_dataset_options())
+    train = training_dataset(labeled, unlabeled, num_labels=11, image_mean=[0.5] * 3, image_std=[0.5] * 3,
+                             **args.train_dataset_options())
     evaluation = EvaluationDataset(validation, num_labels=11, image_mean=[0.5] * 3, image_std=[0.5] * 3)
     return FPLTrainer(model, args, train_dataset=train, eval_dataset=evaluation, **(trainer_kwargs or {}))
 

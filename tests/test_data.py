@@ -251,9 +251,9 @@ def test_unlabeled_padding_is_marked_invalid():
         image_std=[1] * 3, scale_range=(1.0, 1.0),
     )
     item = pairs[0]
-    valid = item["unlabeled_valid"][0]
+    valid = item["unlabeled_valid"][0, 0]
     assert valid.sum() == 64
-    assert (item["unlabeled_pixel_values"][0][:, ~valid] == 0).all()
+    assert (item["unlabeled_pixel_values"][0, 0][:, ~valid] == 0).all()
     assert (item["labels"] == 255).sum() == 24 * 24 - 64
 
 
@@ -316,8 +316,8 @@ def test_paired_dataset_repeats_the_labeled_part_to_the_unlabeled_length():
     items = [pairs[i] for i in range(5)]
     # labeled index wraps around (0, 1, 0, 1, 0); the first unlabeled image follows the item index
     assert [int(item["labels"].max()) for item in items] == [0, 1, 0, 1, 0]
-    assert [round(float(item["unlabeled_pixel_values"][0].max()) * 255) for item in items] == [20, 30, 40, 50, 60]
-    assert items[0]["unlabeled_pixel_values"].shape == (2, 3, 8, 8) and items[0]["cutmix_masks"].shape == (1, 8, 8)
+    assert [round(float(item["unlabeled_pixel_values"][0, 0].max()) * 255) for item in items] == [20, 30, 40, 50, 60]
+    assert items[0]["unlabeled_pixel_values"].shape == (1, 2, 3, 8, 8) and items[0]["cutmix_masks"].shape == (1, 1, 8, 8)
 
 
 def test_items_are_reproducible_per_epoch_and_leave_the_global_rng_alone():

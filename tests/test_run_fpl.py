@@ -57,3 +57,25 @@ def test_a_failing_final_evaluation_leaves_the_trained_model_saved(tmp_path, mon
     with pytest.raises(RuntimeError, match="injected"):
         run_fpl.main(*run_fpl.parse_arguments(flags))
     DeepLabV3PlusForSemanticSegmentation.from_pretrained(tmp_path / "run")
+
+
+def test_an_unlabeled_pool_of_parquet_shards_is_streamed_at_two_unlabeled_per_labeled(tmp_path):
+    from datasets import Dataset, IterableDataset
+
+    from fpl_hf.data import DataSource, load_training_data
+
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    for shard in range(2):
+        images = [Image.fromarray(np.full((40, 40, 3), 40 * shard + i, np.uint8)) for i in range(6)]
+        Dataset.from_dict({"img": images, "caption": ["x"] * 6}).to_parquet(str(pool / f"train-{shard}.parquet"))
+    scenes = ["--num_train_scenes", "12", "--num_validation_scenes", "2", "--scene_size", "32", "--num_labeled", "4"]
+    source = DataSource(num_train_scenes=12, scene_size=32, num_labeled=4, unlabeled_dataset=str(pool))
+    assert isinstance(load_training_data(source).unlabeled, IterableDataset)
+    summary = run_fpl.main(*run_fpl.parse_arguments(TINY + scenes + [
+        "--unlabeled_dataset", str(pool), "--framework", "cps", "--per_device_unlabeled_batch_size", "4",
+        "--burn_in_steps", "0", "--unsup_rampup_steps", "0", "--logging_steps", "1",
+        "--output_dir", str(tmp_path / "run"),
+    ]))
+    assert summary["unlabeled_images"] == "a streamed pool of"
+    assert [entry["step"] for entry in summary["log_history"] if "unsup" in entry] == [1, 2]

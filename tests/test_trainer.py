@@ -1,8 +1,4 @@
-import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -171,22 +167,6 @@ def test_bad_configs_name_the_field(tmp_path, overrides, field):
         FPLConfig(output_dir=str(tmp_path), **overrides)
 
 
-def test_two_process_cpu_run_completes(tmp_path):
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(ROOT / "examples" / "run_fpl.py"),
-        "--backbone", "test_resnet", "--backbone_weights", "none", "--aspp_channels", "16", "--decoder_channels", "16",
-        "--num_train_scenes", "16", "--num_validation_scenes", "4", "--scene_size", "32", "--num_labeled", "4",
-        "--crop_size", "32", "--per_device_train_batch_size", "2", "--per_device_eval_batch_size", "2",
-        "--max_steps", "2", "--eval_strategy", "no", "--save_strategy", "no", "--ddp_backend", "gloo",
-        "--output_dir", str(tmp_path / "ddp"), "--disable_tqdm", "true",
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.count("final mIoU") == 1  # the summary comes from the main process only
-    assert (tmp_path / "ddp" / "model.safetensors").is_file() and (tmp_path / "ddp" / "README.md").is_file()
-
-
 def test_sliding_window_evaluation_runs_in_the_trainer(scenes, tmp_path):
     trainer = make_trainer(scenes, tmp_path, framework="supervised", max_steps=1, eval_mode="slide", eval_crop_size=24,
                            eval_stride=8, eval_flip=True)
@@ -249,18 +229,3 @@ def test_a_failed_evaluation_leaves_the_trained_weights_loadable(scenes, tmp_pat
         torch.testing.assert_close(loaded(pixels).logits, trainer.model.branch_1.eval()(pixels).logits)
 
 
-@pytest.mark.parametrize("framework", ["cps", "mean_teacher", "unimatch", "unimatch_v2"])
-def test_two_processes_end_with_identical_weights_after_different_samples(tmp_path, framework):
-    from safetensors.torch import load_file
-
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-               str(ROOT / "tests" / "ddp_worker.py"), framework, str(tmp_path)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT / "tests")
-    assert result.returncode == 0, result.stderr[-3000:]
-    weights = [load_file(tmp_path / f"rank{rank}.safetensors") for rank in (0, 1)]
-    assert weights[0].keys() == weights[1].keys() and any(name.startswith("model.") for name in weights[0])
-    for name, value in weights[0].items():
-        torch.testing.assert_close(weights[1][name], value, rtol=0, atol=0, msg=name)
-    seen = [set(json.loads((tmp_path / f"rank{rank}.json").read_text())) for rank in (0, 1)]
-    assert seen[0] and seen[1] and not seen[0] & seen[1]

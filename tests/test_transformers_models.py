@@ -9,25 +9,16 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT, make_trainer, run_fpl, tiny_transformers_model
-from fpl_hf.data import EvaluationDataset, SemiSupervisedDataset
+from conftest import make_trainer, run_fpl, tiny_transformers_model
 from fpl_hf.modeling.transformers_segmenter import TransformersSegmenter, image_processor_for, pretrained_for_classes
-from fpl_hf.trainer import FPLConfig, FPLTrainer
 
 FAMILIES = ["segformer", "upernet_dinov2", "dpt"]
 
 
 def trainer_for(family, scenes, tmp_path, **overrides):
-    labeled, unlabeled, validation = scenes
-    values = dict(output_dir=str(tmp_path / "run"), crop_size=32, max_steps=2, per_device_train_batch_size=2,
-                  logging_steps=1, use_cpu=True, save_strategy="no", learning_rate=0.01, disable_tqdm=True, seed=0)
-    args = FPLConfig(**{**values, **overrides})
     model = tiny_transformers_model(family)
-    train = SemiSupervisedDataset(labeled, unlabeled, num_labels=11, image_mean=[0.5] * 3, image_std=[0.5] * 3,
-                                  **args.train_dataset_options())
-    evaluation = EvaluationDataset(validation, num_labels=11, image_mean=[0.5] * 3, image_std=[0.5] * 3)
     processor = image_processor_for(model, image_mean=[0.5] * 3, image_std=[0.5] * 3)
-    return FPLTrainer(model, args, train_dataset=train, eval_dataset=evaluation, processing_class=processor)
+    return make_trainer(scenes, tmp_path, model=model, trainer_kwargs={"processing_class": processor}, **overrides)
 
 
 def modules_in_a_forward(network):

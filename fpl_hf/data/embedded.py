@@ -12,10 +12,10 @@ from __future__ import annotations
 import gzip
 import os
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
-from datasets import Dataset, Features, Image
+from datasets import Dataset, Features, Image, IterableDataset
 from PIL import Image as PILImage
 
 FASHION_MNIST_DIR = Path(os.environ.get("FPL_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
@@ -111,6 +111,26 @@ def make_fashion_scenes(
     )
 
 
+def stream_fashion_scenes(num_scenes: int, *, size: int = 64, seed: int = 0, num_shards: int = 64) -> IterableDataset:
+    """`num_scenes` unlabeled training scenes made as they are read, never held: scene k is drawn from its own
+    generator (seed, k), in `num_shards` shards of consecutive scenes. An unlabeled pool of any size for streaming."""
+    if num_scenes < num_shards:
+        raise ValueError(f"`num_scenes` ({num_scenes}) must be at least `num_shards` ({num_shards}).")
+    bounds = np.linspace(0, num_scenes, num_shards + 1).astype(int)
+    return IterableDataset.from_generator(
+        _scenes_of_shards, features=Features({"image": Image()}),
+        gen_kwargs={"ranges": [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])], "size": size, "seed": seed},
+    )
+
+
+def _scenes_of_shards(ranges: list[tuple[int, int]], size: int, seed: int) -> Iterator[dict[str, PILImage.Image]]:
+    garments, classes = load_fashion_mnist("train")
+    for start, stop in ranges:
+        for index in range(start, stop):
+            image, _ = make_scene(np.random.default_rng([seed, 2, index]), garments, classes, size, (2, 3))
+            yield {"image": PILImage.fromarray(image)}
+
+
 def load_embedded(
     num_train: int = 1000, num_validation: int = 200, *, size: int = 64, seed: int = 0
 ) -> tuple[Dataset, Dataset]:
@@ -121,4 +141,12 @@ def load_embedded(
     )
 
 
-__all__ = ["EMBEDDED_CLASSES", "GARMENT_TYPE", "load_fashion_mnist", "make_scene", "make_fashion_scenes", "load_embedded"]
+__all__ = [
+    "EMBEDDED_CLASSES",
+    "GARMENT_TYPE",
+    "load_embedded",
+    "load_fashion_mnist",
+    "make_fashion_scenes",
+    "make_scene",
+    "stream_fashion_scenes",
+]

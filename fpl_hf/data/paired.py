@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
-from datasets import Dataset
+from datasets import Dataset, Image
+from PIL import Image as PILImage
 from torchvision import tv_tensors
 
 from .augment import cutmix_mask, normalization, strong_augmentation, weak_augmentation
@@ -25,6 +28,33 @@ class CutMixSettings:
     probability: float = 1.0
 
 
+def decoded_image(value: Any, column: str, where: str) -> PILImage.Image:
+    """A decoded image from what a streamed example holds (a PIL image, or `{"path", "bytes"}` not decoded yet);
+    a missing or corrupt file becomes an error that names the sample."""
+    try:
+        return value if isinstance(value, PILImage.Image) else Image().decode_example(value)
+    except (OSError, ValueError, SyntaxError) as error:
+        raise ValueError(f"{where}: could not read the {column} ({type(error).__name__}: {error}).") from error
+
+
+def checked_sample(
+    image: PILImage.Image,
+    label: Optional[PILImage.Image],
+    where: str,
+    num_labels: int,
+    palette: Optional[dict[tuple[int, int, int], int]] = None,
+) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
+    """The checked image as a tensor and its mask (all 255 when `label` is None); errors name the sample."""
+    image = rgb_image(image, where)
+    if label is not None:
+        ids = label_array(label, where, palette=palette)
+        check_pair(image, ids, num_labels, where)
+    else:
+        ids = np.full((image.height, image.width), IGNORE_INDEX, dtype=np.uint8)
+    pixels = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
+    return tv_tensors.Image(pixels), tv_tensors.Mask(torch.from_numpy(ids.astype(np.int64)))
+
+
 def load_sample(
     dataset: Dataset,
     index: int,
@@ -33,40 +63,52 @@ def load_sample(
     num_labels: int,
     palette: Optional[dict[tuple[int, int, int], int]] = None,
 ) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
-    """One checked image and its mask (all 255 where `label_column` is absent); errors name the sample."""
+    """One checked image of a map-style data set and its mask (all 255 where `label_column` is absent)."""
     where = describe(dataset, index, name)
-    image = rgb_image(open_image(dataset, index, "image", where), where)
-    if label_column in dataset.column_names:
-        label = label_array(open_image(dataset, index, label_column, where), where, palette=palette)
-        check_pair(image, label, num_labels, where)
-    else:
-        label = np.full((image.height, image.width), IGNORE_INDEX, dtype=np.uint8)
-    pixels = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
-    return tv_tensors.Image(pixels), tv_tensors.Mask(torch.from_numpy(label.astype(np.int64)))
+    image = open_image(dataset, index, "image", where)
+    label = open_image(dataset, index, label_column, where) if label_column in dataset.column_names else None
+    return checked_sample(image, label, where, num_labels, palette)
 
 
-class SemiSupervisedDataset(torch.utils.data.Dataset):
-    """Items of `max(len(labeled), len(unlabeled))`, the labeled part repeated (`num_unlabeled=0`: labeled only).
+# The fields of a training item that hold one entry per unlabeled group.
+GROUPED_FIELDS = (
+    "unlabeled_pixel_values", "unlabeled_strong_pixel_values", "unlabeled_valid", "unlabeled_diagnostic_labels",
+    "cutmix_masks",
+)
 
-    Each item holds:
+
+@contextmanager
+def item_seed(*key: int) -> Iterator[None]:
+    """Draws inside come from a generator seeded by `key`: the global RNG (model dropout, saved in checkpoints) is
+    untouched by data loading and prefetching, so a resumed run sees the same data."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(hash(key) & 0x7FFF_FFFF_FFFF_FFFF)
+        yield
+
+
+class TrainingItems:
+    """Turns one labeled sample and groups of unlabeled samples into a training item.
+
+    An item holds (r = `unlabeled_groups`, U = `num_unlabeled`):
         pixel_values (3, S, S), labels (S, S): a weakly augmented labeled crop.
-        unlabeled_pixel_values (U, 3, S, S): weak crops of U different unlabeled images.
-        unlabeled_strong_pixel_values (U, V, 3, S, S): V strong views of each weak crop (V = 0: absent).
-        unlabeled_valid (U, S, S): False on crop padding.
-        unlabeled_diagnostic_labels (U, S, S): the hidden labels (255 where unknown), for the logged statistics only.
-        cutmix_masks (M, S, S): box masks, M = `num_cutmix_masks`.
+        unlabeled_pixel_values (r, U, 3, S, S): weak crops of r groups of U different unlabeled images.
+        unlabeled_strong_pixel_values (r, U, V, 3, S, S): V strong views of each weak crop (V = 0: absent).
+        unlabeled_valid (r, U, S, S): False on crop padding.
+        unlabeled_diagnostic_labels (r, U, S, S): the hidden labels (255 where unknown), for the logged statistics only.
+        cutmix_masks (r, M, S, S): box masks, M = `num_cutmix_masks` per group.
+    `semi_supervised_collate` makes the r groups of each of the B items of a batch into B * r unlabeled rows
+    (`per_device_unlabeled_batch_size`).
     """
 
     def __init__(
         self,
-        labeled: Dataset,
-        unlabeled: Dataset,
         *,
         num_labels: int,
         crop_size: int,
         image_mean: Sequence[float],
         image_std: Sequence[float],
         num_unlabeled: int = 1,
+        unlabeled_groups: int = 1,
         num_strong_views: int = 0,
         num_cutmix_masks: int = 0,
         cutmix: Optional[CutMixSettings] = None,
@@ -74,75 +116,89 @@ class SemiSupervisedDataset(torch.utils.data.Dataset):
         palette: Optional[dict[tuple[int, int, int], int]] = None,
         seed: int = 0,
     ):
-        if len(labeled) == 0:
-            raise ValueError("The labeled part is empty: training needs at least one labeled image.")
-        if num_unlabeled and len(unlabeled) == 0:
-            raise ValueError("The unlabeled part is empty: pass unlabeled images, or use framework='supervised'.")
-        self.labeled, self.unlabeled = labeled, unlabeled
+        if unlabeled_groups < 1:
+            raise ValueError(f"`unlabeled_groups` must be >= 1, got {unlabeled_groups}.")
         self.num_labels, self.crop_size, self.palette = num_labels, crop_size, palette
-        self.num_unlabeled, self.num_strong_views, self.num_cutmix_masks = num_unlabeled, num_strong_views, num_cutmix_masks
+        self.num_unlabeled, self.unlabeled_groups = num_unlabeled, unlabeled_groups
+        self.num_strong_views, self.num_cutmix_masks = num_strong_views, num_cutmix_masks
         self.cutmix = cutmix or CutMixSettings()
         self.weak = weak_augmentation(crop_size, scale_range)
         self.strong = strong_augmentation()
         self.normalize = normalization(image_mean, image_std)
-        self.seed, self.epoch = seed, 0
+        self.seed = seed
 
-    def set_epoch(self, epoch: int) -> None:
-        """Called by accelerate's data loader at each epoch: augmentations differ from epoch to epoch."""
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return max(len(self.labeled), len(self.unlabeled)) if self.num_unlabeled else len(self.labeled)
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        # Each item draws from its own generator, seeded by (seed, epoch, index): the global RNG (model dropout,
-        # saved in checkpoints) is untouched by data loading and prefetching, so a resumed run sees the same data.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(hash((self.seed, self.epoch, index)) & 0x7FFF_FFFF_FFFF_FFFF)
-            return self._item(index)
-
-    def _item(self, index: int) -> dict[str, torch.Tensor]:
-        image, label = load_sample(
-            self.labeled, index % len(self.labeled), "label", "labeled", self.num_labels, self.palette
-        )
-        image, label = self.weak(image, label)
+    def make_item(
+        self, labeled: tuple[tv_tensors.Image, tv_tensors.Mask], unlabeled: Callable[[int, int], tuple[tv_tensors.Image, tv_tensors.Mask]]
+    ) -> dict[str, torch.Tensor]:
+        """`unlabeled(group, offset)` gives the unlabeled sample at that place; it is called in order, after the
+        labeled crop is drawn, so that the item's random draws follow one fixed sequence."""
+        image, label = self.weak(*labeled)
         item = {"pixel_values": self.normalize(image), "labels": label.long()}
         if not self.num_unlabeled:
             return item
+        groups = [self._unlabeled_group(lambda offset: unlabeled(group, offset)) for group in range(self.unlabeled_groups)]
+        for name in groups[0]:
+            item[name] = torch.stack([group[name] for group in groups])
+        return item
 
+    def _unlabeled_group(self, sample: Callable[[int], tuple[tv_tensors.Image, tv_tensors.Mask]]) -> dict[str, torch.Tensor]:
         weak, strong, valid, hidden = [], [], [], []
         for offset in range(self.num_unlabeled):
-            # The second unlabeled image is a random other one, as CPS and UniMatch draw their mixing partner.
-            u_index = index % len(self.unlabeled) if offset == 0 else int(torch.randint(len(self.unlabeled), ()))
-            u_image, u_label = load_sample(
-                self.unlabeled, u_index, HIDDEN_LABEL, "unlabeled", self.num_labels, self.palette
-            )
+            u_image, u_label = sample(offset)
             ones = tv_tensors.Mask(torch.ones_like(u_label))
             u_image, u_label, u_valid = self.weak(u_image, u_label, ones)
             weak.append(self.normalize(u_image))
             strong.append([self.normalize(self.strong(u_image)) for _ in range(self.num_strong_views)])
             valid.append(u_valid == 1)
             hidden.append(u_label.long())
-        item["unlabeled_pixel_values"] = torch.stack(weak)
+        group = {"unlabeled_pixel_values": torch.stack(weak)}
         if self.num_strong_views:
-            item["unlabeled_strong_pixel_values"] = torch.stack([torch.stack(views) for views in strong])
-        item["unlabeled_valid"] = torch.stack(valid)
-        item["unlabeled_diagnostic_labels"] = torch.stack(hidden)
+            group["unlabeled_strong_pixel_values"] = torch.stack([torch.stack(views) for views in strong])
+        group["unlabeled_valid"] = torch.stack(valid)
+        group["unlabeled_diagnostic_labels"] = torch.stack(hidden)
         if self.num_cutmix_masks:
             settings = self.cutmix
-            item["cutmix_masks"] = torch.stack(
-                [
-                    cutmix_mask(
-                        self.crop_size,
-                        self.crop_size,
-                        num_boxes=settings.num_boxes,
-                        area_range=settings.area_range,
-                        probability=settings.probability,
-                    )
-                    for _ in range(self.num_cutmix_masks)
-                ]
-            )
-        return item
+            group["cutmix_masks"] = torch.stack([
+                cutmix_mask(self.crop_size, self.crop_size, num_boxes=settings.num_boxes,
+                            area_range=settings.area_range, probability=settings.probability)
+                for _ in range(self.num_cutmix_masks)
+            ])
+        return group
+
+
+class SemiSupervisedDataset(TrainingItems, torch.utils.data.Dataset):
+    """A map-style training set: items of `max(len(labeled), ceil(len(unlabeled) / r))`, the labeled part repeated
+    (`num_unlabeled=0`: labeled only); item i holds unlabeled images i*r ... i*r + r - 1 (`TrainingItems`)."""
+
+    def __init__(self, labeled: Dataset, unlabeled: Dataset, **options: Any):
+        super().__init__(**options)
+        if len(labeled) == 0:
+            raise ValueError("The labeled part is empty: training needs at least one labeled image.")
+        if self.num_unlabeled and len(unlabeled) == 0:
+            raise ValueError("The unlabeled part is empty: pass unlabeled images, or use framework='supervised'.")
+        self.labeled, self.unlabeled = labeled, unlabeled
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called at each epoch (`DatasetEpochCallback`): augmentations differ from epoch to epoch."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        if not self.num_unlabeled:
+            return len(self.labeled)
+        return max(len(self.labeled), math.ceil(len(self.unlabeled) / self.unlabeled_groups))
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        with item_seed(self.seed, self.epoch, index):
+            labeled = load_sample(self.labeled, index % len(self.labeled), "label", "labeled", self.num_labels,
+                                  self.palette)
+            return self.make_item(labeled, lambda group, offset: self._unlabeled(index, group, offset))
+
+    def _unlabeled(self, index: int, group: int, offset: int) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
+        # The second image of a group is a random other one, as CPS and UniMatch draw their mixing partner.
+        count = len(self.unlabeled)
+        u_index = (index * self.unlabeled_groups + group) % count if offset == 0 else int(torch.randint(count, ()))
+        return load_sample(self.unlabeled, u_index, HIDDEN_LABEL, "unlabeled", self.num_labels, self.palette)
 
 
 class EvaluationDataset(torch.utils.data.Dataset):
@@ -190,4 +246,20 @@ def pad_collate(features: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tens
     return batch
 
 
-__all__ = ["CutMixSettings", "SemiSupervisedDataset", "EvaluationDataset", "load_sample", "pad_collate"]
+def semi_supervised_collate(features: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """`pad_collate`, with the r unlabeled groups of each of the B items made into B * r rows: the batch a
+    framework step takes (`SemiSupervisedBatch`). Evaluation items, which have no groups, collate as `pad_collate`."""
+    batch = pad_collate(features)
+    return {name: value.flatten(0, 1) if name in GROUPED_FIELDS else value for name, value in batch.items()}
+
+
+__all__ = [
+    "CutMixSettings",
+    "EvaluationDataset",
+    "GROUPED_FIELDS",
+    "SemiSupervisedDataset",
+    "TrainingItems",
+    "load_sample",
+    "pad_collate",
+    "semi_supervised_collate",
+]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
-from datasets import Dataset
+from datasets import Dataset, IterableDataset
 
 from .embedded import EMBEDDED_CLASSES, make_fashion_scenes
 from .loaders import CITYSCAPES_CLASSES, VOC_CLASSES, load_cityscapes, load_folders, load_hub, load_voc
@@ -48,6 +48,17 @@ class DataSource:
         metadata={"help": "Hub data set: label 0 is 'other' and ignored, n becomes n - 1 (ADE20K's scene_parse_150, "
                   "as transformers' do_reduce_labels)."},
     )
+    unlabeled_dataset: Optional[str] = field(
+        default=None,
+        metadata={"help": "Stream the unlabeled pool from this `datasets` name or path (Hub id, a folder of parquet "
+                  "or webdataset shards) instead of the training split's unlabeled remainder; never loaded whole. "
+                  "Training then runs for `max_steps`."},
+    )
+    unlabeled_split: str = field(default="train", metadata={"help": "Split of `unlabeled_dataset`."})
+    unlabeled_image_column: Optional[str] = field(default=None, metadata={"help": "Image column of `unlabeled_dataset`."})
+    shuffle_buffer_size: int = field(
+        default=1000, metadata={"help": "Streamed pool: examples held in the shuffle buffer (each process's workers)."}
+    )
     num_train_scenes: int = field(default=1000, metadata={"help": "embedded: training scenes."})
     num_validation_scenes: int = field(default=200, metadata={"help": "embedded: validation scenes."})
     scene_size: int = field(default=64, metadata={"help": "embedded: side of a scene."})
@@ -68,7 +79,7 @@ class DataSource:
 @dataclass
 class TrainingData:
     labeled: Dataset
-    unlabeled: Dataset
+    unlabeled: Dataset | IterableDataset
     validation: Dataset
     class_names: tuple[str, ...]
 
@@ -147,6 +158,11 @@ def load_training_data(source: DataSource, seed: int = 0) -> TrainingData:
         labeled, unlabeled = split_labeled_unlabeled(
             train, num_labeled=source.num_labeled, fraction=source.labeled_fraction, seed=seed
         )
+    if source.unlabeled_dataset:
+        if source.all_labeled:
+            raise ValueError("`all_labeled` trains on labels alone: drop `unlabeled_dataset`.")
+        unlabeled = load_hub(source.unlabeled_dataset, source.unlabeled_split, image_column=source.unlabeled_image_column,
+                             unlabeled=True, streaming=True)
     return TrainingData(labeled=labeled, unlabeled=unlabeled, validation=validation, class_names=names)
 
 

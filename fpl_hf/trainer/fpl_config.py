@@ -102,6 +102,12 @@ class FPLConfig(TrainingArguments):
         metadata={"help": "OHEM keeps at least this many pixels per image (the released code: 50,000 x the images of "
                   "each process's batch)."},
     )
+    per_device_unlabeled_batch_size: Optional[int] = field(
+        default=None,
+        metadata={"help": "Unlabeled images per device and step (each with its mixing partner when the framework "
+                  "mixes); default `per_device_train_batch_size` (1:1, as CPS, AEL and UniMatch). A multiple of it: "
+                  "each training item pairs one labeled image with that many unlabeled ones."},
+    )
     crop_size: int = field(default=512, metadata={"help": "Side of the square training crops."})
     scale_range: list[float] = field(
         default_factory=lambda: [0.5, 2.0], metadata={"help": "Random rescaling range of training images (min max)."}
@@ -175,6 +181,14 @@ class FPLConfig(TrainingArguments):
             raise ValueError(f"`encoder_lr_ratio` must be in [0, 1], got {self.encoder_lr_ratio}; UniMatch V2 uses 0.025.")
         if len(self.scale_range) != 2 or not 0 < self.scale_range[0] <= self.scale_range[1]:
             raise ValueError(f"`scale_range` must be two numbers 0 < min <= max, got {self.scale_range}.")
+        if self.per_device_unlabeled_batch_size is None:
+            self.per_device_unlabeled_batch_size = self.per_device_train_batch_size
+        if self.per_device_unlabeled_batch_size % self.per_device_train_batch_size or self.per_device_unlabeled_batch_size < 1:
+            raise ValueError(
+                f"`per_device_unlabeled_batch_size` ({self.per_device_unlabeled_batch_size}) must be a positive multiple "
+                f"of `per_device_train_batch_size` ({self.per_device_train_batch_size}): each training item pairs one "
+                "labeled image with the same number of unlabeled ones."
+            )
         if self.crop_size < 8:
             raise ValueError(f"`crop_size` must be >= 8, got {self.crop_size}.")
         if self.eval_mode not in EVALUATION_MODES:
@@ -219,10 +233,11 @@ class FPLConfig(TrainingArguments):
         return FRAMEWORKS[self.framework]
 
     def train_dataset_options(self) -> dict[str, Any]:
-        """The `SemiSupervisedDataset` arguments this config decides: crops, scales, the unlabeled images and
-        views the framework consumes, its CutMix boxes and the seed."""
+        """The training set's arguments (`fpl_hf.data.training_dataset`) this config decides: crops, scales, the
+        unlabeled images and views the framework consumes, how many per labeled one, its CutMix boxes and the seed."""
         return dict(
             crop_size=self.crop_size,
+            unlabeled_groups=self.per_device_unlabeled_batch_size // self.per_device_train_batch_size,
             scale_range=tuple(self.scale_range),
             **self.framework_declaration.data_options(self.cutmix),
             cutmix=CutMixSettings(

@@ -16,7 +16,10 @@ from transformers import Trainer
 from transformers.trainer_pt_utils import get_parameter_names
 from transformers.utils import logging
 
-from ..data import IGNORE_INDEX, pad_collate
+from accelerate.data_loader import prepare_data_loader
+from torch.utils.data import DataLoader
+
+from ..data import IGNORE_INDEX, SemiSupervisedStream, semi_supervised_collate
 from ..hub import ModelCardInfo, explained_hub_errors, require_token, write_model_card
 from ..losses import PseudoLabelLossOutput, fuzzy_positive_assignment, k_shares, ohem_cross_entropy
 from ..metrics import ConfusionMatrix
@@ -39,7 +42,8 @@ class FPLTrainer(Trainer):
     Args:
         model: a `DeepLabV3PlusForSemanticSegmentation` (for CPS it becomes branch 1 of a `BranchPair`).
         args: an `FPLConfig`.
-        train_dataset: a `SemiSupervisedDataset` built for the framework (`FPLConfig.train_dataset_options()`).
+        train_dataset: the training set built for the framework: `fpl_hf.data.training_dataset(labeled, unlabeled,
+            **args.train_dataset_options())`, a `SemiSupervisedStream` when the unlabeled pool is streamed.
         eval_dataset: labeled images (`EvaluationDataset`); evaluation streams a confusion matrix.
         model_card_info: what the model card says about the data and the backbone's weights. Every save (each
             checkpoint and the final model) writes the card, with the latest and the best evaluation.
@@ -68,13 +72,15 @@ class FPLTrainer(Trainer):
                 f"Framework {args.framework!r} perturbs encoder features, which fpl_hf reads for {PERTURBABLE_FAMILIES}; "
                 f"{model.config.model_type!r} is not one of them. Train it with framework 'cps' or 'mean_teacher'."
             )
+        if isinstance(train_dataset, SemiSupervisedStream) and args.max_steps <= 0:
+            raise ValueError("The unlabeled pool is streamed and has no length: set `max_steps`, the training length.")
         if self.framework.second_branch:
             second = as_segmenter(branch_2) if branch_2 is not None else reinitialized_head_copy(model, args.seed + 1)
             model = BranchPair(model, second)
         elif branch_2 is not None:
             raise ValueError(f"`branch_2` is a second network to train; framework {args.framework!r} trains one.")
         self._confusion = ConfusionMatrix(self.num_labels, self.ignore_index)
-        kwargs.setdefault("data_collator", pad_collate)
+        kwargs.setdefault("data_collator", semi_supervised_collate)
         kwargs.setdefault("compute_metrics", self._stream_metrics)
         kwargs.setdefault("preprocess_logits_for_metrics", lambda logits, labels: logits.argmax(1))
         super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset, **kwargs)
@@ -88,6 +94,21 @@ class FPLTrainer(Trainer):
         self.model_card_info = model_card_info or ModelCardInfo()
         self.last_metrics: Optional[dict[str, float]] = None
         self.best_metrics: Optional[dict[str, float]] = None
+
+    def get_train_dataloader(self) -> DataLoader:
+        """Trainer's loader; a stream gives each process its own part of the pool (`SemiSupervisedStream.for_process`),
+        which accelerate must not split again, so the loader is prepared as one process's."""
+        if not isinstance(self.train_dataset, SemiSupervisedStream):
+            return super().get_train_dataloader()
+        args = self.args
+        loader = DataLoader(
+            self.train_dataset.for_process(self.accelerator.process_index, self.accelerator.num_processes),
+            batch_size=self._train_batch_size, collate_fn=self.data_collator, num_workers=args.dataloader_num_workers,
+            pin_memory=args.dataloader_pin_memory, persistent_workers=args.dataloader_persistent_workers,
+            prefetch_factor=args.dataloader_prefetch_factor,
+        )
+        return prepare_data_loader(loader, self.accelerator.device, num_processes=1, process_index=0,
+                                   dispatch_batches=False, non_blocking=args.dataloader_pin_memory)
 
     # The step -------------------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -295,7 +316,7 @@ class FPLTrainer(Trainer):
             model_config=self._inference_model(self.model).config,
             info=self.model_card_info,
             num_labeled=len(data.labeled) if hasattr(data, "labeled") else 0,
-            num_unlabeled=len(data.unlabeled) if getattr(data, "unlabeled", None) is not None else 0,
+            num_unlabeled=pool_size(getattr(data, "unlabeled", None)),
             metrics=self.last_metrics,
             best_metrics=self.best_metrics,
             repo_id=getattr(self, "hub_model_id", None),
@@ -331,6 +352,13 @@ class FPLTrainer(Trainer):
         self._warn_about_failed_pushes()
         with explained_hub_errors(f"push {self.args.output_dir} to the Hub", self.args.output_dir):
             return super().push_to_hub(commit_message=commit_message, blocking=blocking, **kwargs)
+
+
+def pool_size(unlabeled: Any) -> int | str:
+    """How many unlabeled images, in words where the pool is streamed and its size unknown."""
+    if unlabeled is None:
+        return 0
+    return len(unlabeled) if hasattr(unlabeled, "__len__") else "a streamed pool of"
 
 
 def _save_atomically(state_dict: dict[str, torch.Tensor], path: str) -> None:

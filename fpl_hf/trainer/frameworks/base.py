@@ -21,17 +21,18 @@ PseudoLabelPair = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 class SemiSupervisedBatch(TypedDict, total=False):
-    """A collated batch of `SemiSupervisedDataset` items (B items, crop side S); what a framework consumes is
-    what its declaration asks the data for.
+    """A batch of training items as `semi_supervised_collate` gives it (crop side S); what a framework consumes
+    is what its declaration asks the data for. B = `per_device_train_batch_size` labeled rows,
+    Bu = `per_device_unlabeled_batch_size` unlabeled rows (a multiple of B).
 
     Keys:
         pixel_values (B, 3, S, S), labels (B, S, S): the labeled crops.
-        unlabeled_pixel_values (B, U, 3, S, S): weak views of U different unlabeled images (U = 2 when mixing).
-        unlabeled_strong_pixel_values (B, U, V, 3, S, S): V strong views of each.
-        unlabeled_valid (B, U, S, S): False on crop padding, which is never a pseudo-label.
-        unlabeled_diagnostic_labels (B, U, S, S): the hidden labels (255 where unknown), for the logged statistics
+        unlabeled_pixel_values (Bu, U, 3, S, S): weak views of U different unlabeled images (U = 2 when mixing).
+        unlabeled_strong_pixel_values (Bu, U, V, 3, S, S): V strong views of each.
+        unlabeled_valid (Bu, U, S, S): False on crop padding, which is never a pseudo-label.
+        unlabeled_diagnostic_labels (Bu, U, S, S): the hidden labels (255 where unknown), for the logged statistics
             only; a step passes them on in its `PseudoLabelPair`s and never trains on them.
-        cutmix_masks (B, M, S, S): CutMix box masks (1 inside the boxes).
+        cutmix_masks (Bu, M, S, S): CutMix box masks (1 inside the boxes).
     """
 
     pixel_values: torch.Tensor

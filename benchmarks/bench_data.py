@@ -1,0 +1,153 @@
+"""Data loading: training items per second per worker, and the share of a training step spent waiting for data.
+
+    python benchmarks/bench_data.py
+    python benchmarks/bench_data.py --workers 0 1 2 4 --steps 30
+
+Two data sets: the embedded default (64x64 scenes; the default run's UniMatch V2 items at crop 64: one labeled
+crop, an unlabeled image and its mixing partner, two strong views of each) and a folder of 512x512 JPEGs made here
+(64 labeled with PNG masks, 512 unlabeled; CPS items at the VOC recipe's crop 512 and scales 0.5-2.0). A DataLoader
+at batch 8 with 0 workers (the main process) and with 1, 2, ... workers; per worker = items/s / workers. Then the
+training step of each (DeepLabv3+ on EfficientNet-Lite0): the time blocked on the next batch over the step time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from fpl_hf import DeepLabV3PlusConfig, DeepLabV3PlusForSemanticSegmentation
+from fpl_hf.data import (
+    load_folders,
+    make_fashion_scenes,
+    semi_supervised_collate,
+    split_labeled_unlabeled,
+    training_dataset,
+)
+from fpl_hf.trainer import FPLConfig, FPLTrainer
+
+
+def write_jpeg_folder(root: Path, labeled: int = 64, unlabeled: int = 512, size: int = 512) -> Path:
+    """Smooth colour fields with noise (about the size of a photo's JPEG), masks of 21 classes in blocks."""
+    rng = np.random.default_rng(0)
+    for folder in ("images", "masks", "unlabeled"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    for index in range(labeled + unlabeled):
+        coarse = Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).resize((size, size), Image.BICUBIC)
+        pixels = np.clip(np.asarray(coarse, np.float32) + rng.normal(0, 12, (size, size, 3)), 0, 255).astype(np.uint8)
+        folder = "images" if index < labeled else "unlabeled"
+        Image.fromarray(pixels).save(root / folder / f"{index:05d}.jpg", quality=90)
+        if index < labeled:
+            blocks = rng.integers(0, 21, (8, 8), dtype=np.uint8)
+            Image.fromarray(blocks).resize((size, size), Image.NEAREST).save(root / "masks" / f"{index:05d}.png")
+    return root
+
+
+def config(framework: str, crop_size: int, scale_range: list[float], workers: int, steps: int) -> FPLConfig:
+    return FPLConfig(
+        output_dir=tempfile.mkdtemp(), framework=framework, crop_size=crop_size, scale_range=scale_range,
+        per_device_train_batch_size=8, max_steps=steps, optim="adamw_torch", learning_rate=3e-3, save_strategy="no",
+        logging_steps=steps, dataloader_num_workers=workers, dataloader_persistent_workers=workers > 0,
+        report_to="none", disable_tqdm=True, use_cpu=True, seed=0,
+    )
+
+
+def items_per_second(dataset, workers: int, batches: int) -> float:
+    loader = torch.utils.data.DataLoader(dataset, batch_size=8, shuffle=True, num_workers=workers,
+                                         collate_fn=semi_supervised_collate, persistent_workers=workers > 0)
+    iterator = iter(loader)
+    next(iterator)  # workers start and fill their queue: not part of the steady rate
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(iterator)
+    return batches * 8 / (time.perf_counter() - start)
+
+
+class TimedLoader:
+    """The training loader, with the time spent blocked on its next batch (the first one, while workers start,
+    excepted)."""
+
+    def __init__(self, loader):
+        self.loader, self.waiting, self.batches = loader, 0.0, 0
+
+    def __getattr__(self, name):
+        return getattr(self.loader, name)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        iterator = iter(self.loader)
+        while True:
+            start = time.perf_counter()
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            self.waiting += (time.perf_counter() - start) if self.batches else 0.0
+            self.batches += 1
+            yield batch
+
+
+def waiting_share(labeled, unlabeled, framework: str, crop_size: int, scale_range: list[float], workers: int,
+                  steps: int, num_labels: int) -> tuple[float, float]:
+    """(share of the step time spent waiting for data, seconds a step), over `steps` steps."""
+    args = config(framework, crop_size, scale_range, workers, steps)
+    torch.manual_seed(0)
+    model = DeepLabV3PlusForSemanticSegmentation(DeepLabV3PlusConfig(
+        backbone="tf_efficientnet_lite0", num_labels=num_labels, aspp_channels=64, decoder_channels=64))
+    data = training_dataset(labeled, unlabeled, num_labels=num_labels, image_mean=[0.5] * 3, image_std=[0.5] * 3,
+                            **args.train_dataset_options())
+    trainer = FPLTrainer(model, args, train_dataset=data)
+    timed = TimedLoader(trainer.get_train_dataloader())
+    trainer.get_train_dataloader = lambda: timed
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    return timed.waiting / seconds, seconds / steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--batches", type=int, default=12, help="Batches of 8 timed per loader.")
+    parser.add_argument("--steps", type=int, default=20, help="Training steps timed per setting.")
+    options = parser.parse_args()
+    torch.set_num_threads(os.cpu_count() or 1)
+
+    scenes = make_fashion_scenes(1000, size=64, seed=0)
+    embedded = split_labeled_unlabeled(scenes, num_labeled=20, seed=0)
+    folder = write_jpeg_folder(Path(tempfile.mkdtemp()))
+    jpegs = load_folders(str(folder / "images"), str(folder / "masks"), str(folder / "unlabeled"))
+    settings = {
+        "embedded (64x64), UniMatch V2 items at crop 64": (embedded, "unimatch_v2", 64, [0.75, 1.5], 6),
+        "512x512 JPEG folder, CPS items at crop 512": (jpegs, "cps", 512, [0.5, 2.0], 21),
+    }
+    print(f"{os.cpu_count()} CPU cores, torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    print("| data | workers | items/s | items/s per worker |")
+    print("|---|---|---|---|")
+    for name, ((labeled, unlabeled), framework, crop, scales, num_labels) in settings.items():
+        args = config(framework, crop, scales, 0, 1)
+        data = training_dataset(labeled, unlabeled, num_labels=num_labels, image_mean=[0.5] * 3, image_std=[0.5] * 3,
+                                **args.train_dataset_options())
+        for workers in options.workers:
+            rate = items_per_second(data, workers, options.batches)
+            print(f"| {name} | {workers} | {rate:.1f} | {rate / max(workers, 1):.1f} |")
+
+    print("\n| data | workers | step (s) | share of the step waiting for data |")
+    print("|---|---|---|---|")
+    for name, ((labeled, unlabeled), framework, crop, scales, num_labels) in settings.items():
+        steps = options.steps if crop <= 64 else max(3, options.steps // 5)
+        for workers in sorted({0, max(options.workers)}):
+            share, step = waiting_share(labeled, unlabeled, framework, crop, scales, workers, steps, num_labels)
+            print(f"| {name} | {workers} | {step:.2f} | {100 * share:.0f}% |")
+
+
+if __name__ == "__main__":
+    main()
