@@ -5,9 +5,11 @@
 
 Two data sets: the embedded default (64x64 scenes; the default run's UniMatch V2 items at crop 64: one labeled
 crop, an unlabeled image and its mixing partner, two strong views of each) and a folder of 512x512 JPEGs made here
-(64 labeled with PNG masks, 512 unlabeled; CPS items at the VOC recipe's crop 512 and scales 0.5-2.0). A DataLoader
-at batch 8 with 0 workers (the main process) and with 1, 2, ... workers; per worker = items/s / workers. Then the
-training step of each (DeepLabv3+ on EfficientNet-Lite0): the time blocked on the next batch over the step time.
+(64 labeled with PNG masks, 512 unlabeled; CPS items at the VOC recipe's crop 512 and scales 0.5-2.0), and the
+embedded labeled images with a streamed pool of generated scenes. A DataLoader at batch 8 with 0 workers (the main
+process) and with 1, 2, ... workers; per worker = items/s / workers. Then the training step of each (DeepLabv3+ on
+EfficientNet-Lite0; batch 2 at crop 512, whose batch of 8 does not fit a CPU budget): the time blocked on the next
+batch over the step time, after two warm-up steps.
 """
 
 from __future__ import annotations
@@ -22,12 +24,15 @@ import numpy as np
 import torch
 from PIL import Image
 
+from transformers import PrinterCallback, TrainerCallback
+
 from fpl_hf import DeepLabV3PlusConfig, DeepLabV3PlusForSemanticSegmentation
 from fpl_hf.data import (
     load_folders,
     make_fashion_scenes,
     semi_supervised_collate,
     split_labeled_unlabeled,
+    stream_fashion_scenes,
     training_dataset,
 )
 from fpl_hf.trainer import FPLConfig, FPLTrainer
@@ -49,17 +54,19 @@ def write_jpeg_folder(root: Path, labeled: int = 64, unlabeled: int = 512, size:
     return root
 
 
-def config(framework: str, crop_size: int, scale_range: list[float], workers: int, steps: int) -> FPLConfig:
+def config(framework: str, crop_size: int, scale_range: list[float], workers: int, steps: int,
+           batch_size: int = 8) -> FPLConfig:
     return FPLConfig(
         output_dir=tempfile.mkdtemp(), framework=framework, crop_size=crop_size, scale_range=scale_range,
-        per_device_train_batch_size=8, max_steps=steps, optim="adamw_torch", learning_rate=3e-3, save_strategy="no",
+        per_device_train_batch_size=batch_size, max_steps=steps, optim="adamw_torch", learning_rate=3e-3, save_strategy="no",
         logging_steps=steps, dataloader_num_workers=workers, dataloader_persistent_workers=workers > 0,
         report_to="none", disable_tqdm=True, use_cpu=True, seed=0,
     )
 
 
 def items_per_second(dataset, workers: int, batches: int) -> float:
-    loader = torch.utils.data.DataLoader(dataset, batch_size=8, shuffle=True, num_workers=workers,
+    streamed = isinstance(dataset, torch.utils.data.IterableDataset)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=8, shuffle=not streamed, num_workers=workers,
                                          collate_fn=semi_supervised_collate, persistent_workers=workers > 0)
     iterator = iter(loader)
     next(iterator)  # workers start and fill their queue: not part of the steady rate
@@ -70,11 +77,10 @@ def items_per_second(dataset, workers: int, batches: int) -> float:
 
 
 class TimedLoader:
-    """The training loader, with the time spent blocked on its next batch (the first one, while workers start,
-    excepted)."""
+    """The training loader, with the time the training loop spends blocked on each next batch."""
 
     def __init__(self, loader):
-        self.loader, self.waiting, self.batches = loader, 0.0, 0
+        self.loader, self.waits = loader, []
 
     def __getattr__(self, name):
         return getattr(self.loader, name)
@@ -90,27 +96,36 @@ class TimedLoader:
                 batch = next(iterator)
             except StopIteration:
                 return
-            self.waiting += (time.perf_counter() - start) if self.batches else 0.0
-            self.batches += 1
+            self.waits.append(time.perf_counter() - start)
             yield batch
 
 
+class StepEnds(TrainerCallback):
+    def __init__(self):
+        self.times = []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.times.append(time.perf_counter())
+
+
 def waiting_share(labeled, unlabeled, framework: str, crop_size: int, scale_range: list[float], workers: int,
-                  steps: int, num_labels: int) -> tuple[float, float]:
-    """(share of the step time spent waiting for data, seconds a step), over `steps` steps."""
-    args = config(framework, crop_size, scale_range, workers, steps)
+                  steps: int, num_labels: int, batch_size: int) -> tuple[float, float]:
+    """(share of the step time spent waiting for data, seconds a step) over the steps after the first two, which
+    also wait for the workers to start and a stream's shuffle buffer to fill."""
+    args = config(framework, crop_size, scale_range, workers, steps, batch_size)
     torch.manual_seed(0)
     model = DeepLabV3PlusForSemanticSegmentation(DeepLabV3PlusConfig(
         backbone="tf_efficientnet_lite0", num_labels=num_labels, aspp_channels=64, decoder_channels=64))
     data = training_dataset(labeled, unlabeled, num_labels=num_labels, image_mean=[0.5] * 3, image_std=[0.5] * 3,
                             **args.train_dataset_options())
-    trainer = FPLTrainer(model, args, train_dataset=data)
+    ends = StepEnds()
+    trainer = FPLTrainer(model, args, train_dataset=data, callbacks=[ends])
+    trainer.remove_callback(PrinterCallback)
     timed = TimedLoader(trainer.get_train_dataloader())
     trainer.get_train_dataloader = lambda: timed
-    start = time.perf_counter()
     trainer.train()
-    seconds = time.perf_counter() - start
-    return timed.waiting / seconds, seconds / steps
+    seconds = ends.times[-1] - ends.times[1]
+    return sum(timed.waits[2:steps]) / seconds, seconds / (steps - 2)
 
 
 def main() -> None:
@@ -125,14 +140,17 @@ def main() -> None:
     embedded = split_labeled_unlabeled(scenes, num_labeled=20, seed=0)
     folder = write_jpeg_folder(Path(tempfile.mkdtemp()))
     jpegs = load_folders(str(folder / "images"), str(folder / "masks"), str(folder / "unlabeled"))
+    streamed = (embedded[0], stream_fashion_scenes(100_000, size=64, seed=0))
+    # name: ((labeled, unlabeled), framework, crop, scales, classes, batch of the timed training step)
     settings = {
-        "embedded (64x64), UniMatch V2 items at crop 64": (embedded, "unimatch_v2", 64, [0.75, 1.5], 6),
-        "512x512 JPEG folder, CPS items at crop 512": (jpegs, "cps", 512, [0.5, 2.0], 21),
+        "embedded (64x64), UniMatch V2 items at crop 64": (embedded, "unimatch_v2", 64, [0.75, 1.5], 6, 8),
+        "embedded, streamed pool of 100,000 generated scenes": (streamed, "unimatch_v2", 64, [0.75, 1.5], 6, 8),
+        "512x512 JPEG folder, CPS items at crop 512": (jpegs, "cps", 512, [0.5, 2.0], 21, 2),
     }
     print(f"{os.cpu_count()} CPU cores, torch {torch.__version__}, {torch.get_num_threads()} threads\n")
     print("| data | workers | items/s | items/s per worker |")
     print("|---|---|---|---|")
-    for name, ((labeled, unlabeled), framework, crop, scales, num_labels) in settings.items():
+    for name, ((labeled, unlabeled), framework, crop, scales, num_labels, _) in settings.items():
         args = config(framework, crop, scales, 0, 1)
         data = training_dataset(labeled, unlabeled, num_labels=num_labels, image_mean=[0.5] * 3, image_std=[0.5] * 3,
                                 **args.train_dataset_options())
@@ -140,13 +158,13 @@ def main() -> None:
             rate = items_per_second(data, workers, options.batches)
             print(f"| {name} | {workers} | {rate:.1f} | {rate / max(workers, 1):.1f} |")
 
-    print("\n| data | workers | step (s) | share of the step waiting for data |")
-    print("|---|---|---|---|")
-    for name, ((labeled, unlabeled), framework, crop, scales, num_labels) in settings.items():
-        steps = options.steps if crop <= 64 else max(3, options.steps // 5)
+    print("\n| data | batch | workers | step (s) | share of the step waiting for data |")
+    print("|---|---|---|---|---|")
+    for name, ((labeled, unlabeled), framework, crop, scales, num_labels, batch) in settings.items():
+        steps = options.steps if crop <= 64 else max(4, options.steps // 4)
         for workers in sorted({0, max(options.workers)}):
-            share, step = waiting_share(labeled, unlabeled, framework, crop, scales, workers, steps, num_labels)
-            print(f"| {name} | {workers} | {step:.2f} | {100 * share:.0f}% |")
+            share, step = waiting_share(labeled, unlabeled, framework, crop, scales, workers, steps, num_labels, batch)
+            print(f"| {name} | {batch} | {workers} | {step:.2f} | {100 * share:.0f}% |")
 
 
 if __name__ == "__main__":

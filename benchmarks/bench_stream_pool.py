@@ -5,8 +5,8 @@
 
 Every run trains the embedded default's model (DeepLabv3+, EfficientNet-Lite0, crop 64) with CPS + FPL, 4 labeled
 and 8 unlabeled images a step (1:2), 2 data-loader workers, on a pool made as it is read
-(`fpl_hf.data.stream_fashion_scenes`), in a process of its own whose memory (with its workers') is sampled every
-0.2 s. The largest pool is also trained in two halves, stopped and resumed from the checkpoint between them, and
+(`fpl_hf.data.stream_fashion_scenes`), in a process of its own whose memory (with its workers', as proportional
+set size so that pages shared with the forked workers count once) is sampled every 0.2 s. The largest pool is also trained in two halves, stopped and resumed from the checkpoint between them, and
 its final weights are compared with those of the uninterrupted run.
 """
 
@@ -25,12 +25,12 @@ from pathlib import Path
 import psutil
 
 
-def tree_rss(process: psutil.Process) -> int:
-    members = [process] + process.children(recursive=True)
+def tree_memory(process: psutil.Process) -> int:
+    """Proportional set size of the process and its workers: pages they share (forked workers) count once."""
     total = 0
-    for member in members:
+    for member in [process] + process.children(recursive=True):
         try:
-            total += member.memory_info().rss
+            total += member.memory_full_info().pss
         except psutil.NoSuchProcess:
             pass
     return total
@@ -49,7 +49,8 @@ def train(size: int, steps: int, output_dir: str, stop_at: int | None, resume: s
 
     class StopAt(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
-            control.should_training_stop = stop_at is not None and state.global_step >= stop_at
+            if stop_at is not None and state.global_step >= stop_at:
+                control.should_training_stop = True
 
     args = FPLConfig(
         output_dir=output_dir, framework="cps", unsup_loss="fpl", crop_size=64, scale_range=[0.75, 1.5],
@@ -83,7 +84,7 @@ def measured_run(size: int, steps: int, output_dir: Path, stop_at: int | None = 
 
     def sample() -> None:
         while child.poll() is None:
-            peak[0] = max(peak[0], tree_rss(process))
+            peak[0] = max(peak[0], tree_memory(process))
             time.sleep(0.2)
 
     sampler = threading.Thread(target=sample)
@@ -92,7 +93,7 @@ def measured_run(size: int, steps: int, output_dir: Path, stop_at: int | None = 
     sampler.join()
     if child.returncode:
         raise RuntimeError(stderr[-3000:])
-    return {**json.loads((output_dir / "figures.json").read_text()), "peak_rss": peak[0]}
+    return {**json.loads((output_dir / "figures.json").read_text()), "peak_memory": peak[0]}
 
 
 def main() -> None:
@@ -112,11 +113,11 @@ def main() -> None:
     root = Path(tempfile.mkdtemp())
     print(f"CPS + FPL, 4 labeled + 8 unlabeled a step, {options.steps} steps, 2 workers; "
           f"{os.cpu_count()} CPU cores\n")
-    print("| unlabeled pool | peak memory (process and workers) | seconds |")
+    print("| unlabeled pool | peak memory (PSS, process and workers) | seconds |")
     print("|---|---|---|")
     for size in options.sizes:
         figures = measured_run(size, options.steps, root / str(size))
-        print(f"| {size:,} streamed scenes | {figures['peak_rss'] / 2**20:.0f} MiB | {figures['seconds']:.0f} |")
+        print(f"| {size:,} streamed scenes | {figures['peak_memory'] / 2**20:.0f} MiB | {figures['seconds']:.0f} |")
 
     largest, half = options.sizes[-1], options.steps // 2
     cut = root / "cut"
@@ -125,7 +126,7 @@ def main() -> None:
     uninterrupted, resumed = load_file(root / str(largest) / "final.safetensors"), load_file(cut / "final.safetensors")
     difference = max((resumed[name].float() - value.float()).abs().max().item() for name, value in uninterrupted.items())
     print(f"\nPool of {largest:,}: stopped at step {half} ({first['seconds']:.0f} s), resumed to step "
-          f"{second['steps']} ({second['seconds']:.0f} s, of which replaying the first {half} batches); largest "
+          f"{second['steps']} ({second['seconds']:.0f} s, replaying the first {half} batches included); largest "
           f"difference from the uninterrupted run's final weights: {difference:.3g}")
 
 

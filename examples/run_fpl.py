@@ -5,6 +5,9 @@
     accelerate launch examples/run_fpl.py --config examples/configs/embedded.yaml --max_steps 100
     accelerate launch examples/run_fpl.py --config my_voc.yaml --dataset voc --data_root VOCdevkit/VOC2012 \
         --labeled_list splits/pascal/92/labeled.txt --unlabeled_list splits/pascal/92/unlabeled.txt
+    accelerate launch examples/run_fpl.py --unlabeled_dataset pool_shards/ --max_steps 20000 \
+        --per_device_unlabeled_batch_size 16                              # a streamed pool, 2 unlabeled per labeled
+    accelerate launch --config_file examples/accelerate/one_node.yaml examples/run_fpl.py --config my_voc.yaml
 
 Every field of `ModelArguments`, `DataSource` and `FPLConfig` is a flag and a YAML key. Without `--config`,
 examples/configs/embedded.yaml gives the defaults; flags override the file, and a file's `base: other.yaml` key

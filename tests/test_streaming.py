@@ -120,3 +120,16 @@ def test_streaming_mistakes_are_explained(scenes, tmp_path):
                                             features=Features({"image": Image()}))
     with pytest.raises(ValueError, match=r"unlabeled example 0 of pass 0 \(process 0, worker 0\) \(x.jpg\): could not read"):
         next(iter(SemiSupervisedStream(labeled_images(), broken, **OPTIONS)))
+
+
+def test_a_generated_pool_is_the_same_scenes_however_it_is_sharded():
+    from fpl_hf.data import stream_fashion_scenes
+
+    def digests(pool):
+        return [hash(example["image"].tobytes()) for example in pool]
+
+    four, eight = stream_fashion_scenes(40, size=32, num_shards=4), stream_fashion_scenes(40, size=32, num_shards=8)
+    assert (four.num_shards, eight.num_shards) == (4, 8)
+    assert digests(four) == digests(eight) and len(set(digests(four))) == 40
+    with pytest.raises(ValueError, match="at least `num_shards`"):
+        stream_fashion_scenes(10, num_shards=64)

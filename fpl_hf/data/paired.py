@@ -70,6 +70,8 @@ def load_sample(
     return checked_sample(image, label, where, num_labels, palette)
 
 
+# An image and its mask, checked and as tensors.
+Sample = tuple[tv_tensors.Image, tv_tensors.Mask]
 # The fields of a training item that hold one entry per unlabeled group.
 GROUPED_FIELDS = (
     "unlabeled_pixel_values", "unlabeled_strong_pixel_values", "unlabeled_valid", "unlabeled_diagnostic_labels",
@@ -127,21 +129,20 @@ class TrainingItems:
         self.normalize = normalization(image_mean, image_std)
         self.seed = seed
 
-    def make_item(
-        self, labeled: tuple[tv_tensors.Image, tv_tensors.Mask], unlabeled: Callable[[int, int], tuple[tv_tensors.Image, tv_tensors.Mask]]
-    ) -> dict[str, torch.Tensor]:
+    def make_item(self, labeled: Sample, unlabeled: Callable[[int, int], Sample]) -> dict[str, torch.Tensor]:
         """`unlabeled(group, offset)` gives the unlabeled sample at that place; it is called in order, after the
         labeled crop is drawn, so that the item's random draws follow one fixed sequence."""
         image, label = self.weak(*labeled)
         item = {"pixel_values": self.normalize(image), "labels": label.long()}
         if not self.num_unlabeled:
             return item
-        groups = [self._unlabeled_group(lambda offset: unlabeled(group, offset)) for group in range(self.unlabeled_groups)]
+        groups = [self._unlabeled_group(lambda offset: unlabeled(group, offset))
+                  for group in range(self.unlabeled_groups)]
         for name in groups[0]:
             item[name] = torch.stack([group[name] for group in groups])
         return item
 
-    def _unlabeled_group(self, sample: Callable[[int], tuple[tv_tensors.Image, tv_tensors.Mask]]) -> dict[str, torch.Tensor]:
+    def _unlabeled_group(self, sample: Callable[[int], Sample]) -> dict[str, torch.Tensor]:
         weak, strong, valid, hidden = [], [], [], []
         for offset in range(self.num_unlabeled):
             u_image, u_label = sample(offset)

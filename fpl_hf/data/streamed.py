@@ -10,9 +10,8 @@ import datasets
 import torch
 from datasets import Dataset, Image
 from datasets.distributed import split_dataset_by_node
-from torchvision import tv_tensors
 
-from .paired import SemiSupervisedDataset, TrainingItems, checked_sample, decoded_image, item_seed, load_sample
+from .paired import Sample, SemiSupervisedDataset, TrainingItems, checked_sample, decoded_image, item_seed, load_sample
 from .splits import HIDDEN_LABEL
 
 
@@ -31,13 +30,15 @@ class SemiSupervisedStream(TrainingItems, torch.utils.data.IterableDataset):
     The stream has no length: training runs for `max_steps`, whatever the size of the pool.
     """
 
-    def __init__(self, labeled: Dataset, unlabeled: datasets.IterableDataset, *, shuffle_buffer_size: int = 1000,
-                 **options: Any):
+    def __init__(
+        self, labeled: Dataset, unlabeled: datasets.IterableDataset, *, shuffle_buffer_size: int = 1000, **options: Any
+    ):
         super().__init__(**options)
         if not isinstance(unlabeled, datasets.IterableDataset):
             raise TypeError(
-                f"The streamed unlabeled pool must be a datasets.IterableDataset, got {type(unlabeled).__name__}; a "
-                "map-style pool trains with `SemiSupervisedDataset` (or stream it: `pool.to_iterable_dataset(num_shards=...)`)."
+                f"The streamed unlabeled pool must be a datasets.IterableDataset, got {type(unlabeled).__name__}; "
+                "a map-style pool trains with `SemiSupervisedDataset` (or stream it: "
+                "`pool.to_iterable_dataset(num_shards=...)`)."
             )
         if not self.num_unlabeled:
             raise ValueError("This framework uses no unlabeled images: train it with `SemiSupervisedDataset`.")
@@ -78,7 +79,7 @@ class SemiSupervisedStream(TrainingItems, torch.utils.data.IterableDataset):
                 item = self.make_item(labeled, lambda group, offset: next(examples))
             yield item
 
-    def _labeled_sample(self, slot: int) -> tuple[tv_tensors.Image, tv_tensors.Mask]:
+    def _labeled_sample(self, slot: int) -> Sample:
         labeled_pass, index = divmod(slot, len(self.labeled))
         if self._labeled_order[0] != labeled_pass:
             generator = torch.Generator().manual_seed(hash((self.seed, labeled_pass, -1)) & 0x7FFF_FFFF_FFFF_FFFF)
@@ -86,7 +87,7 @@ class SemiSupervisedStream(TrainingItems, torch.utils.data.IterableDataset):
         order = self._labeled_order[1]
         return load_sample(self.labeled, int(order[index]), "label", "labeled", self.num_labels, self.palette)
 
-    def _unlabeled_examples(self, reader: str) -> Iterator[tuple[tv_tensors.Image, tv_tensors.Mask]]:
+    def _unlabeled_examples(self, reader: str) -> Iterator[Sample]:
         """This reader's examples, checked, pass after pass."""
         for pool_pass in itertools.count():
             self.unlabeled.set_epoch(pool_pass)
