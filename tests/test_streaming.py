@@ -133,3 +133,24 @@ def test_a_generated_pool_is_the_same_scenes_however_it_is_sharded():
     assert digests(four) == digests(eight) and len(set(digests(four))) == 40
     with pytest.raises(ValueError, match="at least `num_shards`"):
         stream_fashion_scenes(10, num_shards=64)
+
+
+def test_a_local_webdataset_streams_as_an_unlabeled_pool(tmp_path):
+    import io
+    import tarfile
+
+    from fpl_hf.data import DataSource, load_training_data
+
+    for shard in range(2):
+        with tarfile.open(tmp_path / f"pool-{shard:03d}.tar", "w") as tar:
+            for index in range(3):
+                encoded = io.BytesIO()
+                PILImage.new("RGB", (8, 8), (40 * shard + index, 0, 0)).save(encoded, "PNG")
+                member = tarfile.TarInfo(f"{shard}_{index}.png")
+                member.size = len(encoded.getvalue())
+                tar.addfile(member, io.BytesIO(encoded.getvalue()))
+    source = DataSource(num_train_scenes=8, scene_size=16, num_labeled=2, unlabeled_dataset=str(tmp_path))
+    pool = load_training_data(source).unlabeled
+    assert pool.num_shards == 2 and pool.column_names == ["image"]
+    stream = SemiSupervisedStream(labeled_images(), pool, **OPTIONS)
+    assert sorted(read(stream, 6)) == [0, 1, 2, 40, 41, 42]

@@ -10,7 +10,7 @@ from PIL import Image as PILImage
 from PIL import ImageOps
 
 IGNORE_INDEX = 255
-IMAGE_COLUMNS = ("image", "pixel_values", "img", "images")
+IMAGE_COLUMNS = ("image", "pixel_values", "img", "images", "jpg", "jpeg", "png", "webp")  # the last: webdataset keys
 LABEL_COLUMNS = ("label", "annotation", "segmentation", "mask", "semantic_segmentation", "labels", "seg")
 
 

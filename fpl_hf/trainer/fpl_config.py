@@ -105,8 +105,8 @@ class FPLConfig(TrainingArguments):
     per_device_unlabeled_batch_size: Optional[int] = field(
         default=None,
         metadata={"help": "Unlabeled images per device and step (each with its mixing partner when the framework "
-                  "mixes); default `per_device_train_batch_size` (1:1, as CPS, AEL and UniMatch). A multiple of it: "
-                  "each training item pairs one labeled image with that many unlabeled ones."},
+                  "mixes); default `per_device_train_batch_size` (1:1, as CPS, AEL and UniMatch). A multiple r of it: "
+                  "each training item pairs one labeled image with r unlabeled ones."},
     )
     crop_size: int = field(default=512, metadata={"help": "Side of the square training crops."})
     scale_range: list[float] = field(
@@ -183,7 +183,8 @@ class FPLConfig(TrainingArguments):
             raise ValueError(f"`scale_range` must be two numbers 0 < min <= max, got {self.scale_range}.")
         if self.per_device_unlabeled_batch_size is None:
             self.per_device_unlabeled_batch_size = self.per_device_train_batch_size
-        if self.per_device_unlabeled_batch_size % self.per_device_train_batch_size or self.per_device_unlabeled_batch_size < 1:
+        unlabeled_batch = self.per_device_unlabeled_batch_size
+        if unlabeled_batch < 1 or unlabeled_batch % self.per_device_train_batch_size:
             raise ValueError(
                 f"`per_device_unlabeled_batch_size` ({self.per_device_unlabeled_batch_size}) must be a positive multiple "
                 f"of `per_device_train_batch_size` ({self.per_device_train_batch_size}): each training item pairs one "

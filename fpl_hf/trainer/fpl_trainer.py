@@ -10,14 +10,13 @@ from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
+from accelerate.data_loader import prepare_data_loader
 from safetensors.torch import load_file, save_file
 from torch import nn
+from torch.utils.data import DataLoader
 from transformers import Trainer
 from transformers.trainer_pt_utils import get_parameter_names
 from transformers.utils import logging
-
-from accelerate.data_loader import prepare_data_loader
-from torch.utils.data import DataLoader
 
 from ..data import IGNORE_INDEX, SemiSupervisedStream, semi_supervised_collate
 from ..hub import ModelCardInfo, explained_hub_errors, require_token, write_model_card
