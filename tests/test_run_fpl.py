@@ -72,6 +72,8 @@ def test_an_unlabeled_pool_of_parquet_shards_is_streamed_at_two_unlabeled_per_la
     scenes = ["--num_train_scenes", "12", "--num_validation_scenes", "2", "--scene_size", "32", "--num_labeled", "4"]
     source = DataSource(num_train_scenes=12, scene_size=32, num_labeled=4, unlabeled_dataset=str(pool))
     assert isinstance(load_training_data(source).unlabeled, IterableDataset)
+    with pytest.raises(ValueError, match="drop the split lists, the unlabeled folder or `unlabeled_dataset`"):
+        load_training_data(DataSource(num_train_scenes=12, scene_size=32, all_labeled=True, unlabeled_dataset=str(pool)))
     summary = run_fpl.main(*run_fpl.parse_arguments(TINY + scenes + [
         "--unlabeled_dataset", str(pool), "--framework", "cps", "--per_device_unlabeled_batch_size", "4",
         "--burn_in_steps", "0", "--unsup_rampup_steps", "0", "--logging_steps", "1",

@@ -89,7 +89,7 @@ def item_seed(*key: int) -> Iterator[None]:
 
 
 class TrainingItems:
-    """Turns one labeled sample and groups of unlabeled samples into a training item.
+    """Turns one sample of the labeled part and groups of unlabeled samples into a training item.
 
     An item holds (r = `unlabeled_groups`, U = `num_unlabeled`):
         pixel_values (3, S, S), labels (S, S): a weakly augmented labeled crop.
@@ -104,6 +104,7 @@ class TrainingItems:
 
     def __init__(
         self,
+        labeled: Dataset,
         *,
         num_labels: int,
         crop_size: int,
@@ -118,8 +119,11 @@ class TrainingItems:
         palette: Optional[dict[tuple[int, int, int], int]] = None,
         seed: int = 0,
     ):
+        if len(labeled) == 0:
+            raise ValueError("The labeled part is empty: training needs at least one labeled image.")
         if unlabeled_groups < 1:
             raise ValueError(f"`unlabeled_groups` must be >= 1, got {unlabeled_groups}.")
+        self.labeled = labeled
         self.num_labels, self.crop_size, self.palette = num_labels, crop_size, palette
         self.num_unlabeled, self.unlabeled_groups = num_unlabeled, unlabeled_groups
         self.num_strong_views, self.num_cutmix_masks = num_strong_views, num_cutmix_masks
@@ -128,6 +132,9 @@ class TrainingItems:
         self.strong = strong_augmentation()
         self.normalize = normalization(image_mean, image_std)
         self.seed = seed
+
+    def labeled_sample(self, index: int) -> Sample:
+        return load_sample(self.labeled, index, "label", "labeled", self.num_labels, self.palette)
 
     def make_item(self, labeled: Sample, unlabeled: Callable[[int, int], Sample]) -> dict[str, torch.Tensor]:
         """`unlabeled(group, offset)` gives the unlabeled sample at that place; it is called in order, after the
@@ -172,12 +179,10 @@ class SemiSupervisedDataset(TrainingItems, torch.utils.data.Dataset):
     (`num_unlabeled=0`: labeled only); item i holds unlabeled images i*r ... i*r + r - 1 (`TrainingItems`)."""
 
     def __init__(self, labeled: Dataset, unlabeled: Dataset, **options: Any):
-        super().__init__(**options)
-        if len(labeled) == 0:
-            raise ValueError("The labeled part is empty: training needs at least one labeled image.")
+        super().__init__(labeled, **options)
         if self.num_unlabeled and len(unlabeled) == 0:
             raise ValueError("The unlabeled part is empty: pass unlabeled images, or use framework='supervised'.")
-        self.labeled, self.unlabeled = labeled, unlabeled
+        self.unlabeled = unlabeled
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -191,8 +196,7 @@ class SemiSupervisedDataset(TrainingItems, torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         with item_seed(self.seed, self.epoch, index):
-            labeled = load_sample(self.labeled, index % len(self.labeled), "label", "labeled", self.num_labels,
-                                  self.palette)
+            labeled = self.labeled_sample(index % len(self.labeled))
             return self.make_item(labeled, lambda group, offset: self._unlabeled(index, group, offset))
 
     def _unlabeled(self, index: int, group: int, offset: int) -> tuple[tv_tensors.Image, tv_tensors.Mask]:

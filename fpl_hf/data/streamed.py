@@ -11,7 +11,7 @@ import torch
 from datasets import Dataset, Image
 from datasets.distributed import split_dataset_by_node
 
-from .paired import Sample, SemiSupervisedDataset, TrainingItems, checked_sample, decoded_image, item_seed, load_sample
+from .paired import Sample, SemiSupervisedDataset, TrainingItems, checked_sample, decoded_image, item_seed
 from .splits import HIDDEN_LABEL
 
 
@@ -33,7 +33,7 @@ class SemiSupervisedStream(TrainingItems, torch.utils.data.IterableDataset):
     def __init__(
         self, labeled: Dataset, unlabeled: datasets.IterableDataset, *, shuffle_buffer_size: int = 1000, **options: Any
     ):
-        super().__init__(**options)
+        super().__init__(labeled, **options)
         if not isinstance(unlabeled, datasets.IterableDataset):
             raise TypeError(
                 f"The streamed unlabeled pool must be a datasets.IterableDataset, got {type(unlabeled).__name__}; "
@@ -42,15 +42,12 @@ class SemiSupervisedStream(TrainingItems, torch.utils.data.IterableDataset):
             )
         if not self.num_unlabeled:
             raise ValueError("This framework uses no unlabeled images: train it with `SemiSupervisedDataset`.")
-        if len(labeled) == 0:
-            raise ValueError("The labeled part is empty: training needs at least one labeled image.")
         if shuffle_buffer_size < 1:
             raise ValueError(f"`shuffle_buffer_size` must be >= 1, got {shuffle_buffer_size}.")
         for column, feature in (unlabeled.features or {}).items():
             if column in ("image", HIDDEN_LABEL) and isinstance(feature, Image):
                 # Decoded here, where a corrupt file can be named with its place in the stream.
                 unlabeled = unlabeled.cast_column(column, Image(decode=False))
-        self.labeled = labeled
         self.unlabeled = unlabeled.shuffle(seed=self.seed, buffer_size=shuffle_buffer_size)
         self.rank, self.world_size = 0, 1
         self._labeled_order: tuple[int, torch.Tensor] = (-1, torch.empty(0))
@@ -84,8 +81,7 @@ class SemiSupervisedStream(TrainingItems, torch.utils.data.IterableDataset):
         if self._labeled_order[0] != labeled_pass:
             generator = torch.Generator().manual_seed(hash((self.seed, labeled_pass, -1)) & 0x7FFF_FFFF_FFFF_FFFF)
             self._labeled_order = (labeled_pass, torch.randperm(len(self.labeled), generator=generator))
-        order = self._labeled_order[1]
-        return load_sample(self.labeled, int(order[index]), "label", "labeled", self.num_labels, self.palette)
+        return self.labeled_sample(int(self._labeled_order[1][index]))
 
     def _unlabeled_examples(self, reader: str) -> Iterator[Sample]:
         """This reader's examples, checked, pass after pass."""

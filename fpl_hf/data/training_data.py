@@ -142,9 +142,9 @@ def load_training_data(source: DataSource, seed: int = 0) -> TrainingData:
     """Loads `source` and splits it into labeled and unlabeled parts (see `DataSource`), with its validation part."""
     train, unlabeled, validation, names = _load(source, seed)
     if source.all_labeled:
-        if unlabeled is not None or source.labeled_list or source.unlabeled_list:
-            raise ValueError("`all_labeled` trains on every label of the training split: drop the split lists or "
-                             "the unlabeled folder.")
+        if unlabeled is not None or source.labeled_list or source.unlabeled_list or source.unlabeled_dataset:
+            raise ValueError("`all_labeled` trains on every label of the training split: drop the split lists, "
+                             "the unlabeled folder or `unlabeled_dataset`.")
         labeled, unlabeled = train, train.select([])
     elif source.labeled_list or source.unlabeled_list:
         labeled, unlabeled = split_from_lists(
@@ -159,8 +159,6 @@ def load_training_data(source: DataSource, seed: int = 0) -> TrainingData:
             train, num_labeled=source.num_labeled, fraction=source.labeled_fraction, seed=seed
         )
     if source.unlabeled_dataset:
-        if source.all_labeled:
-            raise ValueError("`all_labeled` trains on labels alone: drop `unlabeled_dataset`.")
         unlabeled = load_hub(source.unlabeled_dataset, source.unlabeled_split, image_column=source.unlabeled_image_column,
                              unlabeled=True, streaming=True)
     return TrainingData(labeled=labeled, unlabeled=unlabeled, validation=validation, class_names=names)
