@@ -14,10 +14,12 @@ from .losses import (
 from .modeling import (
     DeepLabV3PlusConfig,
     DeepLabV3PlusForSemanticSegmentation,
-    DeepLabV3PlusImageProcessor,
-    DeepLabV3PlusPreTrainedModel,
+    SegmentationNetwork,
     TimmDPTConfig,
     TimmDPTForSemanticSegmentation,
+    TimmSegmentationConfig,
+    TimmSegmentationImageProcessor,
+    TimmSegmentationModel,
 )
 from .trainer import FPLConfig, FPLTrainer
 
@@ -31,7 +33,7 @@ for config_class, model_class in (
     AutoModelForSemanticSegmentation.register(config_class, model_class, exist_ok=True)
     # One image processor serves both: it normalizes and pads, and the networks take any size.
     AutoImageProcessor.register(
-        config_class, image_processor_classes={"torchvision": DeepLabV3PlusImageProcessor}, exist_ok=True
+        config_class, image_processor_classes={"torchvision": TimmSegmentationImageProcessor}, exist_ok=True
     )
     # Saved models carry their code (the image processor's included, see the model's `save_pretrained`), so they
     # also load with trust_remote_code=True where fpl_hf is absent.
@@ -41,12 +43,14 @@ for config_class, model_class in (
 __all__ = [
     "DeepLabV3PlusConfig",
     "DeepLabV3PlusForSemanticSegmentation",
-    "DeepLabV3PlusImageProcessor",
-    "DeepLabV3PlusPreTrainedModel",
     "FPLConfig",
     "FPLTrainer",
+    "SegmentationNetwork",
     "TimmDPTConfig",
     "TimmDPTForSemanticSegmentation",
+    "TimmSegmentationConfig",
+    "TimmSegmentationImageProcessor",
+    "TimmSegmentationModel",
     "PseudoLabelLossOutput",
     "adaptive_weight",
     "fuzzy_positive_assignment",

@@ -20,10 +20,10 @@ from torch import nn
 
 from .data import EvaluationDataset
 from .metrics import ConfusionMatrix
-from .modeling.inference import MODES, pad_to, predict_logits, window_stride
+from .modeling.inference import INFERENCE_MODES, pad_to, predict_logits, window_stride
 from .viz import confusion_matrix_figure
 
-EVALUATION_MODES = MODES + ("center",)
+EVALUATION_MODES = INFERENCE_MODES + ("center",)
 
 
 def center_crop(

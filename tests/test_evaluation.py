@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from conftest import make_trainer, tiny_config
-from fpl_hf import DeepLabV3PlusForSemanticSegmentation, DeepLabV3PlusImageProcessor
+from fpl_hf import DeepLabV3PlusForSemanticSegmentation, TimmSegmentationImageProcessor
 from fpl_hf.data import EvaluationDataset, load_folders, make_fashion_scenes
 from fpl_hf.evaluation import EvaluationProtocol, evaluate_model, write_report
 from fpl_hf.metrics import ConfusionMatrix
@@ -24,7 +24,7 @@ def saved_model(tmp_path_factory):
     torch.manual_seed(0)
     model = DeepLabV3PlusForSemanticSegmentation(tiny_config(num_labels=11))
     model.save_pretrained(directory)
-    DeepLabV3PlusImageProcessor(image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(directory)
+    TimmSegmentationImageProcessor(image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(directory)
     return directory
 
 

@@ -119,9 +119,9 @@ def test_pipeline_slides_when_the_model_is_loaded_with_an_inference_mode(tiny_mo
     from PIL import Image
     from transformers import pipeline
 
-    from fpl_hf import DeepLabV3PlusImageProcessor
+    from fpl_hf import TimmSegmentationImageProcessor
 
-    processor = DeepLabV3PlusImageProcessor()
+    processor = TimmSegmentationImageProcessor()
     tiny_model.save_pretrained(tmp_path)
     processor.save_pretrained(tmp_path)
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (70, 90, 3), dtype=np.uint8))

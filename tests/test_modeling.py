@@ -10,7 +10,7 @@ from safetensors.torch import save_file
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForSemanticSegmentation, pipeline
 
 from conftest import tiny_config
-from fpl_hf import DeepLabV3PlusConfig, DeepLabV3PlusForSemanticSegmentation, DeepLabV3PlusImageProcessor
+from fpl_hf import DeepLabV3PlusConfig, DeepLabV3PlusForSemanticSegmentation, TimmSegmentationImageProcessor
 from fpl_hf.modeling.pretrained import efficientnet_pytorch_to_timm, package_weights_file, read_state_dict
 
 
@@ -121,8 +121,8 @@ def test_efficientnet_lite0_package_weights_load_strictly():
 
 def test_pipeline_returns_a_mask_per_present_class(tiny_model, tmp_path):
     tiny_model.save_pretrained(tmp_path)
-    DeepLabV3PlusImageProcessor().save_pretrained(tmp_path)
-    assert isinstance(AutoImageProcessor.from_pretrained(tmp_path), DeepLabV3PlusImageProcessor)
+    TimmSegmentationImageProcessor().save_pretrained(tmp_path)
+    assert isinstance(AutoImageProcessor.from_pretrained(tmp_path), TimmSegmentationImageProcessor)
     image = Image.fromarray((np.random.default_rng(0).random((40, 50, 3)) * 255).astype("uint8"))
     segmenter = pipeline("image-segmentation", model=str(tmp_path))
     results = segmenter(image)
@@ -138,7 +138,7 @@ def test_pipeline_returns_a_mask_per_present_class(tiny_model, tmp_path):
 
 
 def test_image_processor_normalizes_and_pads():
-    processor = DeepLabV3PlusImageProcessor(image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    processor = TimmSegmentationImageProcessor(image_mean=[0.5] * 3, image_std=[0.5] * 3)
     images = [np.full((10, 12, 3), 255, dtype=np.uint8), np.zeros((8, 14, 3), dtype=np.uint8)]
     pixels = processor(images, return_tensors="pt")["pixel_values"]
     assert pixels.shape == (2, 3, 10, 14)

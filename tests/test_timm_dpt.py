@@ -49,11 +49,11 @@ def test_bad_configs_are_named(value, message):
 def test_saved_and_reloaded_through_the_auto_classes_and_pipeline(tmp_path):
     from PIL import Image
     import numpy as np
-    from fpl_hf import DeepLabV3PlusImageProcessor
+    from fpl_hf import TimmSegmentationImageProcessor
 
     model = tiny_dpt().eval()
     model.save_pretrained(tmp_path)
-    DeepLabV3PlusImageProcessor().save_pretrained(tmp_path)
+    TimmSegmentationImageProcessor().save_pretrained(tmp_path)
     loaded = AutoModelForSemanticSegmentation.from_pretrained(tmp_path).eval()
     pixels = torch.randn(1, 3, 28, 28)
     with torch.no_grad():

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from .configuration_deeplabv3plus import DeepLabV3PlusConfig
+from .configuration_timm_segmentation import TimmSegmentationConfig
 
 
-class TimmDPTConfig(DeepLabV3PlusConfig):
+class TimmDPTConfig(TimmSegmentationConfig):
     r"""Configuration of a DPT segmentation head (Ranftl et al., ICCV 2021) on four intermediate layers of a timm
-    Vision Transformer, as UniMatch V2 builds it on DINOv2. Shares `DeepLabV3PlusConfig`'s encoder, label and
-    inference fields; its DeepLabv3+ decoder fields (`aspp_*`, `decoder_channels`, `low_level_channels`,
-    `output_stride`) are unused.
+    Vision Transformer, as UniMatch V2 builds it on DINOv2; the encoder, label and inference fields are
+    `TimmSegmentationConfig`'s.
 
     Args:
         backbone (`str`, defaults to `"vit_small_patch14_dinov2"`):
@@ -31,7 +30,6 @@ class TimmDPTConfig(DeepLabV3PlusConfig):
     model_type = "timm_dpt"
 
     backbone: str = "vit_small_patch14_dinov2"
-    out_indices: list[int] | None = None
     dpt_out_channels: list[int] | tuple[int, ...] = (48, 96, 192, 384)
     dpt_features: int = 64
 

@@ -9,7 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-MODES = ("whole", "slide")
+from .segmentation_network import SegmentationNetwork
+
+INFERENCE_MODES = ("whole", "slide")
 
 
 def _forward(segment: Callable[[torch.Tensor], torch.Tensor], pixel_values: torch.Tensor, flip: bool) -> torch.Tensor:
@@ -49,7 +51,7 @@ def _starts(length: int, crop: int, stride: int) -> list[int]:
 
 @torch.no_grad()
 def predict_logits(
-    model: Union[nn.Module, Callable[[torch.Tensor], torch.Tensor]],
+    model: Union[SegmentationNetwork, nn.Module, Callable[[torch.Tensor], torch.Tensor]],
     pixel_values: torch.Tensor,
     *,
     mode: str = "whole",
@@ -60,18 +62,20 @@ def predict_logits(
     """Logits (B, C, H, W) at the input's resolution.
 
     Args:
-        model: a segmentation model (its `segment` method where it has one: a single whole-image pass), or a
-            function from pixel values to logits.
+        model: a `SegmentationNetwork` (its `segment`: a single whole-image pass), another segmentation model
+            (its forward's `logits`), or a function from pixel values to logits.
         mode: "whole" runs the image at once (DeepLabV3Plus pads it to its own stride); "slide" runs
             `crop_size` windows every `stride` pixels (default 2/3 of the crop, as the Cityscapes recipe's
             800/534) over the image padded to at least one crop, and averages overlapping logits.
         flip: also run the horizontally flipped image and average.
     """
-    if mode not in MODES:
-        raise ValueError(f"`mode` must be one of {MODES}, got {mode!r}.")
+    if mode not in INFERENCE_MODES:
+        raise ValueError(f"`mode` must be one of {INFERENCE_MODES}, got {mode!r}.")
     segment = model
-    if isinstance(model, nn.Module):
-        segment = getattr(model, "segment", None) or (lambda pixels: model(pixel_values=pixels).logits)
+    if isinstance(model, SegmentationNetwork):
+        segment = model.segment
+    elif isinstance(model, nn.Module):
+        segment = lambda pixels: model(pixel_values=pixels).logits  # noqa: E731
     height, width = pixel_values.shape[-2:]
     if mode == "whole":
         return _forward(segment, pixel_values, flip)
@@ -89,4 +93,4 @@ def predict_logits(
     return (total / counts)[..., :height, :width]
 
 
-__all__ = ["MODES", "pad_to", "predict_logits", "window_stride"]
+__all__ = ["INFERENCE_MODES", "pad_to", "predict_logits", "window_stride"]

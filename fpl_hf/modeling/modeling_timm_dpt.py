@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .configuration_timm_dpt import TimmDPTConfig
-from .modeling_deeplabv3plus import TimmSegmentationModel
+from .modeling_timm_segmentation import TimmSegmentationModel
 
 
 class ResidualConvUnit(nn.Module):
@@ -46,12 +46,10 @@ class TimmDPTForSemanticSegmentation(TimmSegmentationModel):
     fine, and classified; inputs are padded to a multiple of the patch size."""
 
     config_class = TimmDPTConfig
+    base_model_prefix = "timm_dpt"
 
     def __init__(self, config: TimmDPTConfig):
         super().__init__(config)
-        self.backbone = self._create_backbone(config)
-        for module in self.backbone.modules():
-            module._is_hf_initialized = True
         width, (c1, c2, c3, c4), features = self.backbone.embed_dim, config.dpt_out_channels, config.dpt_features
         self.projections = nn.ModuleList([nn.Conv2d(width, channels, 1) for channels in (c1, c2, c3, c4)])
         self.reassemble = nn.ModuleList([

@@ -7,7 +7,7 @@ fpl_hf's own models give logits at the input size, `segment` (one plain pass) an
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -17,7 +17,7 @@ from transformers.image_processing_utils import BaseImageProcessor
 from transformers.models.auto.image_processing_auto import IMAGE_PROCESSOR_MAPPING
 from transformers.utils import logging
 
-from .modeling_deeplabv3plus import DeepLabV3PlusSegmenterOutput
+from .segmentation_network import FeaturePerturbation, SegmentationNetwork, SegmenterOutput
 
 logger = logging.get_logger(__name__)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -60,12 +60,12 @@ class TransformersSegmenter(nn.Module):
         return self.feature_field is not None
 
     def forward(
-        self, pixel_values: torch.Tensor, feature_perturbation: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
-    ) -> DeepLabV3PlusSegmenterOutput:
+        self, pixel_values: torch.Tensor, feature_perturbation: Optional[FeaturePerturbation] = None
+    ) -> SegmenterOutput:
         """`logits` (B, num_labels, H, W); with a `feature_perturbation`, also `perturbed_logits`: the decoder's
         output on the perturbed encoder features (both in one decoder pass over the doubled batch, as UniMatch)."""
         if feature_perturbation is None:
-            return DeepLabV3PlusSegmenterOutput(logits=self.segment(pixel_values))
+            return SegmenterOutput(logits=self.segment(pixel_values))
         if not self.supports_feature_perturbation:
             raise ValueError(f"Feature perturbation needs encoder features that fpl_hf reads for {PERTURBABLE_FAMILIES}, "
                              f"not for {self.config.model_type!r}.")
@@ -84,7 +84,7 @@ class TransformersSegmenter(nn.Module):
             logits, perturbed_logits = self.segment(pixel_values).chunk(2)
         finally:
             hook.remove()
-        return DeepLabV3PlusSegmenterOutput(logits=logits, perturbed_logits=perturbed_logits)
+        return SegmenterOutput(logits=logits, perturbed_logits=perturbed_logits)
 
     def segment(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """Logits of one pass at the input size."""
@@ -97,9 +97,9 @@ class TransformersSegmenter(nn.Module):
         return logits[..., :height, :width]
 
 
-def as_segmenter(model: nn.Module) -> nn.Module:
-    """`model` itself when it is one of fpl_hf's networks (it has `segment`), else a `TransformersSegmenter`."""
-    return model if hasattr(model, "segment") else TransformersSegmenter(model)
+def as_segmenter(model: nn.Module) -> SegmentationNetwork:
+    """`model` itself when it is a `SegmentationNetwork` (fpl_hf's networks are), else a `TransformersSegmenter`."""
+    return model if isinstance(model, SegmentationNetwork) else TransformersSegmenter(model)
 
 
 def exported(network: nn.Module) -> nn.Module:

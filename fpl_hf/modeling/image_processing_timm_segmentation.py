@@ -1,4 +1,4 @@
-"""Image processor for DeepLabv3+: rescale, normalize, pad; and the semantic post-processing."""
+"""Image processor of fpl_hf's networks (DeepLabv3+, DPT): rescale, normalize, pad; and the semantic post-processing."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from transformers.image_processing_backends import TorchvisionBackend
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling
 
 
-class DeepLabV3PlusImageProcessor(TorchvisionBackend):
-    r"""Turns images into `pixel_values` for `DeepLabV3PlusForSemanticSegmentation`.
+class TimmSegmentationImageProcessor(TorchvisionBackend):
+    r"""Turns images into `pixel_values` for fpl_hf's networks (`DeepLabV3PlusForSemanticSegmentation`,
+    `TimmDPTForSemanticSegmentation`).
 
     By default images keep their size (the network takes any size), are rescaled to [0, 1], normalized with the
     ImageNet mean and std (pass the backbone's, e.g. 0.5/0.5 for `tf_efficientnet_lite0`), and padded to the
@@ -50,4 +51,4 @@ class DeepLabV3PlusImageProcessor(TorchvisionBackend):
         return maps
 
 
-__all__ = ["DeepLabV3PlusImageProcessor"]
+__all__ = ["TimmSegmentationImageProcessor"]
