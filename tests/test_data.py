@@ -9,7 +9,7 @@ from torchvision import tv_tensors
 
 from fpl_hf.data import (
     EMBEDDED_CLASSES,
-    HIDDEN_LABEL,
+    DIAGNOSTIC_LABEL,
     EvaluationDataset,
     SemiSupervisedDataset,
     cutmix_mask,
@@ -65,7 +65,7 @@ def test_split_list_with_root_finds_files_and_names_missing_ones(tmp_path):
     (tmp_path / "labeled.txt").write_text("JPEGImages/a.jpg SegmentationClass/a.png")
     (tmp_path / "unlabeled.txt").write_text("JPEGImages/a.jpg SegmentationClass/a.png\n")
     labeled, unlabeled = split_from_lists(tmp_path, tmp_path / "labeled.txt", tmp_path / "unlabeled.txt")
-    assert labeled.column_names == ["image", "label"] and HIDDEN_LABEL in unlabeled.column_names
+    assert labeled.column_names == ["image", "label"] and DIAGNOSTIC_LABEL in unlabeled.column_names
     assert np.array_equal(np.asarray(labeled[0]["label"]), label)
     (tmp_path / "bad.txt").write_text("JPEGImages/b.jpg SegmentationClass/b.png\n")
     with pytest.raises(FileNotFoundError, match="b.jpg"):
@@ -80,7 +80,7 @@ def test_split_by_count_and_fraction_is_reproducible_disjoint_and_complete(kwarg
     other, _ = split_labeled_unlabeled(dataset, seed=4, **kwargs)
     assert len(labeled) == 7
     assert list(labeled["label"]) == list(again["label"]) and list(labeled["label"]) != list(other["label"])
-    assert sorted(list(labeled["label"]) + list(unlabeled[HIDDEN_LABEL])) == list(range(56))
+    assert sorted(list(labeled["label"]) + list(unlabeled[DIAGNOSTIC_LABEL])) == list(range(56))
     assert "label" not in unlabeled.column_names
 
 
@@ -247,7 +247,7 @@ def test_augmentations_keep_image_and_mask_aligned():
 def test_unlabeled_padding_is_marked_invalid():
     data = Dataset.from_dict({"image": [Image.new("RGB", (8, 8), "white")], "label": [Image.new("L", (8, 8))]})
     pairs = SemiSupervisedDataset(
-        data, data.rename_column("label", HIDDEN_LABEL), num_labels=2, crop_size=24, image_mean=[0] * 3,
+        data, data.rename_column("label", DIAGNOSTIC_LABEL), num_labels=2, crop_size=24, image_mean=[0] * 3,
         image_std=[1] * 3, scale_range=(1.0, 1.0),
     )
     item = pairs[0]
@@ -307,7 +307,7 @@ def test_paired_dataset_repeats_the_labeled_part_to_the_unlabeled_length():
     images = [Image.fromarray(np.full((8, 8, 3), 10 * i, dtype=np.uint8)) for i in range(7)]
     labels = [Image.fromarray(np.full((8, 8), i % 2, dtype=np.uint8)) for i in range(7)]
     data = Dataset.from_dict({"image": images, "label": labels})
-    labeled, unlabeled = data.select(range(2)), data.select(range(2, 7)).rename_column("label", HIDDEN_LABEL)
+    labeled, unlabeled = data.select(range(2)), data.select(range(2, 7)).rename_column("label", DIAGNOSTIC_LABEL)
     pairs = SemiSupervisedDataset(
         labeled, unlabeled, num_labels=2, crop_size=8, image_mean=[0] * 3, image_std=[1] * 3,
         scale_range=(1.0, 1.0), num_unlabeled=2, num_cutmix_masks=1,

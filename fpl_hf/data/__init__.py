@@ -1,5 +1,7 @@
-from .augment import PADDING, RandomScale, cutmix_mask, normalization, strong_augmentation, weak_augmentation
+from .augment import RandomScale, cutmix_mask, normalization, strong_augmentation, weak_augmentation
+from .collate import GROUPED_FIELDS, pad_collate, semi_supervised_collate
 from .embedded import EMBEDDED_CLASSES, load_embedded, load_fashion_mnist, make_fashion_scenes, stream_fashion_scenes
+from .evaluation_dataset import EvaluationDataset
 from .loaders import (
     CITYSCAPES_CLASSES,
     VOC_CLASSES,
@@ -10,59 +12,63 @@ from .loaders import (
     load_voc,
 )
 from .normal_form import IGNORE_INDEX, check_pair, label_array, to_normal_form
-from .paired import (
-    GROUPED_FIELDS,
-    CutMixSettings,
-    EvaluationDataset,
-    SemiSupervisedDataset,
-    TrainingItems,
-    pad_collate,
-    semi_supervised_collate,
+from .samples import Sample, checked_sample, load_sample, read_image
+from .sources import DataSource, TrainingData, load_evaluation_data, load_training_data
+from .splits import (
+    DIAGNOSTIC_LABEL,
+    as_unlabeled,
+    dataset_from_list,
+    read_split_list,
+    split_from_lists,
+    split_labeled_unlabeled,
 )
-from .streamed import SemiSupervisedStream, training_dataset
-from .training_data import DataSource, TrainingData, load_evaluation_data, load_training_data
-from .splits import HIDDEN_LABEL, dataset_from_list, hide_labels, read_split_list, split_from_lists, split_labeled_unlabeled
+from .streamed import SemiSupervisedStream
+from .training_dataset import training_dataset
+from .training_items import CutMixSettings, SemiSupervisedDataset, TrainingItems
 
 __all__ = [
     "CITYSCAPES_CLASSES",
-    "CutMixSettings",
+    "DIAGNOSTIC_LABEL",
     "EMBEDDED_CLASSES",
-    "EvaluationDataset",
-    "HIDDEN_LABEL",
-    "IGNORE_INDEX",
-    "PADDING",
-    "RandomScale",
     "GROUPED_FIELDS",
+    "IGNORE_INDEX",
+    "VOC_CLASSES",
+    "CutMixSettings",
+    "DataSource",
+    "EvaluationDataset",
+    "RandomScale",
+    "Sample",
     "SemiSupervisedDataset",
     "SemiSupervisedStream",
-    "TrainingItems",
-    "DataSource",
     "TrainingData",
-    "VOC_CLASSES",
+    "TrainingItems",
+    "as_unlabeled",
     "check_pair",
+    "checked_sample",
     "cityscapes_label_ids_to_train_ids",
     "cutmix_mask",
     "dataset_from_list",
-    "hide_labels",
     "label_array",
     "load_cityscapes",
     "load_embedded",
+    "load_evaluation_data",
     "load_fashion_mnist",
     "load_folders",
     "load_hub",
-    "load_evaluation_data",
+    "load_sample",
     "load_training_data",
     "load_voc",
     "make_fashion_scenes",
     "normalization",
     "pad_collate",
+    "read_image",
     "read_split_list",
+    "semi_supervised_collate",
     "split_from_lists",
     "split_labeled_unlabeled",
     "stream_fashion_scenes",
     "strong_augmentation",
     "to_normal_form",
-    "semi_supervised_collate",
     "training_dataset",
     "weak_augmentation",
 ]

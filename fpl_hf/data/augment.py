@@ -12,10 +12,6 @@ from torchvision.transforms.v2 import functional as TF
 
 from .normal_form import IGNORE_INDEX
 
-# Padding value of the validity mask that travels with unlabeled crops: padding is never a pseudo-label.
-PADDING = 255
-
-
 class RandomScale(v2.Transform):
     """Resizes image and masks together by a factor drawn from `scale_range` (masks with nearest)."""
 
@@ -93,4 +89,4 @@ def cutmix_mask(
     return mask
 
 
-__all__ = ["PADDING", "RandomScale", "weak_augmentation", "strong_augmentation", "normalization", "cutmix_mask"]
+__all__ = ["RandomScale", "weak_augmentation", "strong_augmentation", "normalization", "cutmix_mask"]

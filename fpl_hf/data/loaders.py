@@ -11,7 +11,7 @@ from PIL import Image
 from datasets import Dataset, load_dataset
 
 from .normal_form import IGNORE_INDEX, to_normal_form
-from .splits import hide_labels
+from .splits import as_unlabeled
 
 PathLike = Union[str, os.PathLike]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -167,7 +167,7 @@ def load_hub(
     dataset = to_normal_form(dataset, image_column, label_column, require_label=not unlabeled)
     if reduce_labels and "label" in dataset.column_names:
         dataset = dataset.map(_reduced_labels, desc="Labels 0 -> 255, n -> n - 1")
-    return hide_labels(dataset) if unlabeled else dataset
+    return as_unlabeled(dataset) if unlabeled else dataset
 
 
 __all__ = [

@@ -102,22 +102,4 @@ def check_pair(image: PILImage.Image, label: np.ndarray, num_labels: int, where:
         )
 
 
-def open_image(dataset: Dataset, index: int, column: str, where: str) -> PILImage.Image:
-    """Decodes one image, turning a missing or corrupt file into an error that names the sample."""
-    try:
-        return dataset[index][column]
-    except (OSError, ValueError, SyntaxError) as error:
-        raise ValueError(f"{where}: could not read the {column} ({type(error).__name__}: {error}).") from error
-
-
-def describe(dataset: Dataset, index: int, name: str) -> str:
-    raw = dataset.with_format("arrow")[index]
-    path = None
-    for column in ("image", "label"):
-        if column in raw.column_names:
-            cell = raw[column][0].as_py()
-            path = path or (cell.get("path") if isinstance(cell, dict) else None)
-    return f"{name} sample {index}" + (f" ({path})" if path else "")
-
-
-__all__ = ["IGNORE_INDEX", "to_normal_form", "label_array", "rgb_image", "check_pair", "open_image", "describe"]
+__all__ = ["IGNORE_INDEX", "to_normal_form", "label_array", "rgb_image", "check_pair"]

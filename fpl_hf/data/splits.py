@@ -11,7 +11,9 @@ from datasets import Dataset
 
 from .normal_form import to_normal_form
 
-HIDDEN_LABEL = "hidden_label"
+# The column that keeps an unlabeled image's own label where it is known: never trained on, only compared with the
+# pseudo-labels in the logged statistics.
+DIAGNOSTIC_LABEL = "diagnostic_label"
 
 
 def split_labeled_unlabeled(
@@ -23,8 +25,8 @@ def split_labeled_unlabeled(
 ) -> tuple[Dataset, Dataset]:
     """Chooses `num_labeled` (or `fraction` of the) images as labeled; the rest become unlabeled.
 
-    The unlabeled part's `label` column is renamed `hidden_label`: trainers never learn from it, and use it only
-    for diagnostics such as pseudo-label accuracy. The same seed gives the same split.
+    The unlabeled part's `label` column becomes `diagnostic_label` (`as_unlabeled`). The same seed gives the same
+    split.
     """
     if (num_labeled is None) == (fraction is None):
         raise ValueError("Pass exactly one of `num_labeled` (e.g. 92) or `fraction` (e.g. 1/16 or '1/16').")
@@ -42,11 +44,13 @@ def split_labeled_unlabeled(
     shuffled = dataset.shuffle(seed=seed, keep_in_memory=True).flatten_indices(keep_in_memory=True)
     labeled = shuffled.select(range(num_labeled), keep_in_memory=True)
     unlabeled = shuffled.select(range(num_labeled, total), keep_in_memory=True)
-    return labeled, hide_labels(unlabeled)
+    return labeled, as_unlabeled(unlabeled)
 
 
-def hide_labels(dataset: Dataset) -> Dataset:
-    return dataset.rename_column("label", HIDDEN_LABEL) if "label" in dataset.column_names else dataset
+def as_unlabeled(dataset: Dataset) -> Dataset:
+    """`dataset` as unlabeled images: a `label` column becomes `diagnostic_label`, which trainers never learn from
+    and use only for the logged statistics (pseudo-label accuracy)."""
+    return dataset.rename_column("label", DIAGNOSTIC_LABEL) if "label" in dataset.column_names else dataset
 
 
 def read_split_list(path: Union[str, os.PathLike], root: Union[str, os.PathLike, None] = None) -> list[tuple[str, Optional[str]]]:
@@ -87,7 +91,7 @@ def dataset_from_list(
     elif labeled:
         raise ValueError(f"{list_path}: a labeled split list needs a label path on every line.")
     dataset = to_normal_form(Dataset.from_dict(columns), require_label=False)
-    return dataset if labeled else hide_labels(dataset)
+    return dataset if labeled else as_unlabeled(dataset)
 
 
 def split_from_lists(
@@ -97,4 +101,4 @@ def split_from_lists(
     return dataset_from_list(labeled_list, root), dataset_from_list(unlabeled_list, root, labeled=False)
 
 
-__all__ = ["HIDDEN_LABEL", "split_labeled_unlabeled", "hide_labels", "read_split_list", "dataset_from_list", "split_from_lists"]
+__all__ = ["DIAGNOSTIC_LABEL", "split_labeled_unlabeled", "as_unlabeled", "read_split_list", "dataset_from_list", "split_from_lists"]

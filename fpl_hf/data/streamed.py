@@ -11,8 +11,9 @@ import torch
 from datasets import Dataset, Image
 from datasets.distributed import split_dataset_by_node
 
-from .paired import Sample, SemiSupervisedDataset, TrainingItems, checked_sample, decoded_image, item_seed
-from .splits import HIDDEN_LABEL
+from .samples import Sample, checked_sample, read_image, sample_name
+from .splits import DIAGNOSTIC_LABEL
+from .training_items import TrainingItems, seed_of, seeded
 
 
 class SemiSupervisedStream(TrainingItems, torch.utils.data.IterableDataset):
@@ -45,7 +46,7 @@ class SemiSupervisedStream(TrainingItems, torch.utils.data.IterableDataset):
         if shuffle_buffer_size < 1:
             raise ValueError(f"`shuffle_buffer_size` must be >= 1, got {shuffle_buffer_size}.")
         for column, feature in (unlabeled.features or {}).items():
-            if column in ("image", HIDDEN_LABEL) and isinstance(feature, Image):
+            if column in ("image", DIAGNOSTIC_LABEL) and isinstance(feature, Image):
                 # Decoded here, where a corrupt file can be named with its place in the stream.
                 unlabeled = unlabeled.cast_column(column, Image(decode=False))
         self.unlabeled = unlabeled.shuffle(seed=self.seed, buffer_size=shuffle_buffer_size)
@@ -71,7 +72,7 @@ class SemiSupervisedStream(TrainingItems, torch.utils.data.IterableDataset):
         part, parts = self.rank * num_workers + worker_id, self.world_size * num_workers
         examples = self._unlabeled_examples(f"process {self.rank}, worker {worker_id}")
         for position in itertools.count():
-            with item_seed(self.seed, part, parts, position):
+            with seeded(self.seed, part, parts, position):
                 labeled = self._labeled_sample(position * parts + part)
                 item = self.make_item(labeled, lambda group, offset: next(examples))
             yield item
@@ -79,7 +80,7 @@ class SemiSupervisedStream(TrainingItems, torch.utils.data.IterableDataset):
     def _labeled_sample(self, slot: int) -> Sample:
         labeled_pass, index = divmod(slot, len(self.labeled))
         if self._labeled_order[0] != labeled_pass:
-            generator = torch.Generator().manual_seed(hash((self.seed, labeled_pass, -1)) & 0x7FFF_FFFF_FFFF_FFFF)
+            generator = torch.Generator().manual_seed(seed_of(self.seed, labeled_pass, -1))
             self._labeled_order = (labeled_pass, torch.randperm(len(self.labeled), generator=generator))
         return self.labeled_sample(int(self._labeled_order[1][index]))
 
@@ -89,29 +90,18 @@ class SemiSupervisedStream(TrainingItems, torch.utils.data.IterableDataset):
             self.unlabeled.set_epoch(pool_pass)
             count = 0
             for count, example in enumerate(self.unlabeled, start=1):
-                where = f"unlabeled example {count - 1} of pass {pool_pass} ({reader})"
                 if "image" not in example:
-                    raise ValueError(f"{where} has no `image` column, only {sorted(example)}; rename its image column.")
-                source = example["image"].get("path") if isinstance(example["image"], dict) else None
-                where += f" ({source})" if source else ""
-                image = decoded_image(example["image"], "image", where)
-                hidden = example.get(HIDDEN_LABEL)
-                label = decoded_image(hidden, HIDDEN_LABEL, where) if hidden is not None else None
+                    raise ValueError(f"Unlabeled example {count - 1} of pass {pool_pass} ({reader}) has no `image` "
+                                     f"column, only {sorted(example)}; rename its image column.")
+                diagnostic = example.get(DIAGNOSTIC_LABEL)
+                where = sample_name(f"unlabeled example {count - 1} of pass {pool_pass} ({reader})", example["image"],
+                                    diagnostic)
+                image = read_image(example["image"], "image", where)
+                label = read_image(diagnostic, DIAGNOSTIC_LABEL, where) if diagnostic is not None else None
                 yield checked_sample(image, label, where, self.num_labels, self.palette)
             if count == 0:
                 raise ValueError(f"The unlabeled pool gave {reader} no images: it is empty, or has fewer shards "
                                  "than processes x workers.")
 
 
-def training_dataset(
-    labeled: Dataset, unlabeled: Dataset | datasets.IterableDataset, *, shuffle_buffer_size: int = 1000, **options: Any
-) -> torch.utils.data.Dataset:
-    """The training set of a run: a `SemiSupervisedStream` when the unlabeled pool is streamed (a
-    `datasets.IterableDataset`, shuffled through `shuffle_buffer_size` examples), else a `SemiSupervisedDataset`
-    (shuffled by the Trainer's sampler); `options` go to it (`FPLConfig.train_dataset_options()`)."""
-    if isinstance(unlabeled, datasets.IterableDataset):
-        return SemiSupervisedStream(labeled, unlabeled, shuffle_buffer_size=shuffle_buffer_size, **options)
-    return SemiSupervisedDataset(labeled, unlabeled, **options)
-
-
-__all__ = ["SemiSupervisedStream", "training_dataset"]
+__all__ = ["SemiSupervisedStream"]
