@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-import yaml
-from transformers import HfArgumentParser, set_seed
+from transformers import set_seed
 
 from fpl_hf import DeepLabV3PlusConfig, DeepLabV3PlusForSemanticSegmentation, TimmDPTConfig, TimmDPTForSemanticSegmentation
 from fpl_hf.modeling.transformers_segmenter import (
@@ -36,6 +35,7 @@ from fpl_hf.modeling.transformers_segmenter import (
 from fpl_hf.data import DataSource, EvaluationDataset, load_training_data, training_dataset
 from fpl_hf.hub import ModelCardInfo
 from fpl_hf.trainer import FPLConfig, FPLTrainer
+from fpl_hf.trainer.argument_parser import FPLArgumentParser, import_plugins
 from fpl_hf.trainer.fpl_trainer import pool_size
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "embedded.yaml"
@@ -79,29 +79,9 @@ class ModelArguments:
     dpt_features: int = field(default=64, metadata={"help": "dpt: fusion channels (ViT-B 128)."})
 
 
-def load_config(path: Path) -> dict:
-    """The keys of a YAML config; a `base: other.yaml` key (relative to the file) supplies the keys it omits."""
-    if not path.is_file():
-        raise FileNotFoundError(f"Config {path} does not exist (named by --config or by a `base:` key).")
-    values = yaml.safe_load(path.read_text()) or {}
-    base = values.pop("base", None)
-    return {**load_config(path.parent / base), **values} if base else values
-
-
 def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataSource, FPLConfig]:
-    parser = HfArgumentParser((ModelArguments, DataSource, FPLConfig))
-    config_path = DEFAULT_CONFIG
-    if "--config" in argv:
-        position = argv.index("--config")
-        config_path = Path(argv[position + 1])
-        argv = argv[:position] + argv[position + 2 :]
-    defaults = load_config(config_path)
-    known = {f.dest for f in parser._actions}
-    unknown = sorted(set(defaults) - known)
-    if unknown:
-        raise ValueError(f"{config_path}: unknown keys {unknown}.")
-    parser.set_defaults(**defaults)
-    return parser.parse_args_into_dataclasses(args=argv)
+    argv = import_plugins(argv)
+    return FPLArgumentParser([ModelArguments, DataSource, FPLConfig]).parse_with_config(argv, DEFAULT_CONFIG)
 
 
 def main(model_args: ModelArguments, data_source: DataSource, training_args: FPLConfig) -> dict:

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import math
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -16,6 +18,9 @@ from typing import Any, Iterator, Optional
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 from huggingface_hub.utils import httpx  # the HTTP client huggingface_hub itself uses (httpx or httpx2)
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
 
 TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
 # Models whose code ships with fpl_hf (their cards say `import fpl_hf`); any other loads with transformers alone.
@@ -52,16 +57,20 @@ def write_model_card(
     info: ModelCardInfo,
     num_labeled: int,
     num_unlabeled: int | str,
+    total_steps: int,
     metrics: Optional[dict[str, float]] = None,
     best_metrics: Optional[dict[str, float]] = None,
     repo_id: Optional[str] = None,
 ) -> ModelCard:
     """Renders the card of a run into `directory/README.md` (written atomically) and returns it.
 
-    `args` is the run's `FPLConfig`; `metrics` the latest evaluation (keys `mean_iou`, `iou_<class>`) and
-    `best_metrics` the best one (plus `step`); without `metrics` the card says the model is not evaluated yet.
+    `args` is the run's `FPLConfig` and `total_steps` its length; `metrics` the latest evaluation (keys
+    `mean_iou`, `iou_<class>`) and `best_metrics` the best one (plus `step`); without `metrics` the card says the
+    model is not evaluated yet.
     """
     repo_id = repo_id or args.hub_model_id or Path(args.output_dir).name
+    framework = args.framework_declaration
+    semi_supervised = framework.unlabeled
     eval_results = None
     if metrics is not None:
         eval_results = [
@@ -78,7 +87,8 @@ def write_model_card(
         library_name="transformers",
         license="apache-2.0",
         pipeline_tag="image-segmentation",
-        tags=["fpl-hf", "semantic-segmentation", "semi-supervised", model_config.model_type, args.framework, args.unsup_loss],
+        tags=["fpl-hf", "semantic-segmentation", model_config.model_type, args.framework]
+        + (["semi-supervised", args.unsup_loss] if semi_supervised else []),
         datasets=[info.dataset_name],
         model_name=repo_id,
         eval_results=eval_results,
@@ -94,6 +104,12 @@ def write_model_card(
         repo_id=repo_id,
         args=args,
         config=model_config,
+        framework=framework,
+        loss=args.unsupervised_loss,
+        semi_supervised=semi_supervised,
+        framework_options=describe_options(args.framework_options),
+        loss_options=describe_options(args.loss_options),
+        steps=describe_steps(total_steps, args.burn_in_steps if semi_supervised else 0),
         architecture=describe_architecture(model_config),
         fpl_hf_model=model_config.model_type in FPL_HF_MODEL_TYPES,
         info=info,
@@ -111,6 +127,18 @@ def write_model_card(
     temporary.write_text(str(card))
     os.replace(temporary, path)
     return card
+
+
+def describe_options(options: Any) -> str:
+    """An entry's options in words: "threshold = 0.9, fpl_weight = concave"."""
+    return ", ".join(f"{name} = {value}" for name, value in dataclasses.asdict(options).items())
+
+
+def describe_steps(total_steps: int, burn_in_steps: int) -> str:
+    """The steps of a run and of its phases: "600 (200 of supervised burn-in, then 400 semi-supervised)"."""
+    if not burn_in_steps:
+        return str(total_steps)
+    return f"{total_steps} ({burn_in_steps} of supervised burn-in, then {total_steps - burn_in_steps} semi-supervised)"
 
 
 def describe_architecture(config: Any) -> str:
@@ -151,6 +179,42 @@ def require_token(token: Optional[str]) -> str:
             "or pass one (`--hub_token` in training, `--token` to fpl-hf-push)."
         )
     return token
+
+
+class ExplainedHubPushes:
+    """A `Trainer` mixin: pushes whose failures say what to do, background pushes whose failures are reported, and
+    checkpoint pushes that carry the card and the model code with the weights."""
+
+    def init_hf_repo(self, token: Optional[str] = None, private: Optional[bool] = None) -> None:
+        token = require_token(token or self.args.hub_token)
+        with explained_hub_errors(f"create the Hub repo {self.args.hub_model_id or self.args.output_dir}"):
+            super().init_hf_repo(token=token, private=private)
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        self._warn_about_failed_pushes()
+        # Trainer copies only config and weights to the root it uploads; the card and the code files (for
+        # trust_remote_code users) must go with them.
+        if self.is_world_process_zero():
+            for name in os.listdir(checkpoint_folder):
+                if name.endswith(".py") or name == "README.md":
+                    shutil.copy(os.path.join(checkpoint_folder, name), os.path.join(self.args.output_dir, name))
+        super()._push_from_checkpoint(checkpoint_folder)
+
+    def _warn_about_failed_pushes(self) -> None:
+        # Trainer pushes checkpoints in the background and never looks at the outcome.
+        pending = getattr(self, "push_in_progress", None)
+        for job in pending.jobs if pending is not None else []:
+            if job.done() and not job.cancelled() and job.exception() is not None:
+                logger.warning(
+                    f"A background push to {self.hub_model_id} failed ({job.exception()}); training goes on, the next "
+                    f"save pushes again, and everything is kept in {self.args.output_dir}."
+                )
+
+    def push_to_hub(self, commit_message: Optional[str] = "End of training", blocking: bool = True, **kwargs: Any):
+        self._finish_current_push()
+        self._warn_about_failed_pushes()
+        with explained_hub_errors(f"push {self.args.output_dir} to the Hub", self.args.output_dir):
+            return super().push_to_hub(commit_message=commit_message, blocking=blocking, **kwargs)
 
 
 def push_output_dir(
@@ -201,4 +265,4 @@ def main(argv: Optional[list[str]] = None) -> None:
     print(url)
 
 
-__all__ = ["HubPushError", "ModelCardInfo", "explained_hub_errors", "push_output_dir", "require_token", "write_model_card"]
+__all__ = ["ExplainedHubPushes", "HubPushError", "ModelCardInfo", "explained_hub_errors", "push_output_dir", "require_token", "write_model_card"]

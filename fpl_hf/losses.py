@@ -2,7 +2,7 @@
 
 Pure functions on logits of shape (B, C, H, W). Equation numbers refer to the
 paper; where the paper and the authors' released code differ, ``semantics``
-picks one ("paper" or "code"), as described in ``docs/fpl_reference.md``.
+picks one ("paper" or "code"): ``fuzzy_positive_loss`` and ``adaptive_weight`` say how.
 """
 
 from __future__ import annotations
@@ -31,16 +31,26 @@ class PseudoLabelLossOutput:
         pixel_loss: (B, H, W) unweighted per-pixel loss (Eq. 7 for FPL).
         weight: (B, H, W) adaptive weight, detached; 1 where ``weight="none"``.
         k: (B, H, W) size of the positive set (1 everywhere for cross-entropy).
-        positive_mask: (B, C, H, W) bool, the classes each pixel learns as positive.
+        positive_classes: (B, N, H, W) the classes each pixel learns as positive, the teacher's top first, in the
+            first K slots (N = the largest K allowed; 1 for cross-entropy).
+        in_set: (B, N, H, W) bool, which slots of `positive_classes` are within K.
         valid_mask: (B, H, W) bool, the pixels that count in ``loss``.
+        num_classes: C.
     """
 
     loss: torch.Tensor
     pixel_loss: torch.Tensor
     weight: torch.Tensor
     k: torch.Tensor
-    positive_mask: torch.Tensor
+    positive_classes: torch.Tensor
+    in_set: torch.Tensor
     valid_mask: torch.Tensor
+    num_classes: int
+
+    @property
+    def positive_mask(self) -> torch.Tensor:
+        """(B, C, H, W) bool, the classes each pixel learns as positive (built on demand: C times larger)."""
+        return _mask_of(self.positive_classes, self.num_classes)
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -209,7 +219,13 @@ class _FuzzyPositiveRegularization(torch.autograd.Function):
 
 
 def _output(
-    pixel_loss: torch.Tensor, weight: torch.Tensor, k: torch.Tensor, positive_mask: torch.Tensor, valid_mask: torch.Tensor
+    pixel_loss: torch.Tensor,
+    weight: torch.Tensor,
+    k: torch.Tensor,
+    positive_classes: torch.Tensor,
+    in_set: torch.Tensor,
+    valid_mask: torch.Tensor,
+    num_classes: int,
 ) -> PseudoLabelLossOutput:
     weighted = (pixel_loss * weight).masked_fill(~valid_mask, 0.0)
     return PseudoLabelLossOutput(
@@ -217,8 +233,10 @@ def _output(
         pixel_loss=pixel_loss,
         weight=weight,
         k=k,
-        positive_mask=positive_mask,
+        positive_classes=positive_classes,
+        in_set=in_set,
         valid_mask=valid_mask,
+        num_classes=num_classes,
     )
 
 
@@ -284,11 +302,12 @@ def fuzzy_positive_loss(
     with torch.no_grad():
         positive_classes, in_set, k, top_probs = _assign(teacher_probs, threshold, semantics, kmax)
         pixel_weight = adaptive_weight(top_probs, k, weight, semantics=semantics, A=A)
-        positive_mask = _mask_of(positive_classes, teacher_probs.shape[1])
+    num_classes = teacher_probs.shape[1]
     del teacher_probs
     logits = student_logits.to(_compute_dtype(student_logits))
     pixel_loss = _FuzzyPositiveRegularization.apply(logits, positive_classes, in_set)
-    return _output(pixel_loss, pixel_weight, k, positive_mask, _valid_mask(student_logits, ignore_mask))
+    valid_mask = _valid_mask(student_logits, ignore_mask)
+    return _output(pixel_loss, pixel_weight, k, positive_classes, in_set, valid_mask, num_classes)
 
 
 def pseudo_label_cross_entropy(
@@ -306,13 +325,14 @@ def pseudo_label_cross_entropy(
     teacher_probs = _prepare(student_logits, teacher_logits, threshold, "none", "code", True)
     with torch.no_grad():
         # FPA capped at one class is the argmax, with the same tie rule as the fuzzy sets.
-        pseudo_labels, _, k, top_probs = _assign(teacher_probs, 0.5, "code", kmax=1)
+        pseudo_labels, in_set, k, top_probs = _assign(teacher_probs, 0.5, "code", kmax=1)
         pixel_weight = (top_probs[:, 0] >= threshold).to(top_probs.dtype)
-        positive_mask = _mask_of(pseudo_labels, teacher_probs.shape[1])
+    num_classes = teacher_probs.shape[1]
     del teacher_probs
     logits = student_logits.to(_compute_dtype(student_logits))
     pixel_loss = F.cross_entropy(logits, pseudo_labels[:, 0], reduction="none")
-    return _output(pixel_loss, pixel_weight, k, positive_mask, _valid_mask(student_logits, ignore_mask))
+    valid_mask = _valid_mask(student_logits, ignore_mask)
+    return _output(pixel_loss, pixel_weight, k, pseudo_labels, in_set, valid_mask, num_classes)
 
 
 def positive_gradient_score(

@@ -1,62 +1,108 @@
 """The shape of a framework: a declaration the trainer, config, data and card ask, a typed step, one loss entry
 per loss; UniMatch V2 as a framework added in one file."""
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 
-from conftest import make_trainer
-from fpl_hf.trainer import UNSUPERVISED_LOSSES, FPLConfig, FPLTrainer
+from conftest import ROOT, make_trainer, run_fpl
+from fpl_hf.trainer import UNSUPERVISED_LOSSES, FPLConfig, FPLTrainer, register_framework
 from fpl_hf.trainer.frameworks import FRAMEWORKS, Framework, unimatch_v2
 from fpl_hf.trainer.frameworks.base import eval_mode_logits, mix
-from fpl_hf.losses import pseudo_label_cross_entropy
 
 
 def one_batch(trainer, size=4):
     return trainer.data_collator([trainer.train_dataset[index] for index in range(size)])
 
 
-def self_training_step(context, model, batch):
-    """A framework the package does not know: the EMA teacher labels the unmixed image for the student."""
-    sup = context.supervised_loss(model(pixel_values=batch["pixel_values"]).logits, batch["labels"])
-    unlabeled = batch["unlabeled_pixel_values"][:, 0]
-    teacher = eval_mode_logits(context.teacher, unlabeled)
-    pair = (model(pixel_values=unlabeled).logits, teacher, batch["unlabeled_valid"][:, 0],
-            batch["unlabeled_diagnostic_labels"][:, 0])
-    (unsup,) = context.unsupervised_loss(pair)
-    context.record(sup=sup, unsup=unsup)
-    return sup + context.unsup_weight * unsup
+def readme_block(heading: str) -> str:
+    """The first python block after `heading` in README.md: the file README says a user writes."""
+    text = (ROOT / "README.md").read_text()
+    after = text[text.index(heading):]
+    return after[after.index("```python\n") + len("```python\n"):].split("```", 1)[0]
 
 
-def test_a_framework_declared_outside_the_package_runs_with_no_other_edit(scenes, tmp_path, monkeypatch):
-    declaration = Framework(name="self_training", step=self_training_step, description="plain self-training",
-                            cutmix_masks=0, ema_decay=0.5, confidence_threshold=0.7)
-    monkeypatch.setitem(FRAMEWORKS, "self_training", declaration)
-    trainer = make_trainer(scenes, tmp_path, framework="self_training", cutmix=False, unsup_loss="ce",
-                           save_strategy="steps", save_steps=2)
-    assert (trainer.args.ema_decay, trainer.args.confidence_threshold) == (0.5, 0.7)  # its defaults
-    assert trainer.train_dataset.num_unlabeled == 1 and trainer.train_dataset.num_cutmix_masks == 0
-    trainer.train()
-    logs = [entry for entry in trainer.state.log_history if "unsup" in entry]
-    assert logs and "pseudo_label_accuracy" in logs[-1]
+@pytest.fixture
+def registries():
+    """The framework and loss registries, restored after the test whatever it registered."""
+    saved = dict(FRAMEWORKS), dict(UNSUPERVISED_LOSSES)
+    yield
+    for registry, entries in zip((FRAMEWORKS, UNSUPERVISED_LOSSES), saved):
+        registry.clear()
+        registry.update(entries)
+
+
+def tiny_run(tmp_path, *flags):
+    return ["--backbone", "test_resnet", "--backbone_weights", "none", "--aspp_channels", "16", "--decoder_channels",
+            "16", "--crop_size", "32", "--scene_size", "32", "--num_train_scenes", "12", "--num_validation_scenes", "2",
+            "--num_labeled", "4", "--per_device_train_batch_size", "2", "--max_steps", "4", "--burn_in_steps", "1",
+            "--unsup_rampup_steps", "0", "--save_strategy", "steps", "--save_steps", "2", "--save_total_limit", "2",
+            "--eval_strategy", "no",
+            "--logging_steps", "1", "--disable_tqdm", "true", "--report_to", "none",
+            "--output_dir", str(tmp_path / "run"), *flags]
+
+
+def test_readmes_framework_file_is_listed_trains_resumes_and_gets_its_card(tmp_path, registries, capsys):
+    plugin = tmp_path / "my_self_training.py"
+    plugin.write_text(readme_block("### Adding a framework"))
+    with pytest.raises(SystemExit):
+        run_fpl.parse_arguments(["--plugin", str(plugin), "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "'self_training': EMA self-training on noisy views" in help_text and "--noise" in help_text
+
+    flags = tiny_run(tmp_path, "--plugin", str(plugin), "--framework", "self_training", "--noise", "0.3")
+    model_args, data_source, args = run_fpl.parse_arguments(flags)
+    assert args.framework_options.noise == 0.3 and args.ema_decay == 0.99  # its option, its default decay
+    summary = run_fpl.main(model_args, data_source, args)
+    semi_supervised = [entry for entry in summary["log_history"] if "unsup" in entry]
+    assert [entry["step"] for entry in semi_supervised] == [2, 3, 4] and "pseudo_label_accuracy" in semi_supervised[0]
     checkpoint = tmp_path / "run" / "checkpoint-2"
-    assert (checkpoint / "teacher.safetensors").is_file()  # the extra network it declares is checkpointed
-    assert "plain self-training" in (checkpoint / "README.md").read_text()
+    assert (checkpoint / "teacher.safetensors").is_file()  # the teacher it declares is checkpointed
+    card = (tmp_path / "run" / "README.md").read_text()
+    assert "self_training: EMA self-training on noisy views" in card and "noise = 0.3" in card
+
+    run_fpl.main(*run_fpl.parse_arguments(flags + ["--resume_from_checkpoint", str(checkpoint),
+                                                    "--output_dir", str(tmp_path / "resumed")]))
+    uninterrupted, resumed = (load_file(tmp_path / name / "model.safetensors") for name in ("run", "resumed"))
+    for name, value in uninterrupted.items():
+        torch.testing.assert_close(resumed[name], value, msg=name)
 
 
-def test_a_loss_entry_added_to_the_table_is_used_without_a_trainer_edit(scenes, tmp_path, monkeypatch):
-    calls = []
+def test_readmes_loss_file_trains_every_framework_and_feeds_the_logs(tmp_path, registries):
+    plugin = tmp_path / "my_weighted_ce.py"
+    plugin.write_text(readme_block("### Adding a loss"))
+    flags = tiny_run(tmp_path, "--plugin", str(plugin), "--unsup_loss", "weighted_ce", "--gamma", "1.5",
+                     "--framework", "cps", "--save_strategy", "no")
+    model_args, data_source, args = run_fpl.parse_arguments(flags)
+    assert args.loss_options.gamma == 1.5
+    summary = run_fpl.main(model_args, data_source, args)
+    logged = [entry for entry in summary["log_history"] if "unsup" in entry]
+    assert logged and all(0 <= entry["weight"] < 1 for entry in logged)  # the confidence ** gamma it returned
+    card = (tmp_path / "run" / "README.md").read_text()
+    assert "weighted by the teacher's confidence to the power gamma" in card and "gamma = 1.5" in card
 
-    def scaled_cross_entropy(pairs, args):
-        calls.append(len(pairs))
-        return [pseudo_label_cross_entropy(s, t, ignore_mask=~v) for s, t, v, _ in pairs]
 
-    monkeypatch.setitem(UNSUPERVISED_LOSSES, "scaled_ce", scaled_cross_entropy)
-    trainer = make_trainer(scenes, tmp_path, framework="cps", unsup_loss="scaled_ce", max_steps=1)
-    trainer.train()
-    assert calls == [2]  # one call with CPS's two directions
-    with pytest.raises(ValueError, match="unsup_loss"):
-        FPLConfig(output_dir=str(tmp_path), unsup_loss="unknown")
+def test_options_of_another_framework_or_loss_are_named_not_used(tmp_path, caplog):
+    with caplog.at_level("WARNING"):
+        _, _, args = run_fpl.parse_arguments(["--output_dir", str(tmp_path), "--framework", "cps",
+                                              "--feature_dropout", "0.3", "--unsup_loss", "ce", "--threshold", "0.8"])
+    assert "--feature_dropout 0.3 is an option of framework unimatch" in caplog.text
+    assert "--threshold 0.8 is an option of unsup_loss fpl" in caplog.text
+    assert dataclasses.asdict(args.framework_options) == {} and args.loss_options.confidence_threshold is None
+    with pytest.raises(ValueError, match=r"unknown options \['feature_dropout'\]"):
+        FPLConfig(output_dir=str(tmp_path), framework="cps", framework_options={"feature_dropout": 0.3})
+
+
+def test_a_declaration_whose_flags_contradict_each_other_is_refused():
+    with pytest.raises(ValueError, match="`pair` and `ema_decay` exclude each other"):
+        Framework(name="both", step=lambda *args: None, description="", pair=lambda *args: None, ema_decay=0.9)
+    with pytest.raises(ValueError, match="no strong views"):
+        Framework(name="none", step=lambda *args: None, description="", unlabeled=False, strong_views=2)
+    with pytest.raises(ValueError, match="registered already"):
+        register_framework(FRAMEWORKS["cps"])
 
 
 def test_the_config_refuses_what_the_trainer_must_not_change(tmp_path):

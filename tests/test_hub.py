@@ -12,7 +12,7 @@ from PIL import Image
 from transformers import AutoModelForSemanticSegmentation, pipeline
 
 from conftest import make_trainer
-from fpl_hf import DeepLabV3PlusImageProcessor
+from fpl_hf import TimmSegmentationImageProcessor
 from fpl_hf.hub import HubPushError, ModelCardInfo, main, push_output_dir
 from hub_server import TOKEN
 
@@ -22,7 +22,7 @@ REPO = "tester/fpl-tiny"
 
 def trained_run(scenes, tmp_path, **overrides):
     """A finished CPS run in tmp_path/run: evaluated, saved, with its card."""
-    processor = DeepLabV3PlusImageProcessor(image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    processor = TimmSegmentationImageProcessor(image_mean=[0.5] * 3, image_std=[0.5] * 3)
     info = ModelCardInfo(dataset_name="fashion-scenes", dataset_split="validation", labeled_split="6 scenes")
     trainer = make_trainer(scenes, tmp_path, framework="cps", eval_strategy="steps", eval_steps=2,
                            trainer_kwargs={"processing_class": processor, "model_card_info": info}, **overrides)
@@ -45,7 +45,7 @@ def test_trainer_pushes_model_card_and_checkpoints_that_from_pretrained_loads(sc
                           save_strategy="steps", save_steps=2)
     files = hub.repos[REPO].files
     for name in ("config.json", "model.safetensors", "preprocessor_config.json", "README.md",
-                 "modeling_deeplabv3plus.py", "image_processing_deeplabv3plus.py",
+                 "modeling_deeplabv3plus.py", "modeling_timm_segmentation.py", "image_processing_timm_segmentation.py",
                  "last-checkpoint/model.safetensors", "last-checkpoint/branch_2.safetensors"):
         assert name in files, name
     assert not any(name.startswith("checkpoint-") for name in files)
@@ -70,7 +70,7 @@ def test_pipeline_on_a_hub_id_with_fpl_hf_needs_no_remote_code(scenes, tmp_path,
     segmenter = pipeline("image-segmentation", model=REPO)
     masks = segmenter(Image.fromarray(np.full((20, 30, 3), 90, np.uint8)))
     assert prompts == []
-    assert isinstance(segmenter.image_processor, DeepLabV3PlusImageProcessor)
+    assert isinstance(segmenter.image_processor, TimmSegmentationImageProcessor)
     assert masks and all(mask["mask"].size == (30, 20) for mask in masks)
 
 

@@ -5,7 +5,7 @@ import torch
 
 from conftest import make_trainer
 from fpl_hf.losses import fuzzy_positive_loss, pseudo_label_cross_entropy
-from fpl_hf.trainer.frameworks import FRAMEWORKS
+from fpl_hf.trainer.frameworks import FRAMEWORKS, PseudoLabelPair
 from fpl_hf.trainer.frameworks.base import mix, without_dropout
 
 
@@ -59,7 +59,7 @@ def random_pair(seed=0, classes=11):
     student = 2 * torch.randn(2, classes, 6, 6, generator=generator)
     teacher = 2 * torch.randn(2, classes, 6, 6, generator=generator)
     valid = torch.rand(2, 6, 6, generator=generator) > 0.3
-    return student, teacher, valid, torch.full((2, 6, 6), 255)
+    return PseudoLabelPair(student, teacher, valid, torch.full((2, 6, 6), 255))
 
 
 @pytest.mark.parametrize(
@@ -71,9 +71,10 @@ def random_pair(seed=0, classes=11):
     ],
 )
 def test_the_trainer_gives_the_loss_every_fpl_option_and_the_padding_mask(scenes, tmp_path, options):
-    trainer = make_trainer(scenes, tmp_path, framework="cps", **options)
-    student, teacher, valid, hidden = random_pair()
-    (loss,) = trainer.unsupervised_loss((student, teacher, valid, hidden))
+    trainer = make_trainer(scenes, tmp_path, framework="cps", loss_options=options)
+    pair = random_pair()
+    student, teacher, valid, _ = pair
+    (loss,) = trainer.unsupervised_loss(pair)
     expected = fuzzy_positive_loss(
         student, teacher, options["threshold"], weight=options["fpl_weight"], semantics=options["semantics"],
         kmax=options.get("kmax"), A=options.get("concave_a", 50.0), ignore_mask=~valid,
@@ -87,15 +88,17 @@ def test_the_trainer_gives_the_loss_every_fpl_option_and_the_padding_mask(scenes
 
 
 def test_the_trainer_gives_the_cross_entropy_its_confidence_threshold_and_mask(scenes, tmp_path):
-    trainer = make_trainer(scenes, tmp_path, framework="unimatch", unsup_loss="ce", confidence_threshold=0.3)
-    student, teacher, valid, hidden = random_pair()
-    (loss,) = trainer.unsupervised_loss((student, teacher, valid, hidden))
+    trainer = make_trainer(scenes, tmp_path, framework="unimatch", unsup_loss="ce",
+                           loss_options={"confidence_threshold": 0.3})
+    pair = random_pair()
+    student, teacher, valid, _ = pair
+    (loss,) = trainer.unsupervised_loss(pair)
     torch.testing.assert_close(loss, pseudo_label_cross_entropy(student, teacher, 0.3, ignore_mask=~valid).loss)
     assert not torch.isclose(loss, pseudo_label_cross_entropy(student, teacher, 0.95, ignore_mask=~valid).loss)
 
 
 def test_logged_k_shares_and_pseudo_label_statistics_equal_a_count_by_hand(scenes, tmp_path):
-    trainer = make_trainer(scenes, tmp_path, framework="cps", threshold=0.9, semantics="code")
+    trainer = make_trainer(scenes, tmp_path, framework="cps", loss_options={"threshold": 0.9, "semantics": "code"})
     trainer.model.train()
     # Five pixels of a 4-class teacher, (probabilities, hidden label). Code semantics: n = 1 + #{m : cum(m) < 0.9}
     # over the top 3, K = n - 1 (at least 1); the fuzzy set is the top K.
@@ -109,9 +112,9 @@ def test_logged_k_shares_and_pseudo_label_statistics_equal_a_count_by_hand(scene
     ]
     probabilities = torch.tensor([p for p, _ in pixels]).T.reshape(1, 4, 1, 6).clamp(min=1e-6)
     teacher = probabilities.log()
-    hidden = torch.tensor([[[truth for _, truth in pixels]]])
+    diagnostic = torch.tensor([[[truth for _, truth in pixels]]])
     valid = torch.tensor([[[True] * 5 + [False]]])
-    trainer.unsupervised_loss((torch.zeros_like(teacher), teacher, valid, hidden))
+    trainer.unsupervised_loss(PseudoLabelPair(torch.zeros_like(teacher), teacher, valid, diagnostic))
     logged = {name: values[-1] for name, values in trainer._metrics["train"].items()}
     assert (logged["k1"], logged["k2"], logged["k3+"]) == pytest.approx((2 / 5, 1 / 5, 2 / 5))
     assert logged["pseudo_label_accuracy"] == pytest.approx(1 / 4)

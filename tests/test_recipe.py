@@ -9,7 +9,7 @@ from transformers import TrainerCallback
 from conftest import make_trainer
 from fpl_hf.losses import fuzzy_positive_loss, pseudo_label_cross_entropy
 from fpl_hf.trainer import FPLConfig
-from fpl_hf.trainer.frameworks import FRAMEWORKS
+from fpl_hf.trainer.frameworks import FRAMEWORKS, PseudoLabelPair
 
 
 def one_batch(trainer, size=2):
@@ -75,11 +75,12 @@ def test_eval_mode_teachers_ignore_the_configured_inference_protocol(scenes, tmp
 
 
 def test_balance_to_ce_shares_one_ratio_between_the_cps_directions(scenes, tmp_path):
-    trainer = make_trainer(scenes, tmp_path, framework="cps", balance_to_ce=True)
+    trainer = make_trainer(scenes, tmp_path, framework="cps", loss_options={"balance_to_ce": True})
     generator = torch.Generator().manual_seed(0)
     student_1, student_2, teacher_1, teacher_2 = (3 * torch.randn(2, 11, 8, 8, generator=generator) for _ in range(4))
-    valid, hidden = torch.ones(2, 8, 8, dtype=torch.bool), torch.full((2, 8, 8), 255)
-    loss_12, loss_21 = trainer.unsupervised_loss((student_1, teacher_2, valid, hidden), (student_2, teacher_1, valid, hidden))
+    valid, diagnostic = torch.ones(2, 8, 8, dtype=torch.bool), torch.full((2, 8, 8), 255)
+    loss_12, loss_21 = trainer.unsupervised_loss(PseudoLabelPair(student_1, teacher_2, valid, diagnostic),
+                                                 PseudoLabelPair(student_2, teacher_1, valid, diagnostic))
 
     def fpl(student, teacher):
         return fuzzy_positive_loss(student, teacher, 0.9, weight="concave", semantics="code").loss

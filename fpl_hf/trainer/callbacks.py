@@ -1,4 +1,4 @@
-"""The mean teacher's EMA update, as a TrainerCallback (like TRL's SyncRefModelCallback)."""
+"""Callbacks of `FPLTrainer`: the EMA teacher's update (like TRL's SyncRefModelCallback) and the data's epoch."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 from transformers import TrainerCallback
+
+from .schedule import SemiSupervisedSchedule
 
 
 @torch.no_grad()
@@ -22,16 +24,15 @@ def ema_update(teacher: nn.Module, student: nn.Module, decay: float) -> None:
 
 class EMATeacherCallback(TrainerCallback):
     """After every optimizer step, moves the teacher towards the student with AEL's decay min(1 - 1/(i + 1), max),
-    i counting the updates from 0 (the first one copies the student). During burn-in the teacher copies the
-    student, and i starts at the first step after it."""
+    i counting the updates of the semi-supervised phase from 0 (the first one copies the student); during burn-in
+    the teacher copies the student."""
 
-    def __init__(self, teacher: nn.Module, max_decay: float, burn_in_steps: int = 0):
-        self.teacher, self.max_decay, self.burn_in_steps = teacher, max_decay, burn_in_steps
+    def __init__(self, teacher: nn.Module, max_decay: float, schedule: SemiSupervisedSchedule):
+        self.teacher, self.max_decay, self.schedule = teacher, max_decay, schedule
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        update = max(state.global_step - 1 - self.burn_in_steps, 0)
-        decay = min(1.0 - 1.0 / (update + 1), self.max_decay)
-        ema_update(self.teacher, model, decay)
+        update = self.schedule.updates_after_burn_in(state.global_step)
+        ema_update(self.teacher, model, min(1.0 - 1.0 / (update + 1), self.max_decay))
 
 
 class DatasetEpochCallback(TrainerCallback):

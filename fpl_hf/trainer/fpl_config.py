@@ -1,58 +1,69 @@
 """`FPLConfig`: the training arguments of semi-supervised segmentation with Fuzzy Positive Learning."""
 
+from __future__ import annotations
 
+import dataclasses
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from transformers import TrainingArguments
 
 from ..data import CutMixSettings
 from ..evaluation import EVALUATION_MODES, EvaluationProtocol
-from ..losses import SEMANTICS, WEIGHTS, check_threshold
 from .frameworks import FRAMEWORKS, Framework
-from .unsupervised_losses import UNSUPERVISED_LOSSES
+from .schedule import SemiSupervisedSchedule
+from .unsupervised_losses import UNSUPERVISED_LOSSES, UnsupervisedLoss
+
+
+class RegistryHelp(Mapping):
+    """Field metadata whose `help` lists a registry's entries as they are when the help is read, so that a framework
+    or loss registered after import (e.g. in a user's file) shows in `--help`."""
+
+    def __init__(self, subject: str, registry: dict[str, Any]):
+        self.subject, self.registry = subject, registry
+
+    def __getitem__(self, key: str) -> str:
+        if key != "help":
+            raise KeyError(key)
+        entries = "; ".join(f"'{name}': {entry.description}" for name, entry in self.registry.items())
+        return f"{self.subject}, one of {entries}."
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(("help",))
+
+    def __len__(self) -> int:
+        return 1
+
+    def copy(self) -> dict[str, str]:
+        return dict(self)
 
 
 @dataclass
 class FPLConfig(TrainingArguments):
-    r"""Training arguments of `FPLTrainer`: every `TrainingArguments` field, plus the method's own.
+    r"""Training arguments of `FPLTrainer`: every `TrainingArguments` field, plus the method's own. The framework's
+    and the loss's own options (FPL's `threshold`, UniMatch's `feature_dropout`, ...) are `framework_options` and
+    `loss_options`: after construction each holds its entry's options dataclass, defaults filled in.
 
     Defaults follow the paper's CPS recipe (SGD, momentum 0.9, weight decay 1e-4 off BatchNorm and biases,
     poly 0.9 decay, T = 0.9, concave weight); the learning rate is the released code's effective 0.0025 of a
     single process.
     """
 
-    framework: str = field(
-        default="cps",
-        metadata={"help": "Semi-supervised framework: 'supervised' (labeled only), 'cps' (cross pseudo supervision), "
-                  "'mean_teacher' (AEL-style EMA teacher), 'unimatch' (weak-to-strong with feature perturbation) or "
-                  "'unimatch_v2' (EMA teacher, complementary channel dropout)."},
-    )
+    framework: str = field(default="cps", metadata=RegistryHelp("Semi-supervised framework", FRAMEWORKS))
     unsup_loss: str = field(
-        default="fpl",
-        metadata={"help": "Loss on pseudo-labels: 'fpl' (fuzzy positive learning) or 'ce' (vanilla cross-entropy)."},
+        default="fpl", metadata=RegistryHelp("Loss on the teacher's predictions", UNSUPERVISED_LOSSES)
     )
-    threshold: float = field(
-        default=0.9,
-        metadata={"help": "FPL's T in (0, 1): the fuzzy set is the smallest top-n reaching T, minus one. "
-                  "The paper uses 0.95 at 1/32 labels and 0.9 otherwise."},
+    framework_options: dict | str | None = field(
+        default=None,
+        metadata={"help": "The framework's own options by name, as a dict or JSON (run_fpl.py also takes each as a flag "
+                  "of its own, e.g. --feature_dropout); default the framework's defaults."},
     )
-    fpl_weight: str = field(
-        default="concave",
-        metadata={"help": "Adaptive weight of each pixel's fuzzy set: 'concave' (paper's best), 'linear', "
-                  "'convex' or 'none'."},
-    )
-    semantics: str = field(
-        default="code",
-        metadata={"help": "'code' (released code: cum >= T, K <= 3, top-(K+1) weight mean) or 'paper' "
-                  "(cum > T, K uncapped, top-K mean)."},
-    )
-    kmax: Optional[int] = field(default=None, metadata={"help": "Cap on K, overriding the semantics' own."})
-    concave_a: float = field(default=50.0, metadata={"help": "A, the steepness of the concave weight."})
-    balance_to_ce: bool = field(
-        default=False,
-        metadata={"help": "Rescale the FPL term to the value of the vanilla pseudo-label cross-entropy (detached "
-                  "ratio), as the released code does; the gradient stays FPL's."},
+    loss_options: dict | str | None = field(
+        default=None,
+        metadata={"help": "The unsupervised loss's own options by name, as a dict or JSON (run_fpl.py also takes each "
+                  "as a flag of its own, e.g. --threshold 0.95); default the loss's defaults."},
     )
     unsup_weight: float = field(
         default=1.0, metadata={"help": "beta, the weight of the unsupervised term (CPS: 1 on VOC, 5 on Cityscapes)."}
@@ -60,7 +71,7 @@ class FPLConfig(TrainingArguments):
     burn_in_steps: int = field(
         default=0,
         metadata={"help": "Steps of supervised training before any pseudo-label: every network (both CPS branches) "
-                  "learns the labeled batch alone, and the mean teacher copies the student. 0 = none (the papers)."},
+                  "learns the labeled batch alone, and an EMA teacher copies the student. 0 = none (the papers)."},
     )
     unsup_rampup_steps: int = field(
         default=0,
@@ -69,29 +80,21 @@ class FPLConfig(TrainingArguments):
     )
     cutmix: bool = field(default=True, metadata={"help": "Mix unlabeled images with CutMix boxes (CPS w/ CutMix)."})
     cutmix_num_boxes: Optional[int] = field(
-        default=None, metadata={"help": "Boxes per CutMix mask; default 3 (CPS, mean teacher) or 1 (UniMatch, V2)."}
+        default=None, metadata={"help": "Boxes per CutMix mask; default the framework's (CPS: 3, UniMatch: 1)."}
     )
     cutmix_area_min: Optional[float] = field(
-        default=None, metadata={"help": "Smallest share of the crop that the boxes cover; default 0.25 or 0.02."}
+        default=None, metadata={"help": "Smallest share of the crop that the boxes cover; default the framework's."}
     )
     cutmix_area_max: Optional[float] = field(
-        default=None, metadata={"help": "Largest share of the crop that the boxes cover; default 0.5 or 0.4."}
+        default=None, metadata={"help": "Largest share of the crop that the boxes cover; default the framework's."}
     )
     cutmix_probability: Optional[float] = field(
-        default=None, metadata={"help": "Probability of mixing at all; default 1.0 or 0.5 (UniMatch)."}
+        default=None, metadata={"help": "Probability of mixing at all; default the framework's."}
     )
     ema_decay: Optional[float] = field(
         default=None,
-        metadata={"help": "EMA teacher's decay, used as min(1 - 1/(step + 1), ema_decay); default 0.99 (mean teacher, "
-                  "AEL) or 0.996 (UniMatch V2)."},
-    )
-    confidence_threshold: Optional[float] = field(
-        default=None,
-        metadata={"help": "Confidence threshold of the 'ce' baseline; default 0.95 for UniMatch (V1 and V2) and 0 "
-                  "(none) for CPS and the mean teacher, as in their papers. FPL does not use it."},
-    )
-    feature_dropout: float = field(
-        default=0.5, metadata={"help": "UniMatch: dropout rate of the feature-perturbation branch."}
+        metadata={"help": "EMA teacher's decay, used as min(1 - 1/(step + 1), ema_decay); default the framework's "
+                  "(AEL's mean teacher 0.99)."},
     )
     ohem: bool = field(
         default=False, metadata={"help": "OHEM cross-entropy for the supervised loss (the Cityscapes recipe)."}
@@ -154,47 +157,55 @@ class FPLConfig(TrainingArguments):
     )
 
     def __post_init__(self) -> None:
-        checks = [
-            ("framework", self.framework, tuple(FRAMEWORKS)),
-            ("unsup_loss", self.unsup_loss, tuple(UNSUPERVISED_LOSSES)),
-            ("fpl_weight", self.fpl_weight, WEIGHTS),
-            ("semantics", self.semantics, SEMANTICS),
-        ]
-        for name, value, choices in checks:
-            if value not in choices:
-                raise ValueError(f"`{name}` must be one of {choices}, got {value!r}.")
-        check_threshold(self.threshold)
+        for name, registry in (("framework", FRAMEWORKS), ("unsup_loss", UNSUPERVISED_LOSSES)):
+            if getattr(self, name) not in registry:
+                raise ValueError(f"`{name}` must be one of {tuple(registry)}, got {getattr(self, name)!r}.")
+        self._fill_defaults()
+        self._check()
+        super().__post_init__()
+
+    def _fill_defaults(self) -> None:
+        """What the framework decides where a field is left at None, and the entries' options as their dataclasses."""
         framework = self.framework_declaration
-        if self.kmax is not None and self.kmax < 1:
-            raise ValueError(f"`kmax` must be >= 1 or None, got {self.kmax}.")
+        self.framework_options = _options(framework.options, self.framework_options, "framework_options", {})
+        self.loss_options = _options(self.unsupervised_loss.options, self.loss_options, "loss_options",
+                                     framework.loss_defaults)
+        if self.ema_decay is None:
+            self.ema_decay = framework.ema_decay if framework.ema_decay is not None else 0.99
+        boxes = framework.cutmix
+        for name, default in (("cutmix_num_boxes", boxes.num_boxes), ("cutmix_area_min", boxes.area_range[0]),
+                              ("cutmix_area_max", boxes.area_range[1]), ("cutmix_probability", boxes.probability)):
+            if getattr(self, name) is None:
+                setattr(self, name, default)
+        if self.per_device_unlabeled_batch_size is None:
+            self.per_device_unlabeled_batch_size = self.per_device_train_batch_size
+        self.eval_crop_size = self.eval_crop_size or self.crop_size
+        if self.optim == "sgd" and not self.optim_args:
+            self.optim_args = f"momentum={self.momentum}"
+
+    def _check(self) -> None:
         if self.unsup_weight < 0:
             raise ValueError(f"`unsup_weight` must be >= 0, got {self.unsup_weight}.")
         for name in ("burn_in_steps", "unsup_rampup_steps", "ohem_min_kept"):
             if getattr(self, name) < 0:
                 raise ValueError(f"`{name}` must be >= 0, got {getattr(self, name)}.")
-        self.ema_decay = self.ema_decay if self.ema_decay is not None else (framework.ema_decay or 0.99)
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"`ema_decay` must be in [0, 1), got {self.ema_decay}; AEL uses 0.99.")
-        if not 0 <= self.feature_dropout < 1:
-            raise ValueError(f"`feature_dropout` must be in [0, 1), got {self.feature_dropout}.")
         if not 0 <= self.encoder_lr_ratio <= 1:
             raise ValueError(f"`encoder_lr_ratio` must be in [0, 1], got {self.encoder_lr_ratio}; UniMatch V2 uses 0.025.")
         if len(self.scale_range) != 2 or not 0 < self.scale_range[0] <= self.scale_range[1]:
             raise ValueError(f"`scale_range` must be two numbers 0 < min <= max, got {self.scale_range}.")
-        if self.per_device_unlabeled_batch_size is None:
-            self.per_device_unlabeled_batch_size = self.per_device_train_batch_size
         unlabeled_batch = self.per_device_unlabeled_batch_size
         if unlabeled_batch < 1 or unlabeled_batch % self.per_device_train_batch_size:
             raise ValueError(
-                f"`per_device_unlabeled_batch_size` ({self.per_device_unlabeled_batch_size}) must be a positive multiple "
-                f"of `per_device_train_batch_size` ({self.per_device_train_batch_size}): each training item pairs one "
+                f"`per_device_unlabeled_batch_size` ({unlabeled_batch}) must be a positive multiple of "
+                f"`per_device_train_batch_size` ({self.per_device_train_batch_size}): each training item pairs one "
                 "labeled image with the same number of unlabeled ones."
             )
         if self.crop_size < 8:
             raise ValueError(f"`crop_size` must be >= 8, got {self.crop_size}.")
         if self.eval_mode not in EVALUATION_MODES:
             raise ValueError(f"`eval_mode` must be one of {EVALUATION_MODES}, got {self.eval_mode!r}.")
-        self.eval_crop_size = self.eval_crop_size or self.crop_size
         try:
             _ = self.evaluation_protocol  # built here so that bad settings fail now, not at the first evaluation
         except ValueError as error:
@@ -203,13 +214,8 @@ class FPLConfig(TrainingArguments):
             raise ValueError("`remove_unused_columns` must be False: the unlabeled fields are not model inputs.")
         if not self.batch_eval_metrics:
             raise ValueError("`batch_eval_metrics` must be True: evaluation streams a confusion matrix.")
-        if framework.always_mixes and not self.cutmix:
+        if self.framework_declaration.always_mixes and not self.cutmix:
             raise ValueError(f"`cutmix=False` does not apply to {self.framework!r}, whose strong views are always mixed.")
-        boxes = framework.cutmix
-        self.cutmix_num_boxes = boxes.num_boxes if self.cutmix_num_boxes is None else self.cutmix_num_boxes
-        self.cutmix_area_min = boxes.area_range[0] if self.cutmix_area_min is None else self.cutmix_area_min
-        self.cutmix_area_max = boxes.area_range[1] if self.cutmix_area_max is None else self.cutmix_area_max
-        self.cutmix_probability = boxes.probability if self.cutmix_probability is None else self.cutmix_probability
         if not 0 < self.cutmix_area_min <= self.cutmix_area_max < 1:
             raise ValueError(
                 f"`cutmix_area_min`/`cutmix_area_max` must satisfy 0 < min <= max < 1, got "
@@ -217,12 +223,6 @@ class FPLConfig(TrainingArguments):
             )
         if self.cutmix_num_boxes < 1 or not 0 <= self.cutmix_probability <= 1:
             raise ValueError("`cutmix_num_boxes` must be >= 1 and `cutmix_probability` in [0, 1].")
-        if self.confidence_threshold is None:
-            self.confidence_threshold = framework.confidence_threshold
-        check_threshold(self.confidence_threshold, allow_zero=True)
-        if self.optim == "sgd" and not self.optim_args:
-            self.optim_args = f"momentum={self.momentum}"
-        super().__post_init__()
 
     @property
     def evaluation_protocol(self) -> EvaluationProtocol:
@@ -232,6 +232,15 @@ class FPLConfig(TrainingArguments):
     def framework_declaration(self) -> Framework:
         """What the chosen framework consumes, keeps and defaults to (`fpl_hf.trainer.frameworks`)."""
         return FRAMEWORKS[self.framework]
+
+    @property
+    def unsupervised_loss(self) -> UnsupervisedLoss:
+        """The entry of the chosen loss (`fpl_hf.trainer.UNSUPERVISED_LOSSES`)."""
+        return UNSUPERVISED_LOSSES[self.unsup_loss]
+
+    @property
+    def schedule(self) -> SemiSupervisedSchedule:
+        return SemiSupervisedSchedule(self.burn_in_steps, self.unsup_rampup_steps, self.unsup_weight)
 
     def train_dataset_options(self) -> dict[str, Any]:
         """The training set's arguments (`fpl_hf.data.training_dataset`) this config decides: crops, scales, the
@@ -247,5 +256,28 @@ class FPLConfig(TrainingArguments):
             seed=self.seed,
         )
 
+    def to_dict(self) -> dict[str, Any]:
+        values = super().to_dict()
+        for name in ("framework_options", "loss_options"):
+            values[name] = dataclasses.asdict(values[name])
+        return values
 
-__all__ = ["FPLConfig"]
+
+def _options(options_type: type, given: Any, name: str, defaults: dict[str, Any]) -> Any:
+    """An instance of an entry's options dataclass from what the user gave (an instance, a dict or JSON, or None),
+    with `defaults` where the given value leaves an option at None."""
+    if isinstance(given, options_type):
+        values = dataclasses.asdict(given)
+    else:
+        values = json.loads(given) if isinstance(given, str) else dict(given or {})
+    known = {option.name for option in dataclasses.fields(options_type)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"`{name}`: unknown options {unknown}; {options_type.__name__} has {sorted(known)}.")
+    for option, default in defaults.items():
+        if option in known and values.get(option) is None:
+            values[option] = default
+    return options_type(**values)
+
+
+__all__ = ["FPLConfig", "RegistryHelp"]

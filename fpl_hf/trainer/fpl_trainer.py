@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import copy
 import os
-import shutil
 from collections import defaultdict
 from typing import Any, Optional
 
@@ -19,27 +17,28 @@ from transformers.trainer_pt_utils import get_parameter_names
 from transformers.utils import logging
 
 from ..data import IGNORE_INDEX, SemiSupervisedStream, semi_supervised_collate
-from ..hub import ModelCardInfo, explained_hub_errors, require_token, write_model_card
-from ..losses import PseudoLabelLossOutput, fuzzy_positive_assignment, k_shares, ohem_cross_entropy
+from ..hub import ExplainedHubPushes, ModelCardInfo, write_model_card
+from ..losses import ohem_cross_entropy
 from ..metrics import ConfusionMatrix
+from ..modeling import SegmentationNetwork
+from ..modeling.transformers_segmenter import exported
+from ..statistics import pseudo_label_statistics
 from .callbacks import DatasetEpochCallback, EMATeacherCallback
 from .fpl_config import FPLConfig
-from ..modeling.transformers_segmenter import PERTURBABLE_FAMILIES, as_segmenter, exported
-from .frameworks import FRAMEWORKS, BranchPair, PseudoLabelPair, reinitialized_head_copy
-from .unsupervised_losses import UNSUPERVISED_LOSSES
+from .frameworks import PseudoLabelPair
+from .frameworks.supervised import step as supervised_step
+from .networks import checkpointed_networks, ema_teacher, evaluated_network, trained_module
 
 logger = logging.get_logger(__name__)
 
-TEACHER_FILE = "teacher.safetensors"
-BRANCH_2_FILE = "branch_2.safetensors"
 
-
-class FPLTrainer(Trainer):
+class FPLTrainer(ExplainedHubPushes, Trainer):
     """Semi-supervised segmentation Trainer; `args.framework` picks the step (and the networks it keeps),
     `args.unsup_loss` the pseudo-label loss.
 
     Args:
-        model: a `DeepLabV3PlusForSemanticSegmentation` (for CPS it becomes branch 1 of a `BranchPair`).
+        model: the network to train: fpl_hf's DeepLabv3+ or DPT, or any transformers semantic-segmentation model
+            (for CPS it becomes branch 1 of a `BranchPair`).
         args: an `FPLConfig`.
         train_dataset: the training set built for the framework: `fpl_hf.data.training_dataset(labeled, unlabeled,
             **args.train_dataset_options())`, a `SemiSupervisedStream` when the unlabeled pool is streamed.
@@ -62,33 +61,23 @@ class FPLTrainer(Trainer):
     ):
         if not isinstance(args, FPLConfig):
             raise TypeError(f"`args` must be an FPLConfig, got {type(args).__name__}.")
-        self.framework = args.framework_declaration
-        model = as_segmenter(model)
-        self.num_labels = model.config.num_labels
-        self.ignore_index = IGNORE_INDEX  # the data's, whatever name a model config gives its own
-        if self.framework.perturbs_features and not getattr(model, "supports_feature_perturbation", True):
-            raise ValueError(
-                f"Framework {args.framework!r} perturbs encoder features, which fpl_hf reads for {PERTURBABLE_FAMILIES}; "
-                f"{model.config.model_type!r} is not one of them. Train it with framework 'cps' or 'mean_teacher'."
-            )
         if isinstance(train_dataset, SemiSupervisedStream) and args.max_steps <= 0:
             raise ValueError("The unlabeled pool is streamed and has no length: set `max_steps`, the training length.")
-        if self.framework.second_branch:
-            second = as_segmenter(branch_2) if branch_2 is not None else reinitialized_head_copy(model, args.seed + 1)
-            model = BranchPair(model, second)
-        elif branch_2 is not None:
-            raise ValueError(f"`branch_2` is a second network to train; framework {args.framework!r} trains one.")
+        self.framework, self.schedule = args.framework_declaration, args.schedule
+        self.options, self.mixes = args.framework_options, self.framework.mixes(args.cutmix)
+        module = trained_module(self.framework, model, branch_2, args.seed)
+        self.num_labels = module.config.num_labels
+        self.ignore_index = IGNORE_INDEX  # the data's, whatever name a model config gives its own
         self._confusion = ConfusionMatrix(self.num_labels, self.ignore_index)
         kwargs.setdefault("data_collator", semi_supervised_collate)
         kwargs.setdefault("compute_metrics", self._stream_metrics)
         kwargs.setdefault("preprocess_logits_for_metrics", lambda logits, labels: logits.argmax(1))
-        super().__init__(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset, **kwargs)
+        super().__init__(model=module, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset, **kwargs)
         if hasattr(train_dataset, "set_epoch"):
             self.add_callback(DatasetEpochCallback(train_dataset))
-        self.teacher = None
-        if self.framework.ema_decay is not None:
-            self.teacher = copy.deepcopy(model).eval().requires_grad_(False)
-            self.add_callback(EMATeacherCallback(self.teacher, args.ema_decay, args.burn_in_steps))
+        self.teacher = ema_teacher(self.framework, module)
+        if self.teacher is not None:
+            self.add_callback(EMATeacherCallback(self.teacher, args.ema_decay, self.schedule))
         self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
         self.model_card_info = model_card_info or ModelCardInfo()
         self.last_metrics: Optional[dict[str, float]] = None
@@ -113,17 +102,18 @@ class FPLTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.teacher is not None:
             self.teacher.to(inputs["pixel_values"].device)
+        step = self.state.global_step
         # accelerate puts autocast around the prepared model's forward alone; teacher passes need it too.
         with self.accelerator.autocast():
-            if self.state.global_step < self.args.burn_in_steps:
-                loss = FRAMEWORKS["supervised"].step(self, model, inputs)
+            if self.schedule.in_burn_in(step):
+                loss = (self.framework.burn_in_step or supervised_step)(self, model, inputs)
             else:
                 loss = self.framework.step(self, model, inputs)
                 self.record(unsup_weight=self.unsup_weight)
         if not torch.isfinite(loss):
             terms = {name: values[-1] for name, values in self._metrics["train"].items() if values}
             raise FloatingPointError(
-                f"Non-finite loss ({loss.item()}) at step {self.state.global_step}; last terms {terms}. "
+                f"Non-finite loss ({loss.item()}) at step {step}; last terms {terms}. "
                 "Lower the learning rate, or check the inputs for NaN/Inf."
             )
         self.record(loss=loss)
@@ -132,13 +122,7 @@ class FPLTrainer(Trainer):
     @property
     def unsup_weight(self) -> float:
         """beta at this step: 0 during burn-in, then rising linearly to `args.unsup_weight` over the ramp-up."""
-        args = self.args
-        steps_after_burn_in = self.state.global_step - args.burn_in_steps + 1
-        if steps_after_burn_in <= 0:
-            return 0.0
-        if steps_after_burn_in >= args.unsup_rampup_steps:
-            return args.unsup_weight
-        return args.unsup_weight * steps_after_burn_in / args.unsup_rampup_steps
+        return self.schedule.weight(self.state.global_step)
 
     def supervised_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.args.ohem:
@@ -149,35 +133,12 @@ class FPLTrainer(Trainer):
         return F.cross_entropy(logits.float(), labels, ignore_index=self.ignore_index)
 
     def unsupervised_loss(self, *pairs: PseudoLabelPair) -> list[torch.Tensor]:
-        """The `args.unsup_loss` term of each (student, teacher, valid, diagnostic labels) pair, on its valid
-        (non-padding) pixels, with the pseudo-label statistics logged."""
-        outputs = UNSUPERVISED_LOSSES[self.args.unsup_loss](pairs, self.args)
-        with torch.no_grad():
-            for output, (_, teacher, valid, diagnostic_labels) in zip(outputs, pairs):
-                self._record_pseudo_label_statistics(output, teacher, valid, diagnostic_labels)
+        """The `args.unsup_loss` term of each pair, on its valid (non-padding) pixels, with the statistics of the
+        sets it trained logged."""
+        outputs = self.args.unsupervised_loss.compute(pairs, self.args.loss_options)
+        for output, pair in zip(outputs, pairs):
+            self.record(**pseudo_label_statistics(output, pair.diagnostic_labels, self.ignore_index))
         return [output.loss for output in outputs]
-
-    def _record_pseudo_label_statistics(
-        self, output: PseudoLabelLossOutput, teacher: torch.Tensor, valid: torch.Tensor, diagnostic_labels: torch.Tensor
-    ) -> None:
-        self.record(**k_shares(output.k, valid), weight=output.weight[valid].float().mean())
-        known = valid & (diagnostic_labels != self.ignore_index)
-        if not known.any():
-            return
-        # Cases of the paper's section 3.4, against the fuzzy set FPA gives for this teacher, whatever the loss;
-        # case 1 (pseudo-label right) is the pseudo-label accuracy.
-        fuzzy, _ = fuzzy_positive_assignment(
-            torch.softmax(teacher.float(), 1), self.args.threshold, semantics=self.args.semantics, kmax=self.args.kmax
-        )
-        truth = diagnostic_labels.clamp(max=teacher.shape[1] - 1)
-        right = teacher.argmax(1) == truth
-        in_set = fuzzy.gather(1, truth.unsqueeze(1)).squeeze(1)
-        total = known.sum()
-        self.record(
-            pseudo_label_accuracy=(right & known).sum() / total,
-            case_wrong_in_set=(~right & in_set & known).sum() / total,
-            case_outside_set=(~in_set & known).sum() / total,
-        )
 
     def record(self, **values: Any) -> None:
         mode = "train" if self.model.training else "eval"
@@ -206,7 +167,7 @@ class FPLTrainer(Trainer):
         ratio = self.args.encoder_lr_ratio
         if fresh and ratio != 1.0:
             trained = model if model is not None else self.model
-            networks = [m for m in trained.modules() if getattr(m, "encoder_module", None)]
+            networks = [m for m in trained.modules() if isinstance(m, SegmentationNetwork) and m.encoder_module]
             encoder = {id(p) for m in networks for p in m.get_submodule(m.encoder_module).parameters()}
             if not encoder:
                 raise ValueError("`encoder_lr_ratio` needs the model's encoder, which fpl_hf does not know for "
@@ -219,10 +180,9 @@ class FPLTrainer(Trainer):
         return optimizer
 
     # Evaluation -----------------------------------------------------------------------------------------
-    def _evaluated_network(self, model: nn.Module) -> nn.Module:
+    def _evaluated_network(self, model: nn.Module) -> SegmentationNetwork:
         """The network evaluation runs (CPS: branch 1), predicting at the input size."""
-        model = self.accelerator.unwrap_model(model)
-        return model.branch_1 if isinstance(model, BranchPair) else model
+        return evaluated_network(self.accelerator.unwrap_model(model))
 
     def _inference_model(self, model: nn.Module) -> nn.Module:
         """The model that is saved and exported: the user's own class."""
@@ -249,8 +209,7 @@ class FPLTrainer(Trainer):
         return loss, logits, labels
 
     def _stream_metrics(self, eval_pred, compute_result: bool = False) -> dict[str, float]:
-        predictions, labels = eval_pred.predictions, eval_pred.label_ids
-        self._confusion.update(predictions, labels)
+        self._confusion.update(eval_pred.predictions, eval_pred.label_ids)
         if not compute_result:
             return {}
         result = self._confusion.compute()
@@ -264,40 +223,38 @@ class FPLTrainer(Trainer):
             self.best_metrics = self.last_metrics
         return metrics
 
-    # Saving and the Hub ---------------------------------------------------------------------------------
-    def _companion_networks(self) -> dict[str, nn.Module]:
-        """The networks a checkpoint holds beside the exported model, by file name."""
-        model = self.accelerator.unwrap_model(self.model)
-        if isinstance(model, BranchPair):
-            return {BRANCH_2_FILE: model.branch_2}
-        return {TEACHER_FILE: self.teacher} if self.teacher is not None else {}
-
+    # Saving ---------------------------------------------------------------------------------------------
     def save_model(self, output_dir: Optional[str] = None, _internal_call: bool = False) -> None:
         """Every save is a model `from_pretrained` loads (CPS: branch 1), with its processor, code and card;
-        checkpoints also hold the other networks (CPS branch 2, the mean teacher) to resume from."""
+        checkpoints also hold the other networks (CPS branch 2, an EMA teacher) to resume from."""
         output_dir = output_dir or self.args.output_dir
         if self.args.should_save:
             self._inference_model(self.model).save_pretrained(output_dir)
             if self.processing_class is not None:
                 self.processing_class.save_pretrained(output_dir)
             if _internal_call:
-                for filename, network in self._companion_networks().items():
-                    _save_atomically(network.state_dict(), os.path.join(output_dir, filename))
+                for filename, network in self._checkpointed_networks().items():
+                    temporary = os.path.join(output_dir, f"{filename}.tmp")
+                    save_file({name: tensor.contiguous() for name, tensor in network.state_dict().items()}, temporary)
+                    os.replace(temporary, os.path.join(output_dir, filename))
             self.create_model_card(output_dir=output_dir)
         if self.args.push_to_hub and not _internal_call:
             self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
 
+    def _checkpointed_networks(self) -> dict[str, nn.Module]:
+        return checkpointed_networks(self.accelerator.unwrap_model(self.model), self.teacher)
+
     def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Optional[nn.Module] = None) -> None:
-        exported = self._inference_model(model if model is not None else self.model)
-        networks = {"model.safetensors": exported, **self._companion_networks()}
+        exported_model = self._inference_model(model if model is not None else self.model)
+        networks = {"model.safetensors": exported_model, **self._checkpointed_networks()}
         for filename, network in networks.items():
             path = os.path.join(resume_from_checkpoint, filename)
             if not os.path.isfile(path):
                 raise FileNotFoundError(
                     f"{resume_from_checkpoint} has no {filename}: it is not a checkpoint of a {self.args.framework} run."
                 )
-            if network is exported:  # saved by `save_pretrained`, whose key layout its class's loader knows
-                network.load_state_dict(type(exported).from_pretrained(resume_from_checkpoint).state_dict())
+            if network is exported_model:  # saved by `save_pretrained`, whose key layout its class's loader knows
+                network.load_state_dict(type(exported_model).from_pretrained(resume_from_checkpoint).state_dict())
             else:
                 network.load_state_dict(load_file(path))
 
@@ -316,41 +273,11 @@ class FPLTrainer(Trainer):
             info=self.model_card_info,
             num_labeled=len(data.labeled) if hasattr(data, "labeled") else 0,
             num_unlabeled=pool_size(getattr(data, "unlabeled", None)),
+            total_steps=self.state.max_steps or self.args.max_steps,
             metrics=self.last_metrics,
             best_metrics=self.best_metrics,
             repo_id=getattr(self, "hub_model_id", None),
         )
-
-    def init_hf_repo(self, token: Optional[str] = None, private: Optional[bool] = None) -> None:
-        token = require_token(token or self.args.hub_token)
-        with explained_hub_errors(f"create the Hub repo {self.args.hub_model_id or self.args.output_dir}"):
-            super().init_hf_repo(token=token, private=private)
-
-    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
-        self._warn_about_failed_pushes()
-        # Trainer copies only config and weights to the root it uploads; the card and the code files (for
-        # trust_remote_code users) must go with them.
-        if self.is_world_process_zero():
-            for name in os.listdir(checkpoint_folder):
-                if name.endswith(".py") or name == "README.md":
-                    shutil.copy(os.path.join(checkpoint_folder, name), os.path.join(self.args.output_dir, name))
-        super()._push_from_checkpoint(checkpoint_folder)
-
-    def _warn_about_failed_pushes(self) -> None:
-        # Trainer pushes checkpoints in the background and never looks at the outcome.
-        pending = getattr(self, "push_in_progress", None)
-        for job in pending.jobs if pending is not None else []:
-            if job.done() and not job.cancelled() and job.exception() is not None:
-                logger.warning(
-                    f"A background push to {self.hub_model_id} failed ({job.exception()}); training goes on, the next "
-                    f"save pushes again, and everything is kept in {self.args.output_dir}."
-                )
-
-    def push_to_hub(self, commit_message: Optional[str] = "End of training", blocking: bool = True, **kwargs: Any):
-        self._finish_current_push()
-        self._warn_about_failed_pushes()
-        with explained_hub_errors(f"push {self.args.output_dir} to the Hub", self.args.output_dir):
-            return super().push_to_hub(commit_message=commit_message, blocking=blocking, **kwargs)
 
 
 def pool_size(unlabeled: Any) -> int | str:
@@ -360,11 +287,4 @@ def pool_size(unlabeled: Any) -> int | str:
     return len(unlabeled) if hasattr(unlabeled, "__len__") else "a streamed pool of"
 
 
-def _save_atomically(state_dict: dict[str, torch.Tensor], path: str) -> None:
-    temporary = f"{path}.tmp"
-    save_file({name: tensor.contiguous() for name, tensor in state_dict.items()}, temporary)
-    os.replace(temporary, path)
-
-
-__all__ = ["BranchPair", "FPLTrainer", "reinitialized_head_copy"]
-
+__all__ = ["FPLTrainer"]

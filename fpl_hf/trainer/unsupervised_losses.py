@@ -1,52 +1,150 @@
 """The pseudo-label losses a framework step trains with, one entry each; `FPLConfig.unsup_loss` names the entry.
 
-An entry takes the step's (student, teacher, valid, diagnostic labels) pairs and the run's `FPLConfig`, reads its
-own options there, and returns one `PseudoLabelLossOutput` per pair.
+An entry's `compute` takes the step's `PseudoLabelPair`s and the entry's own options (a dataclass whose fields are
+`run_fpl.py` flags, validated in its `__post_init__`) and returns one `PseudoLabelLossOutput` per pair.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import TYPE_CHECKING, Callable, Sequence
+import dataclasses
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Optional, Sequence
 
-from ..losses import PseudoLabelLossOutput, fuzzy_positive_loss, pseudo_label_cross_entropy
-from .frameworks import PseudoLabelPair
-
-if TYPE_CHECKING:
-    from .fpl_config import FPLConfig
-
-UnsupervisedLoss = Callable[[Sequence[PseudoLabelPair], "FPLConfig"], list[PseudoLabelLossOutput]]
+from ..losses import SEMANTICS, WEIGHTS, PseudoLabelLossOutput, check_threshold, fuzzy_positive_loss
+from ..losses import pseudo_label_cross_entropy
+from .frameworks import NoOptions, PseudoLabelPair
 
 
-def fuzzy_positive_terms(pairs: Sequence[PseudoLabelPair], args: FPLConfig) -> list[PseudoLabelLossOutput]:
-    """FPL on each pair (options `threshold`, `fpl_weight`, `semantics`, `kmax`, `concave_a`).
+@dataclass(frozen=True)
+class UnsupervisedLoss:
+    """A loss on a teacher's predictions.
 
-    With `balance_to_ce`, every term is rescaled by one detached ratio sum(CE) / sum(FPL) over the pairs, as the
-    released code does for CPS's two directions: the values are then the vanilla losses', the gradients FPL's.
+    Args:
+        name: the `unsup_loss` value that selects it.
+        compute: `compute(pairs, options)`: one `PseudoLabelLossOutput` per pair, on its valid pixels.
+        description: what the student learns, for the model card (a phrase that follows "trained with").
+        options: a dataclass of its own options; a framework may give defaults to those it leaves at None.
     """
+
+    name: str
+    compute: Callable[[Sequence[PseudoLabelPair], Any], list[PseudoLabelLossOutput]]
+    description: str
+    options: type = NoOptions
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier() or not dataclasses.is_dataclass(self.options):
+            raise ValueError(f"Loss {self.name!r}: `name` must be an identifier and `options` a dataclass.")
+
+
+UNSUPERVISED_LOSSES: dict[str, UnsupervisedLoss] = {}
+
+
+def register_loss(loss: UnsupervisedLoss) -> UnsupervisedLoss:
+    """Makes `loss` selectable by its name."""
+    if loss.name in UNSUPERVISED_LOSSES:
+        raise ValueError(f"A loss named {loss.name!r} is registered already.")
+    UNSUPERVISED_LOSSES[loss.name] = loss
+    return loss
+
+
+@dataclass
+class FuzzyPositiveOptions:
+    threshold: float = field(
+        default=0.9,
+        metadata={"help": "FPL's T in (0, 1): the fuzzy set is the smallest top-n reaching T, minus one. "
+                  "The paper uses 0.95 at 1/32 labels and 0.9 otherwise."},
+    )
+    fpl_weight: str = field(
+        default="concave",
+        metadata={"help": "Adaptive weight of each pixel's fuzzy set: 'concave' (paper's best), 'linear', "
+                  "'convex' or 'none'."},
+    )
+    semantics: str = field(
+        default="code",
+        metadata={"help": "'code' (released code: cum >= T, K <= 3, top-(K+1) weight mean) or 'paper' "
+                  "(cum > T, K uncapped, top-K mean)."},
+    )
+    kmax: Optional[int] = field(default=None, metadata={"help": "Cap on K, overriding the semantics' own."})
+    concave_a: float = field(default=50.0, metadata={"help": "A, the steepness of the concave weight."})
+    balance_to_ce: bool = field(
+        default=False,
+        metadata={"help": "Rescale the FPL term to the value of the vanilla pseudo-label cross-entropy (detached "
+                  "ratio), as the released code does; the gradient stays FPL's."},
+    )
+
+    def __post_init__(self) -> None:
+        check_threshold(self.threshold)
+        for name, choices in (("fpl_weight", WEIGHTS), ("semantics", SEMANTICS)):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"`{name}` must be one of {choices}, got {getattr(self, name)!r}.")
+        if self.kmax is not None and self.kmax < 1:
+            raise ValueError(f"`kmax` must be >= 1 or None, got {self.kmax}.")
+
+
+def fuzzy_positive_terms(pairs: Sequence[PseudoLabelPair], options: FuzzyPositiveOptions) -> list[PseudoLabelLossOutput]:
+    """FPL on each pair. With `balance_to_ce`, every term is rescaled by one detached ratio sum(CE) / sum(FPL) over
+    the pairs, as the released code does for CPS's two directions: the values are then the vanilla losses', the
+    gradients FPL's."""
     outputs = [
         fuzzy_positive_loss(
-            student, teacher, args.threshold, weight=args.fpl_weight, semantics=args.semantics, kmax=args.kmax,
-            A=args.concave_a, ignore_mask=~valid,
+            pair.student, pair.teacher, options.threshold, weight=options.fpl_weight, semantics=options.semantics,
+            kmax=options.kmax, A=options.concave_a, ignore_mask=~pair.valid,
         )
-        for student, teacher, valid, _ in pairs
+        for pair in pairs
     ]
-    if not args.balance_to_ce:
+    if not options.balance_to_ce:
         return outputs
-    vanilla = sum(pseudo_label_cross_entropy(student.detach(), teacher, ignore_mask=~valid).loss
-                  for student, teacher, valid, _ in pairs)
+    vanilla = sum(pseudo_label_cross_entropy(pair.student.detach(), pair.teacher, ignore_mask=~pair.valid).loss
+                  for pair in pairs)
     ratio = vanilla / sum(output.loss.detach() for output in outputs).clamp(min=1e-12)
     return [replace(output, loss=output.loss * ratio) for output in outputs]
 
 
-def cross_entropy_terms(pairs: Sequence[PseudoLabelPair], args: FPLConfig) -> list[PseudoLabelLossOutput]:
-    """The vanilla pseudo-label cross-entropy on each pair (option `confidence_threshold`)."""
+@dataclass
+class CrossEntropyOptions:
+    confidence_threshold: Optional[float] = field(
+        default=None,
+        metadata={"help": "Pixels whose top teacher probability is below this are left out; default the framework's "
+                  "(UniMatch V1 and V2: 0.95), else none, as in the frameworks' papers."},
+    )
+
+    def __post_init__(self) -> None:
+        if self.confidence_threshold is not None:
+            check_threshold(self.confidence_threshold, allow_zero=True)
+
+
+def cross_entropy_terms(pairs: Sequence[PseudoLabelPair], options: CrossEntropyOptions) -> list[PseudoLabelLossOutput]:
+    """The vanilla pseudo-label cross-entropy on each pair."""
     return [
-        pseudo_label_cross_entropy(student, teacher, args.confidence_threshold, ignore_mask=~valid)
-        for student, teacher, valid, _ in pairs
+        pseudo_label_cross_entropy(pair.student, pair.teacher, options.confidence_threshold or 0.0,
+                                   ignore_mask=~pair.valid)
+        for pair in pairs
     ]
 
 
-UNSUPERVISED_LOSSES: dict[str, UnsupervisedLoss] = {"fpl": fuzzy_positive_terms, "ce": cross_entropy_terms}
+register_loss(UnsupervisedLoss(
+    name="fpl",
+    compute=fuzzy_positive_terms,
+    description="Fuzzy Positive Learning (FPL, Qiao et al., CVPR 2023): each unlabeled pixel learns an adaptive set of "
+    "plausible classes, the teacher's top-K (fuzzy positive assignment), all trained to score above every other class "
+    "(fuzzy positive regularization) and weighted by how trustworthy the set is, in place of the teacher's single, "
+    "often wrong, pseudo-label",
+    options=FuzzyPositiveOptions,
+))
+register_loss(UnsupervisedLoss(
+    name="ce",
+    compute=cross_entropy_terms,
+    description="the vanilla pseudo-label cross-entropy: each unlabeled pixel learns the teacher's arg-max class (the "
+    "baseline that Fuzzy Positive Learning, Qiao et al., CVPR 2023, replaces)",
+    options=CrossEntropyOptions,
+))
 
-__all__ = ["UNSUPERVISED_LOSSES", "UnsupervisedLoss", "cross_entropy_terms", "fuzzy_positive_terms"]
+__all__ = [
+    "UNSUPERVISED_LOSSES",
+    "CrossEntropyOptions",
+    "FuzzyPositiveOptions",
+    "UnsupervisedLoss",
+    "cross_entropy_terms",
+    "fuzzy_positive_terms",
+    "register_loss",
+]

@@ -1,9 +1,12 @@
 """Semi-supervised frameworks, one module each: its step and its `Framework` declaration, which it registers."""
 
-from .base import FRAMEWORKS, BranchPair, Framework, PseudoLabelPair, SemiSupervisedBatch, StepContext, reinitialized_head_copy
+from .base import (
+    FRAMEWORKS, Framework, NetworkPair, NoOptions, PseudoLabelPair, SemiSupervisedBatch, StepContext, Targets,
+    register_framework,
+)
 from . import supervised, cps, mean_teacher, unimatch, unimatch_v2  # noqa: E402,F401  (each registers itself)
 
 __all__ = [
-    "FRAMEWORKS", "BranchPair", "Framework", "PseudoLabelPair", "SemiSupervisedBatch", "StepContext",
-    "reinitialized_head_copy",
+    "FRAMEWORKS", "Framework", "NetworkPair", "NoOptions", "PseudoLabelPair", "SemiSupervisedBatch", "StepContext",
+    "Targets", "register_framework",
 ]

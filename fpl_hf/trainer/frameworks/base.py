@@ -1,37 +1,58 @@
 """The contract between `FPLTrainer` and a framework: the declaration, the batch, what a step may call, and the
-pieces that steps share (CutMix on images and predictions, teacher passes, CPS's pair of networks)."""
+pieces that steps share (CutMix on images and targets, teacher passes)."""
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Optional, Protocol, TypedDict
+from typing import (
+    Any, Callable, Generic, Iterator, NamedTuple, Optional, Protocol, TypedDict, TypeVar, runtime_checkable,
+)
 
 import torch
 from torch import nn
 
 from ...data import CutMixSettings
-from ...modeling.transformers_segmenter import exported
+from ...modeling import SegmentationNetwork
 
-# (student logits, teacher logits, valid pixels, diagnostic labels): one term of a pseudo-label loss. The
-# diagnostic labels are the hidden labels of the unlabeled images (255 where unknown): they serve the logged
-# pseudo-label statistics only, never a loss.
-PseudoLabelPair = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+class PseudoLabelPair(NamedTuple):
+    """One term of a pseudo-label loss: what the student predicts and what its teacher predicts for it.
+
+    `valid` (B, H, W) is False on crop padding, which is never a pseudo-label; `diagnostic_labels` (B, H, W) are the
+    unlabeled images' own labels where known (255 elsewhere), for the logged statistics only, never a loss.
+    """
+
+    student: torch.Tensor
+    teacher: torch.Tensor
+    valid: torch.Tensor
+    diagnostic_labels: torch.Tensor
+
+
+class Targets(NamedTuple):
+    """A teacher's logits for a batch's unlabeled images, with the validity and diagnostic labels of their pixels."""
+
+    logits: torch.Tensor
+    valid: torch.Tensor
+    diagnostic_labels: torch.Tensor
+
+    def for_student(self, student: torch.Tensor) -> PseudoLabelPair:
+        return PseudoLabelPair(student, self.logits, self.valid, self.diagnostic_labels)
 
 
 class SemiSupervisedBatch(TypedDict, total=False):
-    """A batch of training items as `semi_supervised_collate` gives it (crop side S); what a framework consumes
-    is what its declaration asks the data for. B = `per_device_train_batch_size` labeled rows,
-    Bu = `per_device_unlabeled_batch_size` unlabeled rows (a multiple of B).
+    """A batch of training items as `semi_supervised_collate` gives it (crop side S), images normalised by the
+    trainer; what a framework consumes is what its declaration asks the data for. B =
+    `per_device_train_batch_size` labeled rows, Bu = `per_device_unlabeled_batch_size` unlabeled rows (a multiple of B).
 
     Keys:
         pixel_values (B, 3, S, S), labels (B, S, S): the labeled crops.
         unlabeled_pixel_values (Bu, U, 3, S, S): weak views of U different unlabeled images (U = 2 when mixing).
         unlabeled_strong_pixel_values (Bu, U, V, 3, S, S): V strong views of each.
         unlabeled_valid (Bu, U, S, S): False on crop padding, which is never a pseudo-label.
-        unlabeled_diagnostic_labels (Bu, U, S, S): the hidden labels (255 where unknown), for the logged statistics
-            only; a step passes them on in its `PseudoLabelPair`s and never trains on them.
+        unlabeled_diagnostic_labels (Bu, U, S, S): the unlabeled images' own labels where known (255 elsewhere), for
+            the logged statistics only; a step passes them on through `unlabeled_targets` and never trains on them.
         cutmix_masks (Bu, M, S, S): CutMix box masks (1 inside the boxes).
     """
 
@@ -44,12 +65,16 @@ class SemiSupervisedBatch(TypedDict, total=False):
     cutmix_masks: torch.Tensor
 
 
-class StepContext(Protocol):
+Options = TypeVar("Options")
+
+
+class StepContext(Protocol, Generic[Options]):
     """What a framework step may use of the trainer (`FPLTrainer` is one)."""
 
-    args: Any  # the run's FPLConfig
-    teacher: Optional[nn.Module]  # the EMA teacher, for frameworks that declare one
-    unsup_weight: float  # beta at this step (burn-in and ramp-up included)
+    options: Options  # the framework's own options: an instance of its declaration's `options` dataclass
+    mixes: bool  # the unlabeled images come with a mixing partner and CutMix boxes (`cutmix`, or always)
+    teacher: Optional[SegmentationNetwork]  # the EMA teacher, for frameworks that declare one
+    unsup_weight: float  # beta at this step (the ramp-up included)
 
     def supervised_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor: ...
 
@@ -61,6 +86,30 @@ class StepContext(Protocol):
 Step = Callable[[StepContext, nn.Module, SemiSupervisedBatch], torch.Tensor]
 
 
+@runtime_checkable
+class NetworkPair(Protocol):
+    """The module a framework trains in place of the model when it trains two networks (CPS's `BranchPair`)."""
+
+    @property
+    def evaluated_network(self) -> SegmentationNetwork:
+        """The network that is evaluated, saved and exported."""
+        ...
+
+    def checkpointed_networks(self) -> dict[str, nn.Module]:
+        """The other networks a checkpoint keeps (safetensors files, by name), to resume from."""
+        ...
+
+
+# `pair(model, second_network, seed)`: the pair a framework trains, from the model, a second network given by the
+# user (None: the framework's own default) and the run's seed.
+PairBuilder = Callable[[SegmentationNetwork, Optional[nn.Module], int], NetworkPair]
+
+
+@dataclass
+class NoOptions:
+    """A framework or loss without options of its own."""
+
+
 @dataclass(frozen=True)
 class Framework:
     """A semi-supervised framework: its step and what the trainer, the config, the data and the card need to know.
@@ -68,62 +117,85 @@ class Framework:
     Args:
         name: the `framework` value that selects it.
         step: `step(context, model, batch)` returns the step's total loss, having `record`ed its terms.
-        description: one sentence for the model card.
+        description: one sentence for the model card and `--help`.
+        options: a dataclass of its own options (fields with `help` metadata: `run_fpl.py` flags, validated in its
+            `__post_init__`); the step reads them as `context.options`.
         unlabeled: whether the step consumes unlabeled images at all.
         strong_views: strong views of each unlabeled image.
         cutmix_masks: CutMix masks per item when mixing (the step mixes each item's two unlabeled images).
         always_mixes: mixing is part of the method (`cutmix=False` is refused).
         cutmix: default CutMix boxes (default: CPS's, 3 boxes covering 25-50% of the crop, always).
-        confidence_threshold: default confidence threshold of the 'ce' baseline.
+        loss_defaults: defaults the framework gives its loss's options, by name (UniMatch's 0.95
+            `confidence_threshold` for the cross-entropy baseline).
         ema_decay: default decay of its EMA teacher; None = the framework keeps no teacher.
-        second_branch: the model is trained as CPS's pair with a second network (`BranchPair`).
+        pair: builds the `NetworkPair` it trains in place of the model (CPS); None = it trains the model itself.
+        burn_in_step: the step of the supervised burn-in; default the `supervised` framework's.
         perturbs_features: the step passes a `feature_perturbation` to the model, which needs its encoder features.
     """
 
     name: str
     step: Step
     description: str
+    options: type = NoOptions
     unlabeled: bool = True
     strong_views: int = 0
     cutmix_masks: int = 1
     always_mixes: bool = False
     cutmix: CutMixSettings = field(default_factory=CutMixSettings)
-    confidence_threshold: float = 0.0
+    loss_defaults: dict[str, Any] = field(default_factory=dict)
     ema_decay: Optional[float] = None
-    second_branch: bool = False
+    pair: Optional[PairBuilder] = None
+    burn_in_step: Optional[Step] = None
     perturbs_features: bool = False
+
+    def __post_init__(self) -> None:
+        problem = None
+        if not self.name.isidentifier():
+            problem = "`name` must be an identifier (it is a flag value)"
+        elif not dataclasses.is_dataclass(self.options):
+            problem = "`options` must be a dataclass"
+        elif self.pair is not None and self.ema_decay is not None:
+            problem = "`pair` and `ema_decay` exclude each other: an EMA teacher follows one trained network"
+        elif self.ema_decay is not None and not 0 <= self.ema_decay < 1:
+            problem = "`ema_decay` must be in [0, 1)"
+        elif self.strong_views < 0 or self.cutmix_masks < 0:
+            problem = "`strong_views` and `cutmix_masks` must be >= 0"
+        elif self.always_mixes and not self.cutmix_masks:
+            problem = "`always_mixes` needs `cutmix_masks` >= 1"
+        elif not self.unlabeled and (self.strong_views or self.cutmix_masks or self.perturbs_features or self.always_mixes):
+            problem = "a framework without unlabeled images (`unlabeled=False`) has no strong views, masks or perturbation"
+        if problem:
+            raise ValueError(f"Framework {self.name!r}: {problem}.")
 
     def data_options(self, cutmix: bool) -> dict[str, int]:
         """The unlabeled images, strong views and CutMix masks each training item must carry."""
-        mixes = self.unlabeled and (cutmix or self.always_mixes)
+        mixes = self.mixes(cutmix)
         return dict(
             num_unlabeled=(2 if mixes else 1) if self.unlabeled else 0,
             num_strong_views=self.strong_views,
             num_cutmix_masks=self.cutmix_masks if mixes else 0,
         )
 
+    def mixes(self, cutmix: bool) -> bool:
+        """Whether its unlabeled images come with a mixing partner and CutMix boxes."""
+        return self.unlabeled and self.cutmix_masks > 0 and (cutmix or self.always_mixes)
+
 
 FRAMEWORKS: dict[str, Framework] = {}
 
-# UniMatch's weak-to-strong setting, shared by its V1 and V2 steps: two strong views of each unlabeled image, each
-# CutMixed with one box (2-40% of the crop, half of the time) with another image's, a feature perturbation, and
-# a 0.95 confidence threshold for the CE baseline.
-WEAK_TO_STRONG = dict(
-    strong_views=2,
-    cutmix_masks=2,
-    always_mixes=True,
-    cutmix=CutMixSettings(num_boxes=1, area_range=(0.02, 0.4), probability=0.5),
-    confidence_threshold=0.95,
-    perturbs_features=True,
-)
 
-
-def register(framework: Framework) -> Framework:
+def register_framework(framework: Framework) -> Framework:
     """Makes `framework` selectable by its name; each framework module registers its own declaration."""
     if framework.name in FRAMEWORKS:
         raise ValueError(f"A framework named {framework.name!r} is registered already.")
     FRAMEWORKS[framework.name] = framework
     return framework
+
+
+def framework_names(selected: Callable[[Framework], bool] = lambda framework: True) -> str:
+    """The registered frameworks that `selected` keeps, as a phrase: "'cps' or 'mean_teacher'"."""
+    names = [f"{name!r}" for name, framework in FRAMEWORKS.items() if selected(framework)]
+    return " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
 
 
 def mix(background: torch.Tensor, foreground: torch.Tensor, box: torch.Tensor) -> torch.Tensor:
@@ -134,6 +206,21 @@ def mix(background: torch.Tensor, foreground: torch.Tensor, box: torch.Tensor) -
     if background.is_floating_point():
         return background * (1 - box) + foreground * box
     return torch.where(box, foreground, background)
+
+
+def unlabeled_targets(
+    batch: SemiSupervisedBatch,
+    logits: torch.Tensor,
+    partner_logits: Optional[torch.Tensor] = None,
+    box: Optional[torch.Tensor] = None,
+) -> Targets:
+    """A teacher's `logits` for the batch's unlabeled images as targets; given the partners' logits and a CutMix `box`,
+    mixed as the student's images are, with the pixels' validity and diagnostic labels."""
+    valid, diagnostic = batch["unlabeled_valid"], batch["unlabeled_diagnostic_labels"]
+    if box is None:
+        return Targets(logits, valid[:, 0], diagnostic[:, 0])
+    return Targets(mix(logits, partner_logits, box), mix(valid[:, 0], valid[:, 1], box),
+                   mix(diagnostic[:, 0], diagnostic[:, 1], box))
 
 
 @contextmanager
@@ -151,7 +238,7 @@ def without_dropout(model: nn.Module) -> Iterator[None]:
 
 
 @torch.no_grad()
-def eval_mode_logits(model: nn.Module, pixel_values: torch.Tensor) -> torch.Tensor:
+def eval_mode_logits(model: SegmentationNetwork, pixel_values: torch.Tensor) -> torch.Tensor:
     """A teacher's logits in eval mode: one plain whole-image pass, never the flip/slide inference protocol that
     the model's config may set for `pipeline`."""
     model = getattr(model, "module", model)  # DistributedDataParallel
@@ -163,50 +250,21 @@ def eval_mode_logits(model: nn.Module, pixel_values: torch.Tensor) -> torch.Tens
         model.train(was_training)
 
 
-class BranchPair(nn.Module):
-    """CPS's two networks of one architecture; a forward returns both logits. Branch 1 is the exported model."""
-
-    def __init__(self, branch_1: nn.Module, branch_2: nn.Module):
-        super().__init__()
-        self.branch_1, self.branch_2 = branch_1, branch_2
-        self.config = branch_1.config
-
-    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.branch_1(pixel_values=pixel_values).logits, self.branch_2(pixel_values=pixel_values).logits
-
-
-def reinitialized_head_copy(model: nn.Module, seed: int) -> nn.Module:
-    """A copy of `model` with the same (pretrained) encoder and a differently initialised head, as CPS does.
-
-    `model` names its encoder submodule in `encoder_module` (fpl_hf's models and `TransformersSegmenter` do)."""
-    encoder = getattr(model, "encoder_module", None)
-    if encoder is None:
-        raise ValueError(f"fpl_hf does not know the encoder of {type(exported(model)).__name__}, so it cannot give CPS's "
-                         "second branch a new head on the same encoder: pass `branch_2`, a second network.")
-    twin = copy.deepcopy(model)
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    for name, module in twin.named_modules():
-        in_encoder = name == encoder or name.startswith(f"{encoder}.")
-        holds_encoder = name == "" or encoder.startswith(f"{name}.")
-        if not in_encoder and not holds_encoder:
-            exported(twin)._init_weights(module)
-    torch.random.set_rng_state(generator_state)
-    return twin
-
-
 __all__ = [
     "FRAMEWORKS",
-    "WEAK_TO_STRONG",
-    "BranchPair",
     "Framework",
+    "NetworkPair",
+    "NoOptions",
+    "PairBuilder",
     "PseudoLabelPair",
     "SemiSupervisedBatch",
     "Step",
     "StepContext",
+    "Targets",
     "eval_mode_logits",
+    "framework_names",
     "mix",
-    "register",
-    "reinitialized_head_copy",
+    "register_framework",
+    "unlabeled_targets",
     "without_dropout",
 ]

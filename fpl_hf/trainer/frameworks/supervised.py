@@ -5,19 +5,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import Framework, SemiSupervisedBatch, StepContext, register
+from .base import Framework, SemiSupervisedBatch, StepContext, register_framework
 
 
 def step(context: StepContext, model: nn.Module, batch: SemiSupervisedBatch) -> torch.Tensor:
-    outputs = model(pixel_values=batch["pixel_values"])
-    # A CPS `BranchPair` returns both branches' logits: burn-in trains each on the labels.
-    logits = outputs if isinstance(outputs, tuple) else (outputs.logits,)
-    sup = sum(context.supervised_loss(branch_logits, batch["labels"]) for branch_logits in logits)
+    sup = context.supervised_loss(model(pixel_values=batch["pixel_values"]).logits, batch["labels"])
     context.record(sup=sup)
     return sup
 
 
-FRAMEWORK = register(Framework(
+FRAMEWORK = register_framework(Framework(
     name="supervised",
     step=step,
     description="trained on the labeled images alone (the baseline)",

@@ -6,33 +6,57 @@ feature-perturbed decoding of the weak view learn from them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...data import CutMixSettings
 from .base import (
-    WEAK_TO_STRONG, Framework, SemiSupervisedBatch, StepContext, eval_mode_logits, mix, register, without_dropout,
+    Framework, SemiSupervisedBatch, StepContext, eval_mode_logits, mix, register_framework, unlabeled_targets,
+    without_dropout,
+)
+
+# UniMatch's weak-to-strong setting, shared by its V1 and V2 steps: two strong views of each unlabeled image, each
+# CutMixed with one box (2-40% of the crop, half of the time) with another image's, a feature perturbation, and
+# a 0.95 confidence threshold for the CE baseline.
+WEAK_TO_STRONG = dict(
+    strong_views=2,
+    cutmix_masks=2,
+    always_mixes=True,
+    cutmix=CutMixSettings(num_boxes=1, area_range=(0.02, 0.4), probability=0.5),
+    loss_defaults={"confidence_threshold": 0.95},
+    perturbs_features=True,
 )
 
 
-def step(context: StepContext, model: nn.Module, batch: SemiSupervisedBatch) -> torch.Tensor:
+@dataclass
+class UniMatchOptions:
+    feature_dropout: float = field(
+        default=0.5, metadata={"help": "UniMatch: dropout rate of the feature-perturbation branch."}
+    )
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.feature_dropout < 1:
+            raise ValueError(f"`feature_dropout` must be in [0, 1), got {self.feature_dropout}; UniMatch uses 0.5.")
+
+
+def step(context: StepContext[UniMatchOptions], model: nn.Module, batch: SemiSupervisedBatch) -> torch.Tensor:
     labeled, labels = batch["pixel_values"], batch["labels"]
-    weak, strong = batch["unlabeled_pixel_values"], batch["unlabeled_strong_pixel_values"]
-    valid, diagnostic, boxes = batch["unlabeled_valid"], batch["unlabeled_diagnostic_labels"], batch["cutmix_masks"]
-    batch_size = labeled.shape[0]
+    weak, strong, boxes = batch["unlabeled_pixel_values"], batch["unlabeled_strong_pixel_values"], batch["cutmix_masks"]
 
     # The mixing partner's weak prediction, in eval mode as in UniMatch.
     partner = eval_mode_logits(model, weak[:, 1])
 
     # Labeled and weak images share one pass (and its BatchNorm statistics), as in UniMatch, whose network has no
     # dropout: the weak targets are deterministic. The feature perturbation is a dropout of its own.
-    channel_dropout = partial(F.dropout2d, p=context.args.feature_dropout, training=True)
+    channel_dropout = partial(F.dropout2d, p=context.options.feature_dropout, training=True)
     with without_dropout(model):
         outputs = model(pixel_values=torch.cat([labeled, weak[:, 0]]), feature_perturbation=channel_dropout)
-    labeled_logits, weak_logits = outputs.logits.split([batch_size, batch_size])
-    perturbed_logits = outputs.perturbed_logits[batch_size:]
+    labeled_logits, weak_logits = outputs.logits.split([labeled.shape[0], weak.shape[0]])
+    perturbed_logits = outputs.perturbed_logits[labeled.shape[0]:]
     strong_1 = mix(strong[:, 0, 0], strong[:, 1, 0], boxes[:, 0])
     strong_2 = mix(strong[:, 0, 1], strong[:, 1, 1], boxes[:, 1])
     strong_logits_1, strong_logits_2 = model(pixel_values=torch.cat([strong_1, strong_2])).logits.chunk(2)
@@ -40,11 +64,9 @@ def step(context: StepContext, model: nn.Module, batch: SemiSupervisedBatch) -> 
     weak_logits = weak_logits.detach()
     sup = context.supervised_loss(labeled_logits, labels)
     unsup_strong_1, unsup_strong_2, unsup_perturbed = context.unsupervised_loss(
-        *(
-            (student, mix(weak_logits, partner, box), mix(valid[:, 0], valid[:, 1], box), mix(diagnostic[:, 0], diagnostic[:, 1], box))
-            for student, box in ((strong_logits_1, boxes[:, 0]), (strong_logits_2, boxes[:, 1]))
-        ),
-        (perturbed_logits, weak_logits, valid[:, 0], diagnostic[:, 0]),
+        unlabeled_targets(batch, weak_logits, partner, boxes[:, 0]).for_student(strong_logits_1),
+        unlabeled_targets(batch, weak_logits, partner, boxes[:, 1]).for_student(strong_logits_2),
+        unlabeled_targets(batch, weak_logits).for_student(perturbed_logits),
     )
     unsup_strong = 0.5 * (unsup_strong_1 + unsup_strong_2)
     unsup = 0.5 * unsup_strong + 0.5 * unsup_perturbed
@@ -52,9 +74,10 @@ def step(context: StepContext, model: nn.Module, batch: SemiSupervisedBatch) -> 
     return (sup + context.unsup_weight * unsup) / 2
 
 
-FRAMEWORK = register(Framework(
+FRAMEWORK = register_framework(Framework(
     name="unimatch",
     step=step,
     description="UniMatch-style weak-to-strong consistency: two CutMixed strong views and a feature-dropout branch",
+    options=UniMatchOptions,
     **WEAK_TO_STRONG,
 ))

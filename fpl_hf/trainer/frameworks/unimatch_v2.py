@@ -7,7 +7,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import WEAK_TO_STRONG, Framework, SemiSupervisedBatch, StepContext, eval_mode_logits, mix, register
+from .base import Framework, SemiSupervisedBatch, StepContext, eval_mode_logits, mix, register_framework, unlabeled_targets
+from .unimatch import WEAK_TO_STRONG
 
 
 def complementary_channel_dropout(features: torch.Tensor) -> torch.Tensor:
@@ -26,8 +27,7 @@ def complementary_channel_dropout(features: torch.Tensor) -> torch.Tensor:
 
 def step(context: StepContext, model: nn.Module, batch: SemiSupervisedBatch) -> torch.Tensor:
     labeled, labels = batch["pixel_values"], batch["labels"]
-    weak, strong = batch["unlabeled_pixel_values"], batch["unlabeled_strong_pixel_values"]
-    valid, diagnostic, boxes = batch["unlabeled_valid"], batch["unlabeled_diagnostic_labels"], batch["cutmix_masks"]
+    weak, strong, boxes = batch["unlabeled_pixel_values"], batch["unlabeled_strong_pixel_values"], batch["cutmix_masks"]
 
     # The EMA teacher predicts each item's image and its mixing partner in eval mode.
     teacher_logits, partner_logits = eval_mode_logits(context.teacher, torch.cat([weak[:, 0], weak[:, 1]])).chunk(2)
@@ -39,17 +39,15 @@ def step(context: StepContext, model: nn.Module, batch: SemiSupervisedBatch) -> 
     student_1, student_2 = outputs.perturbed_logits.chunk(2)
 
     unsup_1, unsup_2 = context.unsupervised_loss(
-        *(
-            (student, mix(teacher_logits, partner_logits, box), mix(valid[:, 0], valid[:, 1], box), mix(diagnostic[:, 0], diagnostic[:, 1], box))
-            for student, box in ((student_1, boxes[:, 0]), (student_2, boxes[:, 1]))
-        )
+        unlabeled_targets(batch, teacher_logits, partner_logits, boxes[:, 0]).for_student(student_1),
+        unlabeled_targets(batch, teacher_logits, partner_logits, boxes[:, 1]).for_student(student_2),
     )
     unsup = 0.5 * (unsup_1 + unsup_2)
     context.record(sup=sup, unsup=unsup)
     return (sup + context.unsup_weight * unsup) / 2
 
 
-FRAMEWORK = register(Framework(
+FRAMEWORK = register_framework(Framework(
     name="unimatch_v2",
     step=step,
     description="UniMatch V2: an EMA teacher labels the weak view for two CutMixed strong views, decoded through "
