@@ -3,35 +3,38 @@
     python examples/evaluate.py --model outputs/fpl-embedded --output_dir outputs/report
     python examples/evaluate.py --model outputs/voc --dataset voc --data_root VOCdevkit/VOC2012 \
         --mode slide --crop_size 512                # or --mode center --crop_size 513 (AEL's protocol)
+    python examples/evaluate.py --model outputs/mine --dataset folders --num_labels 8 \
+        --validation_images_dir val/images --validation_masks_dir val/masks
+
+The data flags are run_fpl.py's (`DataSource`); only the validation part is read.
 """
 
 from __future__ import annotations
 
-import argparse
+import sys
+from dataclasses import dataclass, field
+from typing import Optional
 
-from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
+from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation, HfArgumentParser
 
 import fpl_hf  # noqa: F401  (registers the Auto classes)
 from fpl_hf.data import DataSource, load_evaluation_data
-from fpl_hf.evaluation import EVALUATION_MODES, EvaluationProtocol, evaluate_model, write_report
+from fpl_hf.evaluation import EvaluationProtocol, evaluate_model, write_report
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="Model directory or Hub id.")
-    parser.add_argument("--dataset", default="embedded", help="embedded, voc, cityscapes, folders, or a datasets name.")
-    parser.add_argument("--data_root")
-    parser.add_argument("--images_dir", help="folders: images.")
-    parser.add_argument("--masks_dir", help="folders: masks.")
-    parser.add_argument("--split", default="validation", help="Split of a datasets data set.")
-    parser.add_argument("--num_scenes", type=int, default=200, help="embedded: validation scenes.")
-    parser.add_argument("--mode", default="whole", choices=EVALUATION_MODES,
-                        help="whole images, sliding window or center crop (see EvaluationProtocol).")
-    parser.add_argument("--crop_size", type=int, help="slide / center: window or crop side.")
-    parser.add_argument("--stride", type=int, help="slide: window step (default 2/3 of the crop).")
-    parser.add_argument("--flip", action="store_true", help="Average with the flipped prediction.")
-    parser.add_argument("--output_dir", default="outputs/report")
-    args = parser.parse_args()
+@dataclass
+class EvaluationArguments:
+    model: str = field(metadata={"help": "Model directory or Hub id."})
+    mode: str = field(default="whole", metadata={"help": "'whole', 'slide' or 'center' (see EvaluationProtocol)."})
+    crop_size: Optional[int] = field(default=None, metadata={"help": "slide / center: window or crop side."})
+    stride: Optional[int] = field(default=None, metadata={"help": "slide: window step (default 2/3 of the crop)."})
+    flip: bool = field(default=False, metadata={"help": "Average with the flipped prediction."})
+    output_dir: str = field(default="outputs/report", metadata={"help": "Where the report goes."})
+
+
+def main(argv: list[str]) -> None:
+    parser = HfArgumentParser((EvaluationArguments, DataSource))
+    args, data_source = parser.parse_args_into_dataclasses(args=argv)
     try:
         protocol = EvaluationProtocol(args.mode, args.crop_size, args.stride, args.flip)
     except ValueError as error:
@@ -39,19 +42,16 @@ def main() -> None:
 
     model = AutoModelForSemanticSegmentation.from_pretrained(args.model)
     processor = AutoImageProcessor.from_pretrained(args.model)
-    dataset = load_evaluation_data(DataSource(
-        args.dataset, data_root=args.data_root, validation_images_dir=args.images_dir,
-        validation_masks_dir=args.masks_dir, validation_split=args.split, num_validation_scenes=args.num_scenes,
-    ))
+    dataset = load_evaluation_data(data_source)
     confusion = evaluate_model(
         model, dataset, image_mean=processor.image_mean, image_std=processor.image_std, protocol=protocol
     )
     names = [model.config.id2label[index] for index in range(model.config.num_labels)]
     report = write_report(confusion, names, args.output_dir, protocol=protocol, model_name=args.model,
-                          dataset_name=args.dataset)
+                          dataset_name=data_source.dataset)
     print(f"mIoU {100 * report['mean_iou']:.2f} on {len(dataset)} images ({protocol.description}); "
           f"report in {args.output_dir}")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -3,17 +3,20 @@
     python examples/fpl_pictures.py --model outputs/fpl-embedded --output_dir outputs/pictures
 
 The trained model serves as teacher (its fuzzy sets give K) and as student (for R); the K-share curve comes
-from the run's trainer_state.json (the newest checkpoint's, or --trainer_state).
+from the run's trainer_state.json (the newest checkpoint's, or --trainer_state). The data flags are run_fpl.py's
+(`DataSource`): `--dataset folders --validation_images_dir ... --validation_masks_dir ... --num_labels N` and the rest.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 import torch
-from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
+from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation, HfArgumentParser
 
 import fpl_hf  # noqa: F401  (registers the Auto classes)
 from fpl_hf.data import DataSource, EvaluationDataset, load_evaluation_data
@@ -22,23 +25,25 @@ from fpl_hf.losses import fuzzy_positive_assignment, positive_gradient_score
 from fpl_hf.viz import gradient_score_figure, k_map_figure, k_shares_figure
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--trainer_state", help="trainer_state.json of the run (default: newest checkpoint's).")
-    parser.add_argument("--dataset", default="embedded")
-    parser.add_argument("--data_root")
-    parser.add_argument("--images", type=int, default=3, help="How many validation images to draw.")
-    parser.add_argument("--threshold", type=float, default=0.9)
-    parser.add_argument("--semantics", default="code", choices=["code", "paper"])
-    parser.add_argument("--output_dir", default="outputs/pictures")
-    args = parser.parse_args()
+@dataclass
+class PictureArguments:
+    model: str = field(metadata={"help": "Model directory or Hub id."})
+    trainer_state: Optional[str] = field(
+        default=None, metadata={"help": "trainer_state.json of the run (default: the newest checkpoint's)."}
+    )
+    images: int = field(default=3, metadata={"help": "How many validation images to draw."})
+    threshold: float = field(default=0.9, metadata={"help": "FPL's T for the K maps."})
+    semantics: str = field(default="code", metadata={"help": "'code' or 'paper' (see fpl_hf.losses)."})
+    output_dir: str = field(default="outputs/pictures", metadata={"help": "Where the pictures go."})
 
+
+def main(argv: list[str]) -> None:
+    args, data_source = HfArgumentParser((PictureArguments, DataSource)).parse_args_into_dataclasses(args=argv)
     output = Path(args.output_dir)
     output.mkdir(parents=True, exist_ok=True)
     model = AutoModelForSemanticSegmentation.from_pretrained(args.model).eval()
     processor = AutoImageProcessor.from_pretrained(args.model)
-    dataset = load_evaluation_data(DataSource(args.dataset, data_root=args.data_root, num_validation_scenes=args.images))
+    dataset = load_evaluation_data(data_source)
     images = EvaluationDataset(
         dataset, num_labels=model.config.num_labels, image_mean=processor.image_mean, image_std=processor.image_std
     )
@@ -62,4 +67,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

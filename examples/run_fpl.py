@@ -1,17 +1,22 @@
 """Semi-supervised segmentation with Fuzzy Positive Learning.
 
     accelerate launch examples/run_fpl.py                                   # UniMatch V2-style + FPL, embedded data
-    accelerate launch examples/run_fpl.py --framework unimatch --unsup_loss ce
-    accelerate launch examples/run_fpl.py --config examples/configs/embedded.yaml --max_steps 100
-    accelerate launch examples/run_fpl.py --config my_voc.yaml --dataset voc --data_root VOCdevkit/VOC2012 \
-        --labeled_list splits/pascal/92/labeled.txt --unlabeled_list splits/pascal/92/unlabeled.txt
+    accelerate launch examples/run_fpl.py --framework cps --unsup_loss ce   # any framework, either loss
+    accelerate launch examples/run_fpl.py --max_steps 300 --burn_in_steps 100 --unsup_rampup_steps 50  # a shorter run
+    accelerate launch examples/run_fpl.py --config examples/configs/voc_aug_cps_fpl.yaml --data_root VOCdevkit/VOC2012 \
+        --labeled_list splits/pascal/1_16/labeled.txt --unlabeled_list splits/pascal/1_16/unlabeled.txt
+    accelerate launch examples/run_fpl.py --dataset folders --num_labels 8 --images_dir labeled/images \
+        --masks_dir labeled/masks --unlabeled_dir unlabeled --validation_images_dir val/images \
+        --validation_masks_dir val/masks                                 # your own folders
     accelerate launch examples/run_fpl.py --unlabeled_dataset pool_shards/ --max_steps 20000 \
         --per_device_unlabeled_batch_size 16                              # a streamed pool, 2 unlabeled per labeled
-    accelerate launch --config_file examples/accelerate/one_node.yaml examples/run_fpl.py --config my_voc.yaml
+    accelerate launch examples/run_fpl.py --plugin my_framework.py --framework my_framework  # your own framework
+    accelerate launch --config_file examples/accelerate/one_node.yaml examples/run_fpl.py --config <recipe>.yaml
 
-Every field of `ModelArguments`, `DataSource` and `FPLConfig` is a flag and a YAML key. Without `--config`,
+Every field of `ModelArguments`, `DataSource` and `FPLConfig`, and every option of the registered frameworks and
+losses (`--threshold`, `--feature_dropout`, ...), is a flag and a YAML key. Without `--config`,
 examples/configs/embedded.yaml gives the defaults; flags override the file, and a file's `base: other.yaml` key
-supplies the keys it leaves out. examples/configs/ holds the paper's recipes (VOC, Cityscapes; CPS, AEL-style).
+supplies the keys it leaves out. examples/configs/ holds the paper's recipes (README, "The paper's recipes").
 """
 
 from __future__ import annotations
@@ -33,10 +38,9 @@ from fpl_hf.modeling.transformers_segmenter import (
     pretrained_for_classes,
 )
 from fpl_hf.data import DataSource, EvaluationDataset, load_training_data, training_dataset
-from fpl_hf.hub import ModelCardInfo
+from fpl_hf.hub import ModelCardInfo, describe_run
 from fpl_hf.trainer import FPLConfig, FPLTrainer
 from fpl_hf.trainer.argument_parser import FPLArgumentParser, import_plugins
-from fpl_hf.trainer.fpl_trainer import pool_size
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "embedded.yaml"
 
@@ -135,24 +139,24 @@ def main(model_args: ModelArguments, data_source: DataSource, training_args: FPL
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     trainer.save_model()  # the trained weights are safe before anything that can still fail
     final = trainer.evaluate()
-    trainer.save_model()  # again, with the card of the final evaluation; pushed too when --push_to_hub
+    facts = trainer.run_facts()
     summary = {
+        **facts,
         "final_mean_iou": final["eval_mean_iou"],
         "best_mean_iou": trainer.best_metrics["mean_iou"],
         "best_step": trainer.best_metrics["step"],
-        "labeled_images": len(data.labeled),
-        "unlabeled_images": pool_size(data.unlabeled),
         "seconds": time.perf_counter() - start,
         "processes": args.world_size,
         "log_history": trainer.state.log_history,
     }
-    if args.should_save:
+    if args.should_save:  # before the last save, which pushes the output directory when --push_to_hub
         Path(args.output_dir, "run_summary.json").write_text(json.dumps(summary, indent=1))
-        name = f"{args.framework} + {args.unsup_loss}" if args.framework_declaration.unlabeled else args.framework
+    trainer.save_model()  # again, with the card of the final evaluation
+    if args.should_save:
         print(
-            f"\n{name}: final mIoU {100 * summary['final_mean_iou']:.2f}, best "
-            f"{100 * summary['best_mean_iou']:.2f} (step {summary['best_step']}), {len(data.labeled)} labeled / "
-            f"{pool_size(data.unlabeled)} unlabeled images, {summary['seconds']:.0f}s; saved to {args.output_dir}"
+            f"\n{describe_run(facts)}: final mIoU {100 * summary['final_mean_iou']:.2f}, best "
+            f"{100 * summary['best_mean_iou']:.2f} (step {summary['best_step']}), {summary['seconds']:.0f}s; saved to "
+            f"{args.output_dir}"
         )
     return summary
 

@@ -1,6 +1,7 @@
 """fpl-hf: Fuzzy Positive Learning for semi-supervised semantic segmentation on the Hugging Face stack."""
 
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForSemanticSegmentation
+from transformers.models.auto.modeling_auto import MODEL_FOR_SEMANTIC_SEGMENTATION_MAPPING_NAMES
 
 from .losses import (
     PseudoLabelLossOutput,
@@ -31,6 +32,8 @@ for config_class, model_class in (
 ):
     AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
     AutoModelForSemanticSegmentation.register(config_class, model_class, exist_ok=True)
+    # The image-segmentation pipeline checks models against these names (not the registered classes).
+    MODEL_FOR_SEMANTIC_SEGMENTATION_MAPPING_NAMES.setdefault(config_class.model_type, model_class.__name__)
     # One image processor serves both: it normalizes and pads, and the networks take any size.
     AutoImageProcessor.register(
         config_class, image_processor_classes={"torchvision": TimmSegmentationImageProcessor}, exist_ok=True

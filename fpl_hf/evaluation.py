@@ -18,7 +18,7 @@ import torch
 from datasets import Dataset
 from torch import nn
 
-from .data import EvaluationDataset
+from .data import IGNORE_INDEX, EvaluationDataset
 from .metrics import ConfusionMatrix
 from .modeling.inference import INFERENCE_MODES, pad_to, predict_logits, window_stride
 from .viz import confusion_matrix_figure
@@ -141,10 +141,11 @@ def evaluate_model(
     image_std: Sequence[float],
     protocol: EvaluationProtocol = EvaluationProtocol(),
 ) -> ConfusionMatrix:
-    """Streams every image of a normal-form data set through `model` (one at a time: sizes may differ)."""
-    config = model.config
-    images = EvaluationDataset(dataset, num_labels=config.num_labels, image_mean=image_mean, image_std=image_std)
-    confusion = ConfusionMatrix(config.num_labels, config.semantic_loss_ignore_index)
+    """Streams every image of a normal-form data set through `model` (one at a time: sizes may differ); any
+    transformers segmentation model's logits are brought to the image size first."""
+    num_labels = model.config.num_labels
+    images = EvaluationDataset(dataset, num_labels=num_labels, image_mean=image_mean, image_std=image_std)
+    confusion = ConfusionMatrix(num_labels, IGNORE_INDEX)  # the data's, whatever name a model config gives its own
     device = next(model.parameters()).device
     model.eval()
     for index in range(len(images)):

@@ -55,18 +55,16 @@ def write_model_card(
     args: Any,
     model_config: Any,
     info: ModelCardInfo,
-    num_labeled: int,
-    num_unlabeled: int | str,
-    total_steps: int,
+    facts: dict[str, Any],
     metrics: Optional[dict[str, float]] = None,
     best_metrics: Optional[dict[str, float]] = None,
     repo_id: Optional[str] = None,
 ) -> ModelCard:
     """Renders the card of a run into `directory/README.md` (written atomically) and returns it.
 
-    `args` is the run's `FPLConfig` and `total_steps` its length; `metrics` the latest evaluation (keys
-    `mean_iou`, `iou_<class>`) and `best_metrics` the best one (plus `step`); without `metrics` the card says the
-    model is not evaluated yet.
+    `args` is the run's `FPLConfig` and `facts` what the run does (`FPLTrainer.run_facts`: images, steps of each
+    phase); `metrics` the latest evaluation (keys `mean_iou`, `iou_<class>`) and `best_metrics` the best one (plus
+    `step`); without `metrics` the card says the model is not evaluated yet.
     """
     repo_id = repo_id or args.hub_model_id or Path(args.output_dir).name
     framework = args.framework_declaration
@@ -109,14 +107,13 @@ def write_model_card(
         semi_supervised=semi_supervised,
         framework_options=describe_options(args.framework_options),
         loss_options=describe_options(args.loss_options),
-        steps=describe_steps(total_steps, args.burn_in_steps if semi_supervised else 0),
+        steps=describe_steps(facts),
+        facts=facts,
         architecture=describe_architecture(model_config),
         fpl_hf_model=model_config.model_type in FPL_HF_MODEL_TYPES,
         info=info,
         optim=str(args.optim).split(".")[-1].lower(),
         lr_scheduler=str(args.lr_scheduler_type).split(".")[-1].lower(),
-        num_labeled=num_labeled,
-        num_unlabeled=num_unlabeled,
         metrics=metrics,
         best_metrics=best_metrics,
         per_class=per_class,
@@ -134,11 +131,22 @@ def describe_options(options: Any) -> str:
     return ", ".join(f"{name} = {value}" for name, value in dataclasses.asdict(options).items())
 
 
-def describe_steps(total_steps: int, burn_in_steps: int) -> str:
-    """The steps of a run and of its phases: "600 (200 of supervised burn-in, then 400 semi-supervised)"."""
-    if not burn_in_steps:
-        return str(total_steps)
-    return f"{total_steps} ({burn_in_steps} of supervised burn-in, then {total_steps - burn_in_steps} semi-supervised)"
+def describe_steps(facts: dict[str, Any]) -> str:
+    """The steps of a run and of its phases: "600 steps (200 of supervised burn-in, then 400 semi-supervised)"."""
+    if not facts["burn_in_steps"]:
+        return f"{facts['steps']} steps"
+    return (f"{facts['steps']} steps ({facts['burn_in_steps']} of supervised burn-in, then "
+            f"{facts['semi_supervised_steps']} semi-supervised)")
+
+
+def describe_run(facts: dict[str, Any]) -> str:
+    """A run in a line: "cps + fpl, 600 steps (200 of supervised burn-in, then 400 semi-supervised), 20 labeled and
+    980 unlabeled images"."""
+    if facts["unsup_loss"] is None:
+        return f"{facts['framework']}, {describe_steps(facts)}, {facts['labeled_images']} labeled images alone"
+    unlabeled = "a streamed pool of" if facts["unlabeled_images"] is None else facts["unlabeled_images"]
+    return (f"{facts['framework']} + {facts['unsup_loss']}, {describe_steps(facts)}, {facts['labeled_images']} "
+            f"labeled and {unlabeled} unlabeled images")
 
 
 def describe_architecture(config: Any) -> str:
@@ -265,4 +273,6 @@ def main(argv: Optional[list[str]] = None) -> None:
     print(url)
 
 
-__all__ = ["ExplainedHubPushes", "HubPushError", "ModelCardInfo", "explained_hub_errors", "push_output_dir", "require_token", "write_model_card"]
+__all__ = [
+    "describe_architecture", "describe_options", "describe_run", "describe_steps",
+    "ExplainedHubPushes", "HubPushError", "ModelCardInfo", "explained_hub_errors", "push_output_dir", "require_token", "write_model_card"]

@@ -76,6 +76,35 @@ def make_trainer(scenes, tmp_path, trainer_kwargs=None, model=None, **overrides)
     return FPLTrainer(model, args, train_dataset=train, eval_dataset=evaluation, **(trainer_kwargs or {}))
 
 
+def one_batch(trainer, size=4):
+    """The first `size` training items of `trainer` as a framework step takes them (collated, normalised)."""
+    return trainer._prepare_inputs(trainer.data_collator([trainer.train_dataset[index] for index in range(size)]))
+
+
+def capture_pairs(trainer, values=(7.0,)):
+    """Replaces the trainer's unsupervised loss by constants (the i-th pair of a call gets `values[i]`, the last value
+    for the rest), with gradient, and keeps every pair it is given."""
+    pairs = []
+
+    def fake(*given):
+        pairs.extend(given)
+        return [pair.student.sum() * 0 + values[min(index, len(values) - 1)] for index, pair in enumerate(given)]
+
+    trainer.unsupervised_loss = fake
+    return pairs
+
+
+def recorded_inputs(module):
+    """The `pixel_values` of every forward of `module` from now on."""
+    inputs = []
+
+    def record(_, args, kwargs):
+        inputs.append(kwargs["pixel_values"] if "pixel_values" in kwargs else args[0])
+
+    module.register_forward_pre_hook(record, with_kwargs=True)
+    return inputs
+
+
 def tiny_dinov2_dpt_config(**overrides):
     """fpl_hf's DPT head on a DINOv2-architecture ViT (patch 14, layer scale) of 4 blocks of width 32. Its layer
     scale starts at 1, not DINOv2's 1e-5, so that two test steps move every parameter measurably."""

@@ -9,6 +9,11 @@ from torchvision import tv_tensors
 
 from fpl_hf.data import (
     EMBEDDED_CLASSES,
+    DataCheckError,
+    check_run_data,
+    normalize_images,
+    prepared_batch,
+    semi_supervised_collate,
     DIAGNOSTIC_LABEL,
     EvaluationDataset,
     SemiSupervisedDataset,
@@ -316,7 +321,7 @@ def test_paired_dataset_repeats_the_labeled_part_to_the_unlabeled_length():
     items = [pairs[i] for i in range(5)]
     # labeled index wraps around (0, 1, 0, 1, 0); the first unlabeled image follows the item index
     assert [int(item["labels"].max()) for item in items] == [0, 1, 0, 1, 0]
-    assert [round(float(item["unlabeled_pixel_values"][0, 0].max()) * 255) for item in items] == [20, 30, 40, 50, 60]
+    assert [int(item["unlabeled_pixel_values"][0, 0].max()) for item in items] == [20, 30, 40, 50, 60]
     assert items[0]["unlabeled_pixel_values"].shape == (1, 2, 3, 8, 8) and items[0]["cutmix_masks"].shape == (1, 1, 8, 8)
 
 
@@ -426,3 +431,86 @@ def test_cityscapes_label_train_ids_are_used_as_they_are(tmp_path):
     _save(tmp_path / "gtFine/val/lindau/lindau_000000_000019_gtFine_labelIds.png", np.full((20, 24), 26, np.uint8))
     label = np.asarray(load_cityscapes(tmp_path, "val")[0]["label"])
     assert np.array_equal(label, train_ids)
+
+
+def test_items_travel_as_bytes_and_the_step_sees_what_per_item_normalisation_gives():
+    data = make_fashion_scenes(8, size=32, seed=0)
+    labeled, unlabeled = split_labeled_unlabeled(data, num_labeled=3, seed=0)
+    mean, std = [0.4, 0.5, 0.6], [0.2, 0.3, 0.25]
+    items = SemiSupervisedDataset(labeled, unlabeled, num_labels=6, crop_size=24, image_mean=mean, image_std=std,
+                                  num_unlabeled=2, num_strong_views=2, num_cutmix_masks=2)
+    features = [items[index] for index in range(4)]
+    assert {name: value.dtype for name, value in features[0].items()} == {
+        "pixel_values": torch.uint8, "labels": torch.uint8, "unlabeled_pixel_values": torch.uint8,
+        "unlabeled_strong_pixel_values": torch.uint8, "unlabeled_valid": torch.bool,
+        "unlabeled_diagnostic_labels": torch.uint8, "cutmix_masks": torch.bool}
+    batch = prepared_batch(semi_supervised_collate(features), mean, std)
+    for name in ("pixel_values", "unlabeled_pixel_values", "unlabeled_strong_pixel_values"):
+        one_by_one = torch.stack([normalize_images(feature[name], mean, std) for feature in features])
+        assert batch[name].dtype == torch.float32 and torch.equal(batch[name], one_by_one.flatten(0, 1)
+                                                                  if name != "pixel_values" else one_by_one)
+    assert batch["labels"].dtype == torch.int64 and torch.equal(batch["labels"], torch.stack(
+        [feature["labels"].long() for feature in features]))
+    # A float32 image, int64 masks and a float mask per item, as before, were this many times larger:
+    as_floats = sum(value.numel() * (1 if value.dtype == torch.bool else 4 if value.is_floating_point()
+                                     or value.dtype == torch.uint8 and "label" not in name else 8)
+                    for name, value in features[0].items())
+    as_bytes = sum(value.numel() * value.element_size() for value in features[0].values())
+    assert as_floats / as_bytes >= 3.5
+
+
+def _write_folder_data_set(root, bad):
+    """Labeled and validation folders of 8-class grey slices; `bad` names the broken files to write."""
+    rng = np.random.default_rng(0)
+    for part, count in (("train", 6), ("validation", 3)):
+        (root / part / "images").mkdir(parents=True)
+        (root / part / "masks").mkdir()
+        for index in range(count):
+            _save(root / part / "images" / f"{index}.png", rng.integers(0, 255, (20, 24), dtype=np.uint8))
+            _save(root / part / "masks" / f"{index}.png", rng.integers(0, 8, (20, 24), dtype=np.uint8))
+    if "id" in bad:
+        _save(root / "train" / "masks" / "0.png", np.full((20, 24), 200, dtype=np.uint8))
+    if "truncated" in bad:
+        data = (root / "train" / "images" / "1.png").read_bytes()
+        (root / "train" / "images" / "1.png").write_bytes(data[: len(data) // 2])
+    if "text" in bad:
+        (root / "train" / "images" / "2.png").write_text("not an image")
+    if "size" in bad:
+        _save(root / "train" / "masks" / "3.png", np.zeros((24, 20), dtype=np.uint8))
+    if "validation" in bad:
+        _save(root / "validation" / "masks" / "1.png", np.full((20, 24), 99, dtype=np.uint8))
+
+
+def test_bad_samples_are_all_reported_before_training_and_the_output_folder_is_left_alone(tmp_path):
+    import run_fpl
+
+    _write_folder_data_set(tmp_path, {"id", "truncated", "text", "size", "validation"})
+    output = tmp_path / "run"
+    flags = ["--dataset", "folders", "--num_labels", "8", "--images_dir", str(tmp_path / "train" / "images"),
+             "--masks_dir", str(tmp_path / "train" / "masks"), "--num_labeled", "3",
+             "--validation_images_dir", str(tmp_path / "validation" / "images"),
+             "--validation_masks_dir", str(tmp_path / "validation" / "masks"), "--backbone", "test_resnet",
+             "--backbone_weights", "none", "--crop_size", "16", "--max_steps", "2", "--burn_in_steps", "0",
+             "--report_to", "none", "--output_dir", str(output)]
+    with pytest.raises(DataCheckError) as error:
+        run_fpl.main(*run_fpl.parse_arguments(flags))
+    report = str(error.value)
+    assert report.startswith("5 of the 9 samples checked")
+    for name, problem in [("0.png", "class ids [200]"), ("1.png", "could not read the image"),
+                          ("2.png", "could not read the image"), ("3.png", "but its mask is 20x24"),
+                          ("validation/masks/1.png", "class ids [99]")]:
+        assert any(name in line and problem in line for line in report.splitlines()), (name, problem)
+    assert "--skip_data_check" in report
+    assert not output.exists()
+    # Told to skip the check, the run meets the first bad sample it reads, and stops there.
+    with pytest.raises(ValueError, match="could not read|class ids|its mask is") as error:
+        run_fpl.main(*run_fpl.parse_arguments(flags + ["--skip_data_check", "true"]))
+    assert not isinstance(error.value, DataCheckError)
+
+
+def test_the_check_passes_good_samples_and_names_each_bad_one(tmp_path):
+    _write_folder_data_set(tmp_path, {"id"})
+    labeled, _ = load_folders(tmp_path / "train" / "images", tmp_path / "train" / "masks")
+    check_run_data(labeled.select([1, 2, 3]), None, None, num_labels=8)
+    with pytest.raises(DataCheckError, match=r"1 of the 6 samples.*\n.*labeled sample 0 \(.*0.png\): mask holds class ids"):
+        check_run_data(labeled, None, None, num_labels=8)

@@ -65,7 +65,8 @@ def test_processes_reach_the_weights_of_one_process_with_the_same_global_batch(t
 RUN_FPL = ["examples/run_fpl.py", "--backbone", "test_resnet", "--backbone_weights", "none", "--aspp_channels", "16",
            "--decoder_channels", "16", "--num_train_scenes", "16", "--num_validation_scenes", "4", "--scene_size", "32",
            "--num_labeled", "4", "--crop_size", "32", "--per_device_train_batch_size", "2",
-           "--per_device_eval_batch_size", "2", "--max_steps", "2", "--eval_strategy", "no", "--save_strategy", "no",
+           "--per_device_eval_batch_size", "2", "--max_steps", "2", "--burn_in_steps", "0", "--eval_strategy", "no",
+           "--save_strategy", "no",
            "--ddp_backend", "gloo", "--disable_tqdm", "true"]
 
 

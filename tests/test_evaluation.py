@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from conftest import make_trainer, tiny_config
@@ -84,7 +85,7 @@ def test_evaluate_and_predict_commands(saved_model, tmp_path):
     for index, scene in enumerate(make_fashion_scenes(2, size=32, split="validation")["image"]):
         scene.save(images / f"{index}.png")
     run = lambda *args: subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, timeout=300)  # noqa: E731
-    report = run("examples/evaluate.py", "--model", str(saved_model), "--num_scenes", "4", "--mode", "center",
+    report = run("examples/evaluate.py", "--model", str(saved_model), "--num_validation_scenes", "4", "--mode", "center",
                  "--crop_size", "16", "--output_dir", str(tmp_path / "r"))
     assert report.returncode == 0, report.stderr[-2000:]
     parsed = json.loads((tmp_path / "r" / "report.json").read_text())
@@ -92,7 +93,7 @@ def test_evaluate_and_predict_commands(saved_model, tmp_path):
     assert sum(values["pixels"] for values in parsed["per_class"].values()) == 4 * 16 * 16
     refused = run("examples/evaluate.py", "--model", str(saved_model), "--mode", "slide")
     assert refused.returncode == 2 and "needs a crop size" in refused.stderr
-    slide = run("examples/evaluate.py", "--model", str(saved_model), "--num_scenes", "3", "--mode", "slide",
+    slide = run("examples/evaluate.py", "--model", str(saved_model), "--num_validation_scenes", "3", "--mode", "slide",
                 "--crop_size", "24", "--stride", "12", "--output_dir", str(tmp_path / "s"))
     assert slide.returncode == 0, slide.stderr[-2000:]
     parsed = json.loads((tmp_path / "s" / "report.json").read_text())
@@ -116,11 +117,12 @@ def test_evaluate_and_predict_commands(saved_model, tmp_path):
 
 
 def write_mixed_size_folders(root):
-    """Images in three sizes (as slices of a volume in three orientations), with their masks."""
+    """Images in three sizes (as slices of a volume in three orientations), with their masks: 28 and 40 pixels, on
+    both sides of the test network's stride of 32, so that padding to the largest of a batch changes what it sees."""
     rng = np.random.default_rng(0)
     (root / "images").mkdir(parents=True)
     (root / "masks").mkdir()
-    for index, (height, width) in enumerate([(36, 44), (36, 36), (44, 36)] * 3):
+    for index, (height, width) in enumerate([(28, 40), (28, 28), (40, 28)] * 3):
         Image.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).save(root / "images" / f"{index}.png")
         mask = rng.integers(0, 11, (height, width), dtype=np.uint8)
         mask[:3] = 255
@@ -136,8 +138,19 @@ def test_images_of_several_sizes_give_the_same_miou_at_any_eval_batch_size(scene
     for batch_size in (1, 4):
         trainer = make_trainer(scenes, tmp_path / str(batch_size), framework="supervised",
                                per_device_eval_batch_size=batch_size, **protocol)
+        with torch.no_grad():  # shifted BatchNorms: zero padding no longer maps to zero features
+            generator = torch.Generator().manual_seed(0)
+            for module in trainer.model.modules():
+                if isinstance(module, torch.nn.BatchNorm2d):
+                    module.bias.copy_(torch.randn(module.bias.shape, generator=generator))
         trainer.eval_dataset = EvaluationDataset(validation, num_labels=11, image_mean=[0.5] * 3, image_std=[0.5] * 3)
         results.append(trainer.evaluate())
+    # The padding a batch of mixed sizes would add changes what this network predicts on the image itself.
+    network = trainer.model.eval()
+    image = EvaluationDataset(validation, num_labels=11, image_mean=[0.5] * 3, image_std=[0.5] * 3)[1]["pixel_values"]
+    with torch.no_grad():
+        alone, padded = network.segment(image[None]), network.segment(F.pad(image, (0, 12, 0, 12))[None])
+    assert not torch.equal(alone.argmax(1), padded[..., :28, :28].argmax(1))
     assert results[0]["eval_mean_iou"] == pytest.approx(results[1]["eval_mean_iou"], abs=1e-6)
     assert results[0]["eval_overall_accuracy"] == pytest.approx(results[1]["eval_overall_accuracy"], abs=1e-6)
     expected = evaluate_model(trainer.model, validation, image_mean=[0.5] * 3, image_std=[0.5] * 3,
@@ -149,3 +162,20 @@ def test_importing_fpl_hf_leaves_the_matplotlib_backend_alone():
     code = "import matplotlib; matplotlib.use('svg'); import fpl_hf, fpl_hf.viz, fpl_hf.evaluation; print(matplotlib.get_backend())"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == "svg", result.stderr[-2000:]
+
+
+def test_pictures_and_reports_read_folder_data_as_run_fpl_does(saved_model, tmp_path):
+    write_mixed_size_folders(tmp_path / "validation")
+    folders = ["--dataset", "folders", "--num_labels", "11", "--validation_images_dir",
+               str(tmp_path / "validation" / "images"), "--validation_masks_dir", str(tmp_path / "validation" / "masks")]
+    run = lambda *args: subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, timeout=300)  # noqa: E731
+    pictures = run("examples/fpl_pictures.py", "--model", str(saved_model), "--images", "2", *folders,
+                   "--output_dir", str(tmp_path / "f"))
+    assert pictures.returncode == 0, pictures.stderr[-2000:]
+    with Image.open(tmp_path / "f" / "k_map_0.png") as picture:
+        assert picture.size[0] > 100
+    report = run("examples/evaluate.py", "--model", str(saved_model), *folders, "--output_dir", str(tmp_path / "r"))
+    assert report.returncode == 0, report.stderr[-2000:]
+    parsed = json.loads((tmp_path / "r" / "report.json").read_text())
+    # every labeled pixel of the nine slices (the top three rows of each are 255)
+    assert sum(values["pixels"] for values in parsed["per_class"].values()) == 3 * (25 * 40 + 25 * 28 + 37 * 28)

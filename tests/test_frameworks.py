@@ -8,14 +8,10 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from conftest import ROOT, make_trainer, run_fpl
+from conftest import capture_pairs, one_batch, ROOT, make_trainer, run_fpl
 from fpl_hf.trainer import UNSUPERVISED_LOSSES, FPLConfig, FPLTrainer, register_framework
 from fpl_hf.trainer.frameworks import FRAMEWORKS, Framework, unimatch_v2
 from fpl_hf.trainer.frameworks.base import eval_mode_logits, mix
-
-
-def one_batch(trainer, size=4):
-    return trainer.data_collator([trainer.train_dataset[index] for index in range(size)])
 
 
 def readme_block(heading: str) -> str:
@@ -130,17 +126,6 @@ def test_complementary_channel_dropout_gives_the_two_views_opposite_halves():
     perturbed = first[~unperturbed]
     assert set(perturbed.unique().tolist()) == {0.0, 2.0}
     assert 0.3 < float((perturbed == 2).float().mean()) < 0.7  # about half of the channels each
-
-
-def capture_pairs(trainer):
-    pairs = []
-
-    def fake(*given):
-        pairs.extend(given)
-        return [student.sum() * 0 + 7.0 for student, _, _, _ in given]
-
-    trainer.unsupervised_loss = fake
-    return pairs
 
 
 def test_unimatch_v2_strong_views_learn_from_the_ema_teachers_mixed_weak_prediction(scenes, tmp_path, monkeypatch):

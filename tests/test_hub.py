@@ -172,3 +172,41 @@ def test_a_push_refused_during_training_warns_and_the_run_still_saves_everything
     run = tmp_path / "run"
     for name in ("model.safetensors", "config.json", "README.md", "checkpoint-2/branch_2.safetensors"):
         assert (run / name).is_file(), name
+
+
+def test_a_save_through_the_python_api_runs_in_pipeline_without_a_not_supported_line(scenes, tmp_path, monkeypatch):
+    from transformers.pipelines import base
+
+    trainer = make_trainer(scenes, tmp_path, framework="cps")  # no image processor given: the family's is saved
+    trainer.train()
+    trainer.save_model(str(tmp_path / "saved"))
+    errors = []
+    monkeypatch.setattr(base.logger, "error", lambda message, *args, **kwargs: errors.append(message))
+    segmenter = pipeline("image-segmentation", model=str(tmp_path / "saved"))
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    masks = segmenter(image)
+    assert not errors
+    assert isinstance(segmenter.image_processor, TimmSegmentationImageProcessor)
+    assert list(segmenter.image_processor.image_mean) == [0.5] * 3  # the training set's normalisation
+    pixels = torch.from_numpy((np.asarray(image, dtype=np.float32) / 255 - 0.5) / 0.5).permute(2, 0, 1)[None]
+    expected = logits_of(trainer.model.branch_1, pixels).argmax(1)[0]
+    predicted = torch.full((32, 32), -1)
+    for mask in masks:
+        predicted[torch.from_numpy(np.array(mask["mask"]) > 0)] = trainer.model.branch_1.config.label2id[mask["label"]]
+    assert torch.equal(predicted, expected)
+
+
+def test_checkpoint_pushes_carry_the_run_summary(hub, tmp_path):
+    import run_fpl
+
+    run_fpl.main(*run_fpl.parse_arguments([
+        "--backbone", "test_resnet", "--backbone_weights", "none", "--aspp_channels", "16", "--decoder_channels", "16",
+        "--num_train_scenes", "12", "--num_validation_scenes", "2", "--scene_size", "32", "--crop_size", "32",
+        "--num_labeled", "4", "--per_device_train_batch_size", "2", "--max_steps", "2", "--burn_in_steps", "1",
+        "--save_strategy", "steps", "--save_steps", "1", "--eval_strategy", "no", "--report_to", "none",
+        "--push_to_hub", "true", "--hub_model_id", REPO, "--hub_strategy", "checkpoint",
+        "--output_dir", str(tmp_path / "run"),
+    ]))
+    files = hub.repos[REPO].files
+    assert "run_summary.json" in files and "last-checkpoint/model.safetensors" in files
+    assert files["run_summary.json"] == (tmp_path / "run" / "run_summary.json").read_bytes()

@@ -1,31 +1,23 @@
 """Tests that fail when the method breaks: who teaches whom in CPS, what reaches the loss, what gets logged."""
 
+import copy
+from types import SimpleNamespace
+
 import pytest
 import torch
 
-from conftest import make_trainer
+from conftest import capture_pairs, make_trainer, one_batch, recorded_inputs
 from fpl_hf.losses import fuzzy_positive_loss, pseudo_label_cross_entropy
 from fpl_hf.trainer.frameworks import FRAMEWORKS, PseudoLabelPair
-from fpl_hf.trainer.frameworks.base import mix, without_dropout
-
-
-def capture_pairs(trainer, value=7.0):
-    """Replaces the unsupervised loss by a constant `value` per pair (with gradient) and keeps the pairs."""
-    pairs = []
-
-    def fake(*given):
-        pairs.extend(given)
-        return [student.sum() * 0 + value for student, _, _, _ in given]
-
-    trainer.unsupervised_loss = fake
-    return pairs
+from fpl_hf.trainer.frameworks import unimatch_v2
+from fpl_hf.trainer.frameworks.base import eval_mode_logits, mix, without_dropout
 
 
 @pytest.mark.parametrize("cutmix", [True, False])
 def test_each_cps_branch_learns_from_the_other_branch(scenes, tmp_path, cutmix):
     trainer = make_trainer(scenes, tmp_path, framework="cps", cutmix=cutmix, unsup_weight=3.0)
     pair = trainer.model.train()
-    batch = trainer.data_collator([trainer.train_dataset[index] for index in range(2)])
+    batch = one_batch(trainer, 2)
     pairs = capture_pairs(trainer)
     loss = FRAMEWORKS["cps"].step(trainer, pair, batch)
     # The total holds the unsupervised terms, weighted: 2 pairs x 7.0 x beta 3.
@@ -120,3 +112,106 @@ def test_logged_k_shares_and_pseudo_label_statistics_equal_a_count_by_hand(scene
     assert logged["pseudo_label_accuracy"] == pytest.approx(1 / 4)
     assert logged["case_wrong_in_set"] == pytest.approx(1 / 4)
     assert logged["case_outside_set"] == pytest.approx(2 / 4)
+
+
+PAIRS_PER_STEP = {"cps": 2, "mean_teacher": 1, "unimatch": 3, "unimatch_v2": 2}
+
+
+@pytest.mark.parametrize("framework", sorted(PAIRS_PER_STEP))
+@pytest.mark.parametrize("ratio", [1, 2])
+def test_every_framework_takes_each_allowed_unlabeled_batch(scenes, tmp_path, framework, ratio):
+    # 2 labeled images a step, with 2 or 4 unlabeled ones: each term sees the rows of its own kind.
+    trainer = make_trainer(scenes, tmp_path, framework=framework, per_device_unlabeled_batch_size=2 * ratio)
+    assert PAIRS_PER_STEP.keys() == {name for name, declared in FRAMEWORKS.items() if declared.unlabeled}
+    batch = one_batch(trainer, 2)
+    supervised_rows = []
+    supervised = trainer.supervised_loss
+    trainer.supervised_loss = lambda logits, labels: supervised_rows.append(logits.shape[0]) or supervised(logits, labels)
+    pairs = capture_pairs(trainer)
+    FRAMEWORKS[framework].step(trainer, trainer.model.train(), batch)
+    assert supervised_rows and set(supervised_rows) == {2}
+    assert len(pairs) == PAIRS_PER_STEP[framework]
+    for pair in pairs:
+        assert {tensor.shape[0] for tensor in pair} == {2 * ratio} and pair.student.shape == pair.teacher.shape
+
+
+def drifted_teacher(trainer):
+    """The EMA teacher moved away from the student, so that whose predictions are targets shows."""
+    with torch.no_grad():
+        for parameter in trainer.teacher.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    return trainer.teacher
+
+
+def test_the_mean_teachers_student_learns_on_its_own_cutmix_the_teachers_targets_mixed_by_its_box(scenes, tmp_path):
+    trainer = make_trainer(scenes, tmp_path, framework="mean_teacher", unsup_weight=3.0)
+    teacher = drifted_teacher(trainer)
+    batch = one_batch(trainer, 4)
+    inputs = recorded_inputs(trainer.model)
+    pairs = capture_pairs(trainer)
+    loss = FRAMEWORKS["mean_teacher"].step(trainer, trainer.model.train(), batch)
+    assert loss.item() == pytest.approx(trainer._metrics["train"]["sup"][-1] + 3.0 * 7.0, rel=1e-5)
+
+    unlabeled, box = batch["unlabeled_pixel_values"], batch["cutmix_masks"][:, 0]
+    assert 0 < box.float().mean() < 1  # a box that mixes, so that mixing shows
+    assert torch.equal(inputs[-1], mix(unlabeled[:, 0], unlabeled[:, 1], box))  # the student sees the mixed image
+    ((student, targets, valid, diagnostic),) = pairs
+    expected = mix(eval_mode_logits(teacher, unlabeled[:, 0]), eval_mode_logits(teacher, unlabeled[:, 1]), box)
+    torch.testing.assert_close(targets, expected)  # the teacher's, mixed by the student's own box
+    assert torch.equal(valid, mix(batch["unlabeled_valid"][:, 0], batch["unlabeled_valid"][:, 1], box))
+    assert torch.equal(diagnostic, mix(batch["unlabeled_diagnostic_labels"][:, 0],
+                                       batch["unlabeled_diagnostic_labels"][:, 1], box))
+    assert student.requires_grad and not targets.requires_grad
+
+
+def test_unimatch_learns_mixed_strong_views_and_a_perturbed_weak_view_from_the_weak_prediction(scenes, tmp_path):
+    trainer = make_trainer(scenes, tmp_path, framework="unimatch", unsup_weight=3.0, cutmix_probability=1.0)
+    model = trainer.model.train()
+    reference = copy.deepcopy(model)  # the step updates BatchNorm statistics: targets are recomputed from before
+    batch = one_batch(trainer, 4)
+    inputs = recorded_inputs(model)
+    pairs = capture_pairs(trainer, values=(1.0, 2.0, 4.0))
+    loss = FRAMEWORKS["unimatch"].step(trainer, model, batch)
+    # (sup + beta * (0.5 * mean of the strong terms + 0.5 * the perturbed term)) / 2
+    expected_unsup = 0.5 * (0.5 * (1.0 + 2.0)) + 0.5 * 4.0
+    assert loss.item() == pytest.approx((trainer._metrics["train"]["sup"][-1] + 3.0 * expected_unsup) / 2, rel=1e-5)
+
+    labeled, weak, strong, boxes = (batch[name] for name in ("pixel_values", "unlabeled_pixel_values",
+                                                              "unlabeled_strong_pixel_values", "cutmix_masks"))
+    partner = eval_mode_logits(reference, weak[:, 1])
+    with torch.no_grad(), without_dropout(reference):
+        weak_logits = reference(pixel_values=torch.cat([labeled, weak[:, 0]])).logits[labeled.shape[0]:]
+    strong_views = [mix(strong[:, 0, view], strong[:, 1, view], boxes[:, view]) for view in (0, 1)]
+    assert torch.equal(inputs[-1], torch.cat(strong_views))  # the student sees both mixed strong views
+    for (student, targets, valid, _), box in zip(pairs[:2], (boxes[:, 0], boxes[:, 1])):
+        torch.testing.assert_close(targets, mix(weak_logits, partner, box))  # mixed by that view's own box
+        assert torch.equal(valid, mix(batch["unlabeled_valid"][:, 0], batch["unlabeled_valid"][:, 1], box))
+    assert not torch.equal(boxes[:, 0], boxes[:, 1])
+    torch.testing.assert_close(pairs[2].teacher, weak_logits)  # the perturbed branch: the unmixed weak prediction
+    assert torch.equal(pairs[2].valid, batch["unlabeled_valid"][:, 0])
+
+
+def test_unimatch_v2_trains_the_channel_dropout_decodings(scenes, tmp_path, monkeypatch):
+    # With every channel dropped, a decoding holds no trace of the image: its logits are the same at every pixel.
+    monkeypatch.setattr(unimatch_v2, "complementary_channel_dropout", lambda features: features * 0)
+    trainer = make_trainer(scenes, tmp_path, framework="unimatch_v2", cutmix_probability=1.0)
+    pairs = capture_pairs(trainer)
+    FRAMEWORKS["unimatch_v2"].step(trainer, trainer.model.train(), one_batch(trainer, 4))
+    for pair in pairs:
+        assert pair.student.flatten(2).std(-1).max() < 1e-5 and pair.teacher.flatten(2).std(-1).min() > 1e-3
+
+
+def test_the_ema_teacher_follows_aels_decay_up_to_its_cap():
+    from fpl_hf.trainer.callbacks import EMATeacherCallback
+    from fpl_hf.trainer.schedule import SemiSupervisedSchedule
+
+    teacher, student = torch.nn.Linear(1, 1, bias=False), torch.nn.Linear(1, 1, bias=False)
+    callback = EMATeacherCallback(teacher, 0.99, SemiSupervisedSchedule(burn_in_steps=10))
+    for step, expected_decay in [(5, 0.0), (11, 0.0), (12, 0.5), (13, 2 / 3), (60, 1 - 1 / 50), (110, 0.99),
+                                 (5000, 0.99)]:
+        with torch.no_grad():
+            teacher.weight.fill_(0.0)
+            student.weight.fill_(1.0)
+        callback.on_step_end(None, SimpleNamespace(global_step=step), None, model=student)
+        # teacher = decay * 0 + (1 - decay) * 1
+        assert 1 - teacher.weight.item() == pytest.approx(expected_decay, abs=1e-6), step

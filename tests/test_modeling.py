@@ -16,11 +16,23 @@ from fpl_hf.modeling.pretrained import efficientnet_pytorch_to_timm, package_wei
 
 @pytest.mark.parametrize("output_stride", [8, 16])
 @pytest.mark.parametrize("size", [(32, 32), (37, 45), (64, 33)])
-def test_logits_at_input_resolution(output_stride, size):
+def test_the_forward_is_deeplabv3_plus_written_out_by_hand(output_stride, size):
     model = DeepLabV3PlusForSemanticSegmentation(tiny_config(output_stride=output_stride)).eval()
-    logits = model(torch.randn(2, 3, *size)).logits
+    pixels = torch.randn(2, 3, *size)
+    with torch.no_grad():
+        logits = model(pixels).logits
+        # The reference: pad to the encoder's stride, ASPP on the deep feature, upsample it to the stride-4 one,
+        # fuse, classify, upsample to the padded input, crop back.
+        height, width, stride = *size, max(model.backbone.feature_info.reduction())
+        padded = F.pad(pixels, (0, -width % stride, 0, -height % stride))
+        features = dict(zip(model.backbone.feature_info.out_indices, model.backbone(padded)))
+        low, high = (features[index] for index in model.config.out_indices)
+        context = model.aspp(high)
+        context = F.interpolate(context, size=low.shape[-2:], mode="bilinear", align_corners=False)
+        fused = model.decoder(torch.cat([context, model.low_level_projection(low)], 1))
+        expected = F.interpolate(model.classifier(fused), size=padded.shape[-2:], mode="bilinear")[..., :height, :width]
     assert logits.shape == (2, 4, *size)
-    assert torch.isfinite(logits).all()
+    torch.testing.assert_close(logits, expected)
 
 
 def test_output_stride_dilates_the_deep_feature():

@@ -6,14 +6,10 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import TrainerCallback
 
-from conftest import make_trainer
+from conftest import one_batch, make_trainer
 from fpl_hf.losses import fuzzy_positive_loss, pseudo_label_cross_entropy
 from fpl_hf.trainer import FPLConfig
 from fpl_hf.trainer.frameworks import FRAMEWORKS, PseudoLabelPair
-
-
-def one_batch(trainer, size=2):
-    return trainer.data_collator([trainer.train_dataset[index] for index in range(size)])
 
 
 class GradientNormAtStep(TrainerCallback):
@@ -42,7 +38,7 @@ def test_gradients_are_not_clipped_by_default(scenes, tmp_path):
 def test_teacher_targets_do_not_depend_on_dropout(scenes, tmp_path, framework):
     trainer = make_trainer(scenes, tmp_path, framework=framework)
     trainer.model.train()
-    batch = one_batch(trainer)
+    batch = one_batch(trainer, 2)
     targets = []
     trainer.unsupervised_loss = lambda *pairs: targets.append([teacher for _, teacher, _, _ in pairs]) or [
         student.sum() * 0 for student, _, _, _ in pairs
@@ -70,7 +66,7 @@ def test_eval_mode_teachers_ignore_the_configured_inference_protocol(scenes, tmp
     calls = []
     teacher.backbone.register_forward_hook(lambda m, i, o: calls.append(not torch.is_grad_enabled()))
     trainer.model.train()
-    FRAMEWORKS[framework].step(trainer, trainer.model, one_batch(trainer))
+    FRAMEWORKS[framework].step(trainer, trainer.model, one_batch(trainer, 2))
     assert sum(calls) == passes  # one plain pass per unlabeled image, no windows, no flip
 
 

@@ -10,7 +10,8 @@ from conftest import run_fpl
 from fpl_hf import DeepLabV3PlusForSemanticSegmentation
 
 TINY = ["--backbone", "test_resnet", "--backbone_weights", "none", "--aspp_channels", "16", "--decoder_channels", "16",
-        "--crop_size", "32", "--per_device_train_batch_size", "2", "--max_steps", "2", "--save_strategy", "no",
+        "--crop_size", "32", "--per_device_train_batch_size", "2", "--max_steps", "2", "--burn_in_steps", "0",
+        "--unsup_rampup_steps", "0", "--save_strategy", "no",
         "--eval_strategy", "no", "--disable_tqdm", "true", "--report_to", "none"]
 
 
@@ -79,5 +80,71 @@ def test_an_unlabeled_pool_of_parquet_shards_is_streamed_at_two_unlabeled_per_la
         "--burn_in_steps", "0", "--unsup_rampup_steps", "0", "--logging_steps", "1",
         "--output_dir", str(tmp_path / "run"),
     ]))
-    assert summary["unlabeled_images"] == "a streamed pool of"
+    assert (summary["unlabeled_images"], summary["unlabeled_pool"]) == (None, "streamed")
     assert [entry["step"] for entry in summary["log_history"] if "unsup" in entry] == [1, 2]
+
+
+def folder_flags(tmp_path, *extra):
+    write_slices(tmp_path / "labeled", 6)
+    write_slices(tmp_path / "validation", 3, seed=2)
+    return TINY + ["--dataset", "folders", "--num_labels", "8", "--images_dir", str(tmp_path / "labeled" / "images"),
+                   "--masks_dir", str(tmp_path / "labeled" / "masks"),
+                   "--validation_images_dir", str(tmp_path / "validation" / "images"),
+                   "--validation_masks_dir", str(tmp_path / "validation" / "masks"),
+                   "--output_dir", str(tmp_path / "run"), *extra]
+
+
+def test_a_labeled_folder_alone_trains_on_every_label_and_says_so(tmp_path, capsys):
+    flags = folder_flags(tmp_path, "--framework", "supervised")
+    summary = run_fpl.main(*run_fpl.parse_arguments(flags))
+    assert (summary["framework"], summary["unsup_loss"], summary["labeled_images"], summary["unlabeled_images"]) == (
+        "supervised", None, 6, None)  # every label, none drawn away as unlabeled (no embedded default leaks in)
+    assert (summary["steps"], summary["burn_in_steps"], summary["semi_supervised_steps"]) == (2, 0, 0)
+    assert "supervised, 2 steps, 6 labeled images alone: final mIoU" in capsys.readouterr().out
+    card = (tmp_path / "run" / "README.md").read_text()
+    assert "trained on the labeled images of **folders** alone" in card
+    assert "| data | folders: 6 labeled images (every training image labeled) |" in card
+    assert "semi-supervised" not in card and "Fuzzy Positive" not in card and "unsupervised loss" not in card
+    with pytest.raises(ValueError, match="`--unlabeled_dir`.*`--num_labeled`.*`--framework supervised`"):
+        run_fpl.main(*run_fpl.parse_arguments(flags + ["--framework", "cps"]))
+
+
+def test_the_summary_and_card_say_each_phase_of_a_semi_supervised_run(tmp_path, capsys):
+    flags = folder_flags(tmp_path, "--framework", "mean_teacher", "--num_labeled", "2", "--max_steps", "5",
+                         "--burn_in_steps", "2", "--logging_steps", "1")
+    summary = run_fpl.main(*run_fpl.parse_arguments(flags))
+    assert (summary["labeled_images"], summary["unlabeled_images"], summary["unlabeled_pool"]) == (2, 4, "map-style")
+    assert (summary["steps"], summary["burn_in_steps"], summary["semi_supervised_steps"]) == (5, 2, 3)
+    assert [entry["step"] for entry in summary["log_history"] if "unsup" in entry] == [3, 4, 5]
+    assert ("mean_teacher + fpl, 5 steps (2 of supervised burn-in, then 3 semi-supervised), 2 labeled and 4 unlabeled "
+            "images: final mIoU") in capsys.readouterr().out
+    card = (tmp_path / "run" / "README.md").read_text()
+    assert "2 labeled and 4 unlabeled images (2 drawn from train with data seed 0)" in card
+    assert "5 steps (2 of supervised burn-in, then 3 semi-supervised)" in card and "Fuzzy Positive Learning" in card
+
+
+def test_a_burn_in_that_covers_the_whole_run_is_refused_before_the_first_step(tmp_path):
+    flags = folder_flags(tmp_path, "--framework", "cps", "--num_labeled", "2", "--max_steps", "2",
+                         "--burn_in_steps", "50")
+    with pytest.raises(ValueError, match=r"`burn_in_steps` \(50\) covers all 2 steps"):
+        run_fpl.main(*run_fpl.parse_arguments(flags))
+    assert not list((tmp_path / "run").glob("*"))  # nothing written
+
+
+def test_the_model_is_saved_before_the_final_evaluation_by_run_fpl_itself(tmp_path, monkeypatch):
+    from fpl_hf.trainer import FPLTrainer
+
+    def broken(self, *args, **kwargs):  # bypasses the trainer's own save-on-failure
+        raise RuntimeError("injected evaluation failure")
+
+    monkeypatch.setattr(FPLTrainer, "evaluate", broken)
+    with pytest.raises(RuntimeError, match="injected"):
+        run_fpl.main(*run_fpl.parse_arguments(folder_flags(tmp_path, "--framework", "supervised")))
+    DeepLabV3PlusForSemanticSegmentation.from_pretrained(tmp_path / "run")
+
+
+def test_the_last_save_holds_the_final_evaluation(tmp_path):
+    summary = run_fpl.main(*run_fpl.parse_arguments(folder_flags(tmp_path, "--framework", "supervised")))
+    card = (tmp_path / "run" / "README.md").read_text()
+    assert f"value: {round(summary['final_mean_iou'], 4)}" in card
+    assert json.loads((tmp_path / "run" / "run_summary.json").read_text())["final_mean_iou"] == summary["final_mean_iou"]

@@ -31,7 +31,7 @@ def labeled_images(count: int = 3) -> Dataset:
 
 
 def numbers(item) -> list[int]:
-    pixels = (item["unlabeled_pixel_values"][..., :2, 0, 0] * 255).round().long().reshape(-1, 2)
+    pixels = item["unlabeled_pixel_values"][..., :2, 0, 0].long().reshape(-1, 2)
     return (pixels[:, 0] + 256 * pixels[:, 1]).tolist()
 
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from conftest import make_trainer, tiny_config
+from transformers import TrainerCallback
 from fpl_hf import DeepLabV3PlusForSemanticSegmentation
 from fpl_hf.evaluation import evaluate_model
 from fpl_hf.trainer import BranchPair, FPLConfig
@@ -100,12 +101,28 @@ def test_bf16_on_cpu_trains_under_autocast(scenes, tmp_path, framework):
     assert dtypes and all(dtype == torch.bfloat16 for dtype in dtypes)
 
 
+class ReferenceMeanIoU(TrainerCallback):
+    """The mIoU of the evaluated network at each evaluation, computed apart from the trainer's streamed one."""
+
+    def __init__(self, trainer, validation):
+        self.trainer, self.validation, self.values = trainer, validation, []
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        network = self.trainer._evaluated_network(self.trainer.model)
+        self.values.append(evaluate_model(network, self.validation, image_mean=[0.5] * 3,
+                                          image_std=[0.5] * 3).compute()["mean_iou"])
+
+
 def test_evaluation_streams_miou_and_keeps_the_best(scenes, tmp_path):
-    trainer = make_trainer(scenes, tmp_path, framework="cps", max_steps=2, eval_strategy="steps", eval_steps=1)
+    trainer = make_trainer(scenes, tmp_path, framework="cps", max_steps=3, eval_strategy="steps", eval_steps=1,
+                           per_device_eval_batch_size=3, learning_rate=0.05)
+    reference = ReferenceMeanIoU(trainer, scenes[2])
+    trainer.add_callback(reference)
     trainer.train()
     evaluations = [entry["eval_mean_iou"] for entry in trainer.state.log_history if "eval_mean_iou" in entry]
-    assert len(evaluations) == 2 and 0 <= min(evaluations)
-    assert trainer.best_metrics["mean_iou"] == max(evaluations)
+    assert evaluations == pytest.approx(reference.values) and len(set(evaluations)) > 1
+    best = max(range(3), key=lambda index: evaluations[index])
+    assert (trainer.best_metrics["mean_iou"], trainer.best_metrics["step"]) == (evaluations[best], best + 1)
 
 
 def test_final_cps_model_is_a_plain_model_that_from_pretrained_loads(scenes, tmp_path):
@@ -132,11 +149,22 @@ def test_optimizer_is_sgd_without_decay_on_batchnorm_and_biases(scenes, tmp_path
             assert all(trainer.model.get_parameter(n).dim() > 1 for n in group_names)
 
 
-def test_other_optimizers_still_work(scenes, tmp_path):
-    trainer = make_trainer(scenes, tmp_path, framework="cps", optim="adamw_torch", max_steps=1)
+def test_other_optimizers_step_by_their_own_rule(scenes, tmp_path):
+    trainer = make_trainer(scenes, tmp_path, framework="cps", optim="adamw_torch", max_steps=1, learning_rate=0.01,
+                           weight_decay=0.1)
+    before = snapshot(trainer.model)
     trainer.train()
-    assert isinstance(trainer.optimizer.optimizer if hasattr(trainer.optimizer, "optimizer") else trainer.optimizer,
-                      torch.optim.AdamW)
+    optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)
+    assert isinstance(optimizer, torch.optim.AdamW)
+    decayed = set(trainer.get_decay_parameter_names(trainer.model))
+    for name, parameter in trainer.model.named_parameters():
+        state = optimizer.state[parameter]
+        # After one AdamW step: m = 0.1 g and v = 0.001 g^2, so the step is -lr g / (|g| + eps) after the decoupled
+        # decay p <- p (1 - lr wd), on weights only.
+        gradient = state["exp_avg"] / 0.1
+        decay = 0.1 if name in decayed else 0.0
+        expected = before[name] * (1 - 0.01 * decay) - 0.01 * gradient / (gradient.abs() + 1e-8)
+        torch.testing.assert_close(parameter.detach(), expected, rtol=1e-4, atol=1e-6, msg=name)
 
 
 def test_non_finite_loss_is_reported_with_the_step(scenes, tmp_path):
@@ -174,8 +202,12 @@ def test_sliding_window_evaluation_runs_in_the_trainer(scenes, tmp_path):
                            eval_stride=8, eval_flip=True)
     trainer.train()
     result = trainer.evaluate()
-    assert 0 <= result["eval_mean_iou"] <= 1
-    assert trainer.args.evaluation_protocol.description == "single scale, sliding window 24 stride 8, flip"
+    protocol = trainer.args.evaluation_protocol
+    assert protocol.description == "single scale, sliding window 24 stride 8, flip"
+    expected = evaluate_model(trainer.model, scenes[2], image_mean=[0.5] * 3, image_std=[0.5] * 3,
+                              protocol=protocol).compute()["mean_iou"]
+    whole = evaluate_model(trainer.model, scenes[2], image_mean=[0.5] * 3, image_std=[0.5] * 3).compute()["mean_iou"]
+    assert result["eval_mean_iou"] == pytest.approx(expected) and expected != pytest.approx(whole)
 
 
 def test_center_crop_evaluation_in_the_trainer_scores_the_crop_alone(scenes, tmp_path):
@@ -231,3 +263,12 @@ def test_a_failed_evaluation_leaves_the_trained_weights_loadable(scenes, tmp_pat
         torch.testing.assert_close(loaded(pixels).logits, trainer.model.branch_1.eval()(pixels).logits)
 
 
+
+
+def test_resuming_into_another_architecture_names_both(scenes, tmp_path):
+    make_trainer(scenes, tmp_path, framework="mean_teacher", save_strategy="steps", save_steps=2).train()
+    other = DeepLabV3PlusForSemanticSegmentation(tiny_config(num_labels=11, backbone="test_efficientnet"))
+    resumed = make_trainer(scenes, tmp_path, model=other, framework="mean_teacher")
+    with pytest.raises(ValueError, match=r"does not fit this run: it holds .*test_resnet encoder.*this run trains "
+                                         r".*test_efficientnet encoder"):
+        resumed.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-2"))

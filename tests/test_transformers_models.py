@@ -9,7 +9,12 @@ import sys
 import pytest
 import torch
 
-from conftest import make_trainer, run_fpl, tiny_transformers_model
+from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
+
+from conftest import make_trainer, run_fpl, tiny_config, tiny_dinov2_dpt_config, tiny_transformers_model
+from fpl_hf import DeepLabV3PlusForSemanticSegmentation, TimmDPTForSemanticSegmentation
+from fpl_hf.data import make_fashion_scenes
+from fpl_hf.evaluation import evaluate_model
 from fpl_hf.modeling.transformers_segmenter import TransformersSegmenter, image_processor_for, pretrained_for_classes
 
 FAMILIES = ["segformer", "upernet_dinov2", "dpt"]
@@ -126,7 +131,28 @@ def test_run_fpl_trains_a_transformers_folder_under_cps_and_fpl(tmp_path, family
         "--max_steps", "2", "--burn_in_steps", "1", "--per_device_train_batch_size", "2", "--eval_strategy", "no",
         "--save_strategy", "no", "--use_cpu", "true", "--output_dir", str(output),
     ]))
-    assert math.isfinite(summary["final_mean_iou"])
+    saved = AutoModelForSemanticSegmentation.from_pretrained(output)
+    validation = make_fashion_scenes(4, size=32, split="validation")
+    processor = AutoImageProcessor.from_pretrained(output)
+    expected = evaluate_model(saved, validation, image_mean=processor.image_mean, image_std=processor.image_std)
+    assert summary["final_mean_iou"] == pytest.approx(expected.compute()["mean_iou"], abs=1e-6)
     config = json.loads((output / "config.json").read_text())
     assert config["model_type"] == model.config.model_type and config["id2label"]["1"] == "top"
     assert (output / "preprocessor_config.json").is_file()
+
+
+@pytest.mark.parametrize("family", ["segformer", "upernet_dinov2", "dpt", "mobilevit", "deeplabv3plus", "timm_dpt"])
+def test_every_model_family_gives_logits_at_the_input_size(family):
+    if family == "deeplabv3plus":
+        network = DeepLabV3PlusForSemanticSegmentation(tiny_config(num_labels=11))
+    elif family == "timm_dpt":
+        network = TimmDPTForSemanticSegmentation(tiny_dinov2_dpt_config())
+    else:
+        network = TransformersSegmenter(tiny_transformers_model(family))
+    network.eval()
+    pixels = torch.randn(2, 3, 40, 56)
+    with torch.no_grad():
+        assert network.segment(pixels).shape == (2, 11, 40, 56)
+        if network.supports_feature_perturbation:
+            output = network(pixel_values=pixels, feature_perturbation=lambda features: features * 0.5)
+            assert output.logits.shape == output.perturbed_logits.shape == (2, 11, 40, 56)

@@ -1,5 +1,6 @@
-from .augment import RandomScale, cutmix_mask, normalization, strong_augmentation, weak_augmentation
-from .collate import GROUPED_FIELDS, pad_collate, semi_supervised_collate
+from .augment import RandomScale, cutmix_mask, normalize_images, strong_augmentation, weak_augmentation
+from .check import DataCheckError, check_run_data, check_samples
+from .collate import GROUPED_FIELDS, pad_collate, prepared_batch, semi_supervised_collate
 from .embedded import EMBEDDED_CLASSES, load_embedded, load_fashion_mnist, make_fashion_scenes, stream_fashion_scenes
 from .evaluation_dataset import EvaluationDataset
 from .loaders import (
@@ -34,6 +35,7 @@ __all__ = [
     "IGNORE_INDEX",
     "VOC_CLASSES",
     "CutMixSettings",
+    "DataCheckError",
     "DataSource",
     "EvaluationDataset",
     "RandomScale",
@@ -44,6 +46,8 @@ __all__ = [
     "TrainingItems",
     "as_unlabeled",
     "check_pair",
+    "check_run_data",
+    "check_samples",
     "checked_sample",
     "cityscapes_label_ids_to_train_ids",
     "cutmix_mask",
@@ -59,8 +63,9 @@ __all__ = [
     "load_training_data",
     "load_voc",
     "make_fashion_scenes",
-    "normalization",
+    "normalize_images",
     "pad_collate",
+    "prepared_batch",
     "read_image",
     "read_split_list",
     "semi_supervised_collate",

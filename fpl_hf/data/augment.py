@@ -54,8 +54,9 @@ def strong_augmentation() -> v2.Compose:
     )
 
 
-def normalization(mean: Sequence[float], std: Sequence[float]) -> v2.Compose:
-    return v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))])
+def normalize_images(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 images (..., 3, H, W) as the network takes them: float32, scaled to [0, 1], minus `mean`, over `std`."""
+    return TF.normalize(TF.to_dtype(images, torch.float32, scale=True), list(mean), list(std))
 
 
 def cutmix_mask(
@@ -89,4 +90,4 @@ def cutmix_mask(
     return mask
 
 
-__all__ = ["RandomScale", "weak_augmentation", "strong_augmentation", "normalization", "cutmix_mask"]
+__all__ = ["RandomScale", "weak_augmentation", "strong_augmentation", "normalize_images", "cutmix_mask"]

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 
 from ..modeling.inference import pad_to
+from .augment import normalize_images
 from .normal_form import IGNORE_INDEX
 
+# The fields of a batch that hold images, and those that hold class ids.
+IMAGE_FIELDS = ("pixel_values", "unlabeled_pixel_values", "unlabeled_strong_pixel_values")
+LABEL_FIELDS = ("labels", "unlabeled_diagnostic_labels")
 # The fields of a training item that hold one entry per unlabeled group (`TrainingItems`).
 GROUPED_FIELDS = (
     "unlabeled_pixel_values", "unlabeled_strong_pixel_values", "unlabeled_valid", "unlabeled_diagnostic_labels",
@@ -37,5 +43,17 @@ def semi_supervised_collate(features: list[dict[str, torch.Tensor]]) -> dict[str
     return {name: value.flatten(0, 1) if name in GROUPED_FIELDS else value for name, value in batch.items()}
 
 
+def prepared_batch(batch: dict[str, torch.Tensor], image_mean: Sequence[float], image_std: Sequence[float]) -> dict:
+    """A batch of bytes (`TrainingItems`) as a framework step takes it, on the batch's device: uint8 images
+    normalised to float32, class ids as int64; what is already so passes unchanged."""
+    prepared = dict(batch)
+    for name in IMAGE_FIELDS:
+        if name in batch and batch[name].dtype == torch.uint8:
+            prepared[name] = normalize_images(batch[name], image_mean, image_std)
+    for name in LABEL_FIELDS:
+        if name in batch:
+            prepared[name] = batch[name].long()
+    return prepared
 
-__all__ = ["GROUPED_FIELDS", "pad_collate", "semi_supervised_collate"]
+
+__all__ = ["GROUPED_FIELDS", "IMAGE_FIELDS", "LABEL_FIELDS", "pad_collate", "prepared_batch", "semi_supervised_collate"]

@@ -20,6 +20,8 @@ from PIL import Image as PILImage
 
 FASHION_MNIST_DIR = Path(os.environ.get("FPL_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"))
 EMBEDDED_CLASSES = ("background", "top", "trouser", "dress", "footwear", "bag")
+# Labeled scenes of a run on the embedded data unless it says otherwise (`DataSource.num_labeled`).
+EMBEDDED_NUM_LABELED = 20
 # Fashion-MNIST label -> scene class: t-shirt/top, pullover, coat and shirt are tops; sandal, sneaker and ankle
 # boot are footwear.
 GARMENT_TYPE = np.array([1, 2, 1, 3, 1, 4, 1, 4, 5, 4], dtype=np.uint8)
@@ -143,6 +145,7 @@ def load_embedded(
 
 __all__ = [
     "EMBEDDED_CLASSES",
+    "EMBEDDED_NUM_LABELED",
     "GARMENT_TYPE",
     "load_embedded",
     "load_fashion_mnist",

@@ -7,7 +7,7 @@ from typing import Sequence
 import torch
 from datasets import Dataset
 
-from .augment import normalization
+from .augment import normalize_images
 from .samples import Palette, load_sample, undecoded
 
 
@@ -26,7 +26,7 @@ class EvaluationDataset(torch.utils.data.Dataset):
         if "label" not in dataset.column_names:
             raise ValueError(f"Evaluation needs labels: the data set has no `label` column ({dataset.column_names}).")
         self.dataset, self.num_labels, self.palette = undecoded(dataset), num_labels, palette
-        self.normalize = normalization(image_mean, image_std)
+        self.image_mean, self.image_std = list(image_mean), list(image_std)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -34,7 +34,7 @@ class EvaluationDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         image, label = load_sample(self.dataset, index, "label", "evaluation", self.num_labels, self.palette)
         return {
-            "pixel_values": self.normalize(image),
+            "pixel_values": normalize_images(image, self.image_mean, self.image_std),
             "labels": label.as_subclass(torch.Tensor),
             "image_size": torch.tensor(label.shape[-2:]),
         }

@@ -7,7 +7,7 @@ from typing import Optional
 import numpy as np
 from datasets import Dataset, Image
 from PIL import Image as PILImage
-from PIL import ImageOps
+from PIL import ExifTags, ImageOps
 
 IGNORE_INDEX = 255
 IMAGE_COLUMNS = ("image", "pixel_values", "img", "images", "jpg", "jpeg", "png", "webp")  # the last: webdataset keys
@@ -65,16 +65,27 @@ def label_array(label: PILImage.Image, where: str, *, palette: Optional[dict[tup
     return np.asarray(label).astype(np.uint8 if label.mode in ("L", "P") else np.int64)
 
 
+def check_image_mode(image: PILImage.Image, where: str) -> None:
+    """Raises where the image's pixels (its header says) hold more than 8 bits, which RGB would cut."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        raise ValueError(
+            f"{where}: the image has {image.mode} pixels (more than 8 bits); scale it to 8-bit RGB or grey first."
+        )
+
+
+def upright_size(image: PILImage.Image) -> tuple[int, int]:
+    """(height, width) of the image as its EXIF orientation turns it, read from its header alone."""
+    turned = image.getexif().get(ExifTags.Base.Orientation) in (5, 6, 7, 8)
+    return (image.width, image.height) if turned else (image.height, image.width)
+
+
 def rgb_image(image: PILImage.Image, where: str) -> PILImage.Image:
     """The image in RGB, upright as its EXIF orientation says (as viewers and annotation tools show it).
 
     Grey, palette, CMYK and opaque RGBA images convert without loss; where converting would lose information
     (transparent pixels, more than 8 bits per channel) the error says so instead of a silently wrong input.
     """
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-        raise ValueError(
-            f"{where}: the image has {image.mode} pixels (more than 8 bits); scale it to 8-bit RGB or grey first."
-        )
+    check_image_mode(image, where)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         alpha = np.asarray(image.convert("RGBA"))[..., 3]
         if (alpha < 255).any():
@@ -85,13 +96,15 @@ def rgb_image(image: PILImage.Image, where: str) -> PILImage.Image:
     return ImageOps.exif_transpose(image).convert("RGB")
 
 
-def check_pair(image: PILImage.Image, label: np.ndarray, num_labels: int, where: str) -> None:
-    """Raises a ValueError naming the sample when the mask does not fit the image or holds unknown ids."""
-    if label.shape != (image.height, image.width):
+def check_pair(size: tuple[int, int], label: np.ndarray, num_labels: int, where: str) -> None:
+    """Raises a ValueError naming the sample when the mask does not fit the image's (height, width) `size` (upright,
+    as its EXIF orientation turns it) or holds unknown ids."""
+    height, width = size
+    if label.shape != (height, width):
         # A mask of the transposed size usually means the image was turned upright by its EXIF orientation.
-        rotated = " (upright, as its EXIF orientation, if any, turns it)" if label.shape == (image.width, image.height) else ""
+        rotated = " (upright, as its EXIF orientation, if any, turns it)" if label.shape == (width, height) else ""
         raise ValueError(
-            f"{where}: image is {image.width}x{image.height}{rotated} but its mask is {label.shape[1]}x{label.shape[0]}; "
+            f"{where}: image is {width}x{height}{rotated} but its mask is {label.shape[1]}x{label.shape[0]}; "
             "they must have the same size."
         )
     unknown = np.setdiff1d(np.unique(label), np.append(np.arange(num_labels), IGNORE_INDEX))
@@ -102,4 +115,6 @@ def check_pair(image: PILImage.Image, label: np.ndarray, num_labels: int, where:
         )
 
 
-__all__ = ["IGNORE_INDEX", "to_normal_form", "label_array", "rgb_image", "check_pair"]
+__all__ = [
+    "IGNORE_INDEX", "check_image_mode", "check_pair", "label_array", "rgb_image", "to_normal_form", "upright_size",
+]

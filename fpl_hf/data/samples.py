@@ -36,9 +36,9 @@ def read_image(value: Any, column: str, where: str) -> PILImage.Image:
 
 
 def sample_name(place: str, *cells: Any) -> str:
-    """How errors name a sample: its `place`, and its file where one of its (undecoded) cells knows it."""
-    path = next((cell["path"] for cell in cells if isinstance(cell, dict) and cell.get("path")), None)
-    return place + (f" ({path})" if path else "")
+    """How errors name a sample: its `place`, and its files (image, mask) where its undecoded cells know them."""
+    paths = [cell["path"] for cell in cells if isinstance(cell, dict) and cell.get("path")]
+    return place + (f" ({', '.join(paths)})" if paths else "")
 
 
 def checked_sample(
@@ -48,7 +48,7 @@ def checked_sample(
     image = rgb_image(image, where)
     if label is not None:
         ids = label_array(label, where, palette=palette)
-        check_pair(image, ids, num_labels, where)
+        check_pair((image.height, image.width), ids, num_labels, where)
     else:
         ids = np.full((image.height, image.width), IGNORE_INDEX, dtype=np.uint8)
     pixels = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)

@@ -7,7 +7,7 @@ from typing import Optional
 
 from datasets import Dataset, IterableDataset
 
-from .embedded import EMBEDDED_CLASSES, make_fashion_scenes
+from .embedded import EMBEDDED_CLASSES, EMBEDDED_NUM_LABELED, make_fashion_scenes
 from .loaders import CITYSCAPES_CLASSES, VOC_CLASSES, load_cityscapes, load_folders, load_hub, load_voc
 from .splits import split_from_lists, split_labeled_unlabeled
 
@@ -28,7 +28,11 @@ class DataSource:
     data_root: Optional[str] = field(default=None, metadata={"help": "Root of VOC/Cityscapes or the split lists."})
     labeled_list: Optional[str] = field(default=None, metadata={"help": "Split list of labeled images."})
     unlabeled_list: Optional[str] = field(default=None, metadata={"help": "Split list of unlabeled images."})
-    num_labeled: Optional[int] = field(default=None, metadata={"help": "Labeled images drawn from the train set."})
+    num_labeled: Optional[int] = field(
+        default=None,
+        metadata={"help": f"Labeled images drawn from the train set; embedded: {EMBEDDED_NUM_LABELED} when neither this "
+                  "nor `labeled_fraction` is given, other data sets: every training image is labeled then."},
+    )
     labeled_fraction: Optional[str] = field(default=None, metadata={"help": "Or a fraction of it, e.g. '1/16'."})
     all_labeled: bool = field(
         default=False, metadata={"help": "Every training label (framework 'supervised'): the oracle's upper bound."}
@@ -63,17 +67,23 @@ class DataSource:
     num_validation_scenes: int = field(default=200, metadata={"help": "embedded: validation scenes."})
     scene_size: int = field(default=64, metadata={"help": "embedded: side of a scene."})
 
+    @property
+    def drawn_labeled(self) -> Optional[int]:
+        """How many labeled images are drawn from the train set: `num_labeled`, the embedded default, or None (a
+        fraction, split lists, or every image labeled)."""
+        if self.all_labeled or self.labeled_list or self.labeled_fraction:
+            return None
+        return self.num_labeled or (EMBEDDED_NUM_LABELED if self.dataset == "embedded" else None)
+
     def describe_labeled_split(self, seed: int) -> str:
         """How the labeled images were chosen, in words (for the model card)."""
-        if self.all_labeled:
-            return f"all of {self.train_split}"
         if self.labeled_list:
             return f"list {self.labeled_list}"
         if self.labeled_fraction:
             return f"{self.labeled_fraction} of {self.train_split}"
-        if self.num_labeled:
-            return f"{self.num_labeled} drawn from {self.train_split} with data seed {seed}"
-        return "labeled folder"
+        if self.drawn_labeled:
+            return f"{self.drawn_labeled} drawn from {self.train_split} with data seed {seed}"
+        return "every training image labeled"
 
 
 @dataclass
@@ -154,10 +164,12 @@ def load_training_data(source: DataSource, seed: int = 0) -> TrainingData:
         )
     elif unlabeled is not None:
         labeled = train
-    else:
+    elif source.drawn_labeled or source.labeled_fraction:
         labeled, unlabeled = split_labeled_unlabeled(
-            train, num_labeled=source.num_labeled, fraction=source.labeled_fraction, seed=seed
+            train, num_labeled=source.drawn_labeled, fraction=source.labeled_fraction, seed=seed
         )
+    else:  # nothing says which images are unlabeled: all are labeled
+        labeled, unlabeled = train, train.select([])
     if source.unlabeled_dataset:
         unlabeled = load_hub(source.unlabeled_dataset, source.unlabeled_split, image_column=source.unlabeled_image_column,
                              unlabeled=True, streaming=True)

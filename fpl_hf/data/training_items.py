@@ -11,7 +11,8 @@ import torch
 from datasets import Dataset
 from torchvision import tv_tensors
 
-from .augment import cutmix_mask, normalization, strong_augmentation, weak_augmentation
+from .augment import cutmix_mask, strong_augmentation, weak_augmentation
+from .normal_form import IGNORE_INDEX
 from .samples import Palette, Sample, load_sample, undecoded
 from .splits import DIAGNOSTIC_LABEL
 
@@ -42,14 +43,15 @@ def seeded(*key: int) -> Iterator[None]:
 class TrainingItems:
     """Turns one sample of the labeled part and groups of unlabeled samples into a training item.
 
-    An item holds (r = `unlabeled_groups`, U = `num_unlabeled`):
+    An item holds (r = `unlabeled_groups`, U = `num_unlabeled`), as bytes: images uint8, masks uint8 (int64 with more
+    than 255 classes), booleans; `prepared_batch` normalises a batch of them on the training device.
         pixel_values (3, S, S), labels (S, S): a weakly augmented labeled crop.
         unlabeled_pixel_values (r, U, 3, S, S): weak crops of r groups of U different unlabeled images.
         unlabeled_strong_pixel_values (r, U, V, 3, S, S): V strong views of each weak crop (V = 0: absent).
         unlabeled_valid (r, U, S, S): False on crop padding.
         unlabeled_diagnostic_labels (r, U, S, S): the unlabeled images' own labels where known (255 elsewhere), for
             the logged statistics only.
-        cutmix_masks (r, M, S, S): box masks, M = `num_cutmix_masks` per group.
+        cutmix_masks (r, M, S, S): box masks (True inside the boxes), M = `num_cutmix_masks` per group.
     `semi_supervised_collate` makes the r groups of each of the B items of a batch into B * r unlabeled rows
     (`per_device_unlabeled_batch_size`).
     """
@@ -82,7 +84,9 @@ class TrainingItems:
         self.cutmix = cutmix or CutMixSettings()
         self.weak = weak_augmentation(crop_size, scale_range)
         self.strong = strong_augmentation()
-        self.normalize = normalization(image_mean, image_std)
+        self.image_mean, self.image_std = list(image_mean), list(image_std)
+        # Masks hold ids below num_labels and IGNORE_INDEX (255): one byte each where the ids fit in one.
+        self.label_dtype = torch.uint8 if num_labels <= IGNORE_INDEX else torch.int64
         self.seed = seed
 
     def labeled_sample(self, index: int) -> Sample:
@@ -92,7 +96,7 @@ class TrainingItems:
         """`unlabeled(group, offset)` gives the unlabeled sample at that place; it is called in order, after the
         labeled crop is drawn, so that the item's random draws follow one fixed sequence."""
         image, label = self.weak(*labeled)
-        item = {"pixel_values": self.normalize(image), "labels": label.long()}
+        item = {"pixel_values": image.as_subclass(torch.Tensor), "labels": label.to(self.label_dtype)}
         if not self.num_unlabeled:
             return item
         groups = [self._unlabeled_group(lambda offset: unlabeled(group, offset))
@@ -107,10 +111,10 @@ class TrainingItems:
             u_image, u_label = sample(offset)
             ones = tv_tensors.Mask(torch.ones_like(u_label))
             u_image, u_label, u_valid = self.weak(u_image, u_label, ones)
-            weak.append(self.normalize(u_image))
-            strong.append([self.normalize(self.strong(u_image)) for _ in range(self.num_strong_views)])
+            weak.append(u_image.as_subclass(torch.Tensor))
+            strong.append([self.strong(u_image).as_subclass(torch.Tensor) for _ in range(self.num_strong_views)])
             valid.append(u_valid == 1)
-            diagnostic.append(u_label.long())
+            diagnostic.append(u_label.to(self.label_dtype))
         group = {"unlabeled_pixel_values": torch.stack(weak)}
         if self.num_strong_views:
             group["unlabeled_strong_pixel_values"] = torch.stack([torch.stack(views) for views in strong])
@@ -120,7 +124,7 @@ class TrainingItems:
             settings = self.cutmix
             group["cutmix_masks"] = torch.stack([
                 cutmix_mask(self.crop_size, self.crop_size, num_boxes=settings.num_boxes,
-                            area_range=settings.area_range, probability=settings.probability)
+                            area_range=settings.area_range, probability=settings.probability).bool()
                 for _ in range(self.num_cutmix_masks)
             ])
         return group
@@ -133,7 +137,11 @@ class SemiSupervisedDataset(TrainingItems, torch.utils.data.Dataset):
     def __init__(self, labeled: Dataset, unlabeled: Dataset, **options: Any):
         super().__init__(labeled, **options)
         if self.num_unlabeled and len(unlabeled) == 0:
-            raise ValueError("The unlabeled part is empty: pass unlabeled images, or use framework='supervised'.")
+            raise ValueError(
+                "The unlabeled part is empty, and this framework trains on unlabeled images: give some (folders: "
+                "`--unlabeled_dir`; or draw the labeled part from the training images with `--num_labeled` or "
+                "`--labeled_fraction`, leaving the rest unlabeled), or train `--framework supervised`."
+            )
         self.unlabeled = undecoded(unlabeled)
         self.epoch = 0
 

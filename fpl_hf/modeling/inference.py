@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .segmentation_network import SegmentationNetwork
+from .transformers_segmenter import as_segmenter
 
 INFERENCE_MODES = ("whole", "slide")
 
@@ -62,8 +63,9 @@ def predict_logits(
     """Logits (B, C, H, W) at the input's resolution.
 
     Args:
-        model: a `SegmentationNetwork` (its `segment`: a single whole-image pass), another segmentation model
-            (its forward's `logits`), or a function from pixel values to logits.
+        model: a `SegmentationNetwork` (its `segment`: a single whole-image pass), a transformers segmentation
+            model (its logits brought to the input size, `TransformersSegmenter`), or a function from pixel values to
+            logits at the input size.
         mode: "whole" runs the image at once (DeepLabV3Plus pads it to its own stride); "slide" runs
             `crop_size` windows every `stride` pixels (default 2/3 of the crop, as the Cityscapes recipe's
             800/534) over the image padded to at least one crop, and averages overlapping logits.
@@ -71,11 +73,7 @@ def predict_logits(
     """
     if mode not in INFERENCE_MODES:
         raise ValueError(f"`mode` must be one of {INFERENCE_MODES}, got {mode!r}.")
-    segment = model
-    if isinstance(model, SegmentationNetwork):
-        segment = model.segment
-    elif isinstance(model, nn.Module):
-        segment = lambda pixels: model(pixel_values=pixels).logits  # noqa: E731
+    segment = as_segmenter(model).segment if isinstance(model, nn.Module) else model
     height, width = pixel_values.shape[-2:]
     if mode == "whole":
         return _forward(segment, pixel_values, flip)

@@ -111,6 +111,11 @@ class FPLConfig(TrainingArguments):
                   "mixes); default `per_device_train_batch_size` (1:1, as CPS, AEL and UniMatch). A multiple r of it: "
                   "each training item pairs one labeled image with r unlabeled ones."},
     )
+    skip_data_check: bool = field(
+        default=False,
+        metadata={"help": "Skip the check of the data before training (every labeled and validation image and mask, a "
+                  "sample of the unlabeled pool); a bad sample then stops the run when it is read."},
+    )
     crop_size: int = field(default=512, metadata={"help": "Side of the square training crops."})
     scale_range: list[float] = field(
         default_factory=lambda: [0.5, 2.0], metadata={"help": "Random rescaling range of training images (min max)."}

@@ -11,17 +11,21 @@ import torch.nn.functional as F
 from accelerate.data_loader import prepare_data_loader
 from safetensors.torch import load_file, save_file
 from torch import nn
+from datasets import Dataset
 from torch.utils.data import DataLoader
-from transformers import Trainer
+from transformers import AutoConfig, Trainer
 from transformers.trainer_pt_utils import get_parameter_names
 from transformers.utils import logging
 
-from ..data import IGNORE_INDEX, SemiSupervisedStream, semi_supervised_collate
-from ..hub import ExplainedHubPushes, ModelCardInfo, write_model_card
+from ..data import (
+    IGNORE_INDEX, EvaluationDataset, SemiSupervisedStream, TrainingItems, check_run_data, prepared_batch,
+    semi_supervised_collate,
+)
+from ..hub import ExplainedHubPushes, ModelCardInfo, describe_architecture, write_model_card
 from ..losses import ohem_cross_entropy
 from ..metrics import ConfusionMatrix
 from ..modeling import SegmentationNetwork
-from ..modeling.transformers_segmenter import exported
+from ..modeling.transformers_segmenter import exported, image_processor_for
 from ..statistics import pseudo_label_statistics
 from .callbacks import DatasetEpochCallback, EMATeacherCallback
 from .fpl_config import FPLConfig
@@ -63,12 +67,23 @@ class FPLTrainer(ExplainedHubPushes, Trainer):
             raise TypeError(f"`args` must be an FPLConfig, got {type(args).__name__}.")
         if isinstance(train_dataset, SemiSupervisedStream) and args.max_steps <= 0:
             raise ValueError("The unlabeled pool is streamed and has no length: set `max_steps`, the training length.")
+        if train_dataset is not None and not isinstance(train_dataset, TrainingItems):
+            raise TypeError(f"`train_dataset` must be built by `fpl_hf.data.training_dataset`, got {type(train_dataset)}.")
+        if train_dataset is not None and not args.skip_data_check:
+            validation = eval_dataset.dataset if isinstance(eval_dataset, EvaluationDataset) else None
+            check_run_data(train_dataset.labeled, train_dataset.unlabeled, validation, train_dataset.num_labels,
+                           train_dataset.palette)
         self.framework, self.schedule = args.framework_declaration, args.schedule
         self.options, self.mixes = args.framework_options, self.framework.mixes(args.cutmix)
         module = trained_module(self.framework, model, branch_2, args.seed)
         self.num_labels = module.config.num_labels
         self.ignore_index = IGNORE_INDEX  # the data's, whatever name a model config gives its own
         self._confusion = ConfusionMatrix(self.num_labels, self.ignore_index)
+        statistics = train_dataset if train_dataset is not None else eval_dataset
+        if kwargs.get("processing_class") is None and isinstance(statistics, (TrainingItems, EvaluationDataset)):
+            # Saved with every model, so that `pipeline` and `from_pretrained` users preprocess as training did.
+            kwargs["processing_class"] = image_processor_for(
+                exported(evaluated_network(module)), image_mean=statistics.image_mean, image_std=statistics.image_std)
         kwargs.setdefault("data_collator", semi_supervised_collate)
         kwargs.setdefault("compute_metrics", self._stream_metrics)
         kwargs.setdefault("preprocess_logits_for_metrics", lambda logits, labels: logits.argmax(1))
@@ -97,6 +112,14 @@ class FPLTrainer(ExplainedHubPushes, Trainer):
         )
         return prepare_data_loader(loader, self.accelerator.device, num_processes=1, process_index=0,
                                    dispatch_batches=False, non_blocking=args.dataloader_pin_memory)
+
+    def _prepare_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """On the training device: the items' uint8 images normalised with the training set's mean and std (items
+        travel from the data workers as bytes, a quarter of float32's)."""
+        inputs = super()._prepare_inputs(inputs)
+        if self.train_dataset is None:
+            return inputs
+        return prepared_batch(inputs, self.train_dataset.image_mean, self.train_dataset.image_std)
 
     # The step -------------------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -154,6 +177,17 @@ class FPLTrainer(ExplainedHubPushes, Trainer):
         super().log(logs, start_time)
 
     # Optimizer ------------------------------------------------------------------------------------------
+    def create_scheduler(self, num_training_steps: int, optimizer: Optional[torch.optim.Optimizer] = None):
+        """Trainer's, called once the run's length is known: a semi-supervised run whose burn-in covers every step
+        would never train on an unlabeled image, so it is refused here, before the first step."""
+        if self.framework.unlabeled and self.args.burn_in_steps >= num_training_steps:
+            raise ValueError(
+                f"`burn_in_steps` ({self.args.burn_in_steps}) covers all {num_training_steps} steps of this run: "
+                f"framework {self.args.framework!r} would never see an unlabeled image. Lower `burn_in_steps`, train "
+                "longer, or train `--framework supervised`."
+            )
+        return super().create_scheduler(num_training_steps, optimizer)
+
     def get_decay_parameter_names(self, model: nn.Module) -> list[str]:
         """Weight decay on weights only: never on BatchNorm, GroupNorm, LayerNorm parameters or biases."""
         norms = [nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm]
@@ -253,38 +287,54 @@ class FPLTrainer(ExplainedHubPushes, Trainer):
                 raise FileNotFoundError(
                     f"{resume_from_checkpoint} has no {filename}: it is not a checkpoint of a {self.args.framework} run."
                 )
-            if network is exported_model:  # saved by `save_pretrained`, whose key layout its class's loader knows
-                network.load_state_dict(type(exported_model).from_pretrained(resume_from_checkpoint).state_dict())
-            else:
-                network.load_state_dict(load_file(path))
+            try:
+                if network is exported_model:  # saved by `save_pretrained`, whose key layout its class's loader knows
+                    network.load_state_dict(type(exported_model).from_pretrained(resume_from_checkpoint).state_dict())
+                else:
+                    network.load_state_dict(load_file(path))
+            except (RuntimeError, ValueError, OSError) as error:
+                saved = AutoConfig.from_pretrained(resume_from_checkpoint)
+                raise ValueError(
+                    f"{resume_from_checkpoint} does not fit this run: it holds {describe_architecture(saved)}, this run "
+                    f"trains {describe_architecture(exported_model.config)}. Resume with the model flags the checkpoint "
+                    f"was trained with, or start a new run. ({type(error).__name__}: {str(error)[:300]})"
+                ) from error
 
     def _load_best_model(self) -> None:
         self._load_from_checkpoint(self.state.best_model_checkpoint)
+
+    def run_facts(self) -> dict[str, Any]:
+        """What this run does, as its summary and card say it: framework, loss, images, steps of each phase."""
+        semi_supervised = self.framework.unlabeled
+        steps = self.state.max_steps or self.args.max_steps
+        data, unlabeled = self.train_dataset, getattr(self.train_dataset, "unlabeled", None)
+        burn_in = min(self.args.burn_in_steps, steps) if semi_supervised else 0
+        return {
+            "framework": self.args.framework,
+            "unsup_loss": self.args.unsup_loss if semi_supervised else None,
+            "labeled_images": len(data.labeled) if data is not None else 0,
+            "unlabeled_images": len(unlabeled) if semi_supervised and isinstance(unlabeled, Dataset) else None,
+            "unlabeled_pool": ("streamed" if isinstance(data, SemiSupervisedStream) else "map-style")
+            if semi_supervised else None,
+            "steps": steps,
+            "burn_in_steps": burn_in,
+            "semi_supervised_steps": steps - burn_in if semi_supervised else 0,
+        }
 
     def create_model_card(self, output_dir: Optional[str] = None, **kwargs: Any) -> None:
         """Writes the card of this run into `output_dir` (default: `args.output_dir`); `kwargs` are ignored."""
         if not self.is_world_process_zero():
             return
-        data = self.train_dataset
         write_model_card(
             output_dir or self.args.output_dir,
             args=self.args,
             model_config=self._inference_model(self.model).config,
             info=self.model_card_info,
-            num_labeled=len(data.labeled) if hasattr(data, "labeled") else 0,
-            num_unlabeled=pool_size(getattr(data, "unlabeled", None)),
-            total_steps=self.state.max_steps or self.args.max_steps,
+            facts=self.run_facts(),
             metrics=self.last_metrics,
             best_metrics=self.best_metrics,
             repo_id=getattr(self, "hub_model_id", None),
         )
-
-
-def pool_size(unlabeled: Any) -> int | str:
-    """How many unlabeled images, in words where the pool is streamed and its size unknown."""
-    if unlabeled is None:
-        return 0
-    return len(unlabeled) if hasattr(unlabeled, "__len__") else "a streamed pool of"
 
 
 __all__ = ["FPLTrainer"]

@@ -24,12 +24,14 @@ class UnsupervisedLoss:
         compute: `compute(pairs, options)`: one `PseudoLabelLossOutput` per pair, on its valid pixels.
         description: what the student learns, for the model card (a phrase that follows "trained with").
         options: a dataclass of its own options; a framework may give defaults to those it leaves at None.
+        citation: the BibTeX entry the model card cites, if any.
     """
 
     name: str
     compute: Callable[[Sequence[PseudoLabelPair], Any], list[PseudoLabelLossOutput]]
     description: str
     options: type = NoOptions
+    citation: Optional[str] = None
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier() or not dataclasses.is_dataclass(self.options):
@@ -130,6 +132,13 @@ register_loss(UnsupervisedLoss(
     "(fuzzy positive regularization) and weighted by how trustworthy the set is, in place of the teacher's single, "
     "often wrong, pseudo-label",
     options=FuzzyPositiveOptions,
+    citation="""@inproceedings{qiao2023fuzzy,
+  title     = {Fuzzy Positive Learning for Semi-supervised Semantic Segmentation},
+  author    = {Qiao, Pengchong and Wei, Zhidan and Wang, Yu and Wang, Zhennan and Song, Guoli and Xu, Fan and Ji, Xiangyang
+               and Liu, Chang and Chen, Jie},
+  booktitle = {CVPR},
+  year      = {2023}
+}""",
 ))
 register_loss(UnsupervisedLoss(
     name="ce",
