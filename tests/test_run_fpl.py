@@ -148,3 +148,25 @@ def test_the_last_save_holds_the_final_evaluation(tmp_path):
     card = (tmp_path / "run" / "README.md").read_text()
     assert f"value: {round(summary['final_mean_iou'], 4)}" in card
     assert json.loads((tmp_path / "run" / "run_summary.json").read_text())["final_mean_iou"] == summary["final_mean_iou"]
+
+
+def test_masks_of_unlabeled_images_feed_the_statistics_and_leave_training_bitwise_alone(tmp_path):
+    write_slices(tmp_path / "labeled", 4)
+    write_slices(tmp_path / "unlabeled", 6, seed=1)
+    (tmp_path / "unlabeled" / "masks" / "0.png").unlink()  # masks of some unlabeled images only
+    write_slices(tmp_path / "validation", 3, seed=2)
+    flags = TINY + ["--dataset", "folders", "--num_labels", "8", "--framework", "unimatch_v2", "--max_steps", "3",
+                    "--burn_in_steps", "1", "--logging_steps", "1",
+                    "--images_dir", str(tmp_path / "labeled" / "images"), "--masks_dir", str(tmp_path / "labeled" / "masks"),
+                    "--unlabeled_dir", str(tmp_path / "unlabeled" / "images"),
+                    "--validation_images_dir", str(tmp_path / "validation" / "images"),
+                    "--validation_masks_dir", str(tmp_path / "validation" / "masks")]
+    plain = run_fpl.main(*run_fpl.parse_arguments(flags + ["--output_dir", str(tmp_path / "plain")]))
+    diagnosed = run_fpl.main(*run_fpl.parse_arguments(flags + [
+        "--unlabeled_masks_dir", str(tmp_path / "unlabeled" / "masks"), "--output_dir", str(tmp_path / "diagnosed")]))
+    assert (tmp_path / "plain" / "model.safetensors").read_bytes() == (tmp_path / "diagnosed" / "model.safetensors").read_bytes()
+    logged = [entry for entry in diagnosed["log_history"] if "unsup" in entry]
+    assert len(logged) == 2 and all(0 <= entry["pseudo_label_accuracy"] <= 1 for entry in logged)
+    assert not any("pseudo_label_accuracy" in entry for entry in plain["log_history"])
+    assert [entry["loss"] for entry in plain["log_history"] if "loss" in entry] == [
+        entry["loss"] for entry in diagnosed["log_history"] if "loss" in entry]

@@ -115,32 +115,46 @@ def _images_in(folder: Path) -> list[Path]:
     return files
 
 
-def load_folders(
-    images: PathLike, masks: PathLike, unlabeled: Optional[PathLike] = None
-) -> tuple[Dataset, Optional[Dataset]]:
-    """Labeled image/mask pairs matched by file stem, plus an optional folder of unlabeled images (no masks)."""
-    image_paths = _images_in(Path(images))
+def _masks_by_stem(images: PathLike, masks: PathLike, image_paths: list[Path], every_image: bool) -> dict[str, Path]:
+    """The masks of `masks` by the stem of the image each belongs to; with `every_image`, each image must have one."""
     mask_by_stem = {path.stem: path for path in _images_in(Path(masks))}
     missing = [path.name for path in image_paths if path.stem not in mask_by_stem]
-    if missing:
+    if missing and every_image:
         raise FileNotFoundError(f"No mask in {masks} for images {missing[:5]} (masks are matched by file stem).")
     image_stems = {path.stem for path in image_paths}
     orphans = [path.name for stem, path in mask_by_stem.items() if stem not in image_stems]
     if orphans:
         raise FileNotFoundError(f"No image in {images} for masks {orphans[:5]} (masks are matched by file stem).")
+    return mask_by_stem
+
+
+def load_folders(
+    images: PathLike, masks: PathLike, unlabeled: Optional[PathLike] = None, unlabeled_masks: Optional[PathLike] = None
+) -> tuple[Dataset, Optional[Dataset]]:
+    """Labeled image/mask pairs matched by file stem, plus an optional folder of unlabeled images. `unlabeled_masks`
+    may hold masks of some unlabeled images (same stems): kept as their `diagnostic_label`, for the logged
+    statistics only, never trained on."""
+    image_paths = _images_in(Path(images))
     if not image_paths:
         raise ValueError(f"The labeled folder {images} holds no images.")
+    mask_by_stem = _masks_by_stem(images, masks, image_paths, every_image=True)
     labeled = to_normal_form(
         Dataset.from_dict(
             {"image": list(map(str, image_paths)), "label": [str(mask_by_stem[p.stem]) for p in image_paths]}
         )
     )
     if unlabeled is None:
+        if unlabeled_masks is not None:
+            raise ValueError("`unlabeled_masks_dir` goes with `unlabeled_dir`, the images it holds masks of.")
         return labeled, None
     unlabeled_paths = _images_in(Path(unlabeled))
     if not unlabeled_paths:
         raise ValueError(f"The unlabeled folder {unlabeled} holds no images.")
-    return labeled, to_normal_form(Dataset.from_dict({"image": list(map(str, unlabeled_paths))}), require_label=False)
+    columns = {"image": list(map(str, unlabeled_paths))}
+    if unlabeled_masks is not None:
+        known = _masks_by_stem(unlabeled, unlabeled_masks, unlabeled_paths, every_image=False)
+        columns["label"] = [str(known[p.stem]) if p.stem in known else None for p in unlabeled_paths]
+    return labeled, as_unlabeled(to_normal_form(Dataset.from_dict(columns), require_label=False))
 
 
 def _reduced_labels(example: dict) -> dict:

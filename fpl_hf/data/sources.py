@@ -40,6 +40,11 @@ class DataSource:
     images_dir: Optional[str] = field(default=None, metadata={"help": "folders: labeled images."})
     masks_dir: Optional[str] = field(default=None, metadata={"help": "folders: their masks (same file stems)."})
     unlabeled_dir: Optional[str] = field(default=None, metadata={"help": "folders: unlabeled images."})
+    unlabeled_masks_dir: Optional[str] = field(
+        default=None,
+        metadata={"help": "folders: masks of (some of) the unlabeled images, same file stems; used only for the logged "
+                  "pseudo-label statistics (accuracy, truth outside the fuzzy set), never for training."},
+    )
     validation_images_dir: Optional[str] = field(default=None, metadata={"help": "folders: validation images."})
     validation_masks_dir: Optional[str] = field(default=None, metadata={"help": "folders: validation masks."})
     num_labels: Optional[int] = field(default=None, metadata={"help": "Classes of a folders/Hub data set."})
@@ -60,6 +65,11 @@ class DataSource:
     )
     unlabeled_split: str = field(default="train", metadata={"help": "Split of `unlabeled_dataset`."})
     unlabeled_image_column: Optional[str] = field(default=None, metadata={"help": "Image column of `unlabeled_dataset`."})
+    unlabeled_label_column: Optional[str] = field(
+        default=None,
+        metadata={"help": "A mask column of `unlabeled_dataset`, used only for the logged pseudo-label statistics, "
+                  "never for training."},
+    )
     shuffle_buffer_size: int = field(
         default=1000, metadata={"help": "Streamed pool: examples held in the shuffle buffer (each process's workers)."}
     )
@@ -133,6 +143,7 @@ def _load(
                 _required(source.images_dir, "images_dir", dataset),
                 _required(source.masks_dir, "masks_dir", dataset),
                 source.unlabeled_dir,
+                source.unlabeled_masks_dir,
             )
         validation, _ = load_folders(
             _required(source.validation_images_dir, "validation_images_dir", dataset),
@@ -172,7 +183,7 @@ def load_training_data(source: DataSource, seed: int = 0) -> TrainingData:
         labeled, unlabeled = train, train.select([])
     if source.unlabeled_dataset:
         unlabeled = load_hub(source.unlabeled_dataset, source.unlabeled_split, image_column=source.unlabeled_image_column,
-                             unlabeled=True, streaming=True)
+                             label_column=source.unlabeled_label_column, unlabeled=True, streaming=True)
     return TrainingData(labeled=labeled, unlabeled=unlabeled, validation=validation, class_names=names)
 
 

@@ -12,7 +12,7 @@ from accelerate.data_loader import prepare_data_loader
 from safetensors.torch import load_file, save_file
 from torch import nn
 from datasets import Dataset
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler
 from transformers import AutoConfig, Trainer
 from transformers.trainer_pt_utils import get_parameter_names
 from transformers.utils import logging
@@ -97,6 +97,19 @@ class FPLTrainer(ExplainedHubPushes, Trainer):
         self.model_card_info = model_card_info or ModelCardInfo()
         self.last_metrics: Optional[dict[str, float]] = None
         self.best_metrics: Optional[dict[str, float]] = None
+
+    def _get_train_sampler(self, train_dataset=None) -> Optional[torch.utils.data.Sampler]:
+        """Trainer's, drawing whole batches only (a different subset each epoch), as the released methods' loaders
+        drop the last: a last batch of one image would break BatchNorm's statistics."""
+        sampler = super()._get_train_sampler(train_dataset)
+        if type(sampler) is RandomSampler:
+            batch = self._train_batch_size * self.args.world_size
+            whole = len(sampler.data_source) // batch * batch
+            if whole == 0:
+                raise ValueError(f"The training set has {len(sampler.data_source)} items, fewer than one batch of "
+                                 f"{batch}: lower `per_device_train_batch_size` or give more images.")
+            sampler = RandomSampler(sampler.data_source, num_samples=whole, generator=sampler.generator)
+        return sampler
 
     def get_train_dataloader(self) -> DataLoader:
         """Trainer's loader; a stream gives each process its own part of the pool (`SemiSupervisedStream.for_process`),

@@ -1,0 +1,67 @@
+"""Does semi-supervision pay on my data? Labels-only training, semi-supervised settings and, optionally, the
+all-labels oracle, at the same budget, over seeds and draws of the labeled split.
+
+    python examples/compare.py                       # what run_fpl.py trains, with FPL and CE, against labels alone
+    python examples/compare.py --settings cps:fpl cps:ce mean_teacher:fpl --seeds 0 1 --draws 0 1 2 --jobs 2
+    python examples/compare.py --oracle --dataset folders --num_labels 8 --images_dir train/images \
+        --masks_dir train/masks --num_labeled 16 --validation_images_dir val/images --validation_masks_dir val/masks
+    python examples/compare.py --settings unimatch_v2:fpl --sweep threshold=0.85,0.9,0.95
+
+Every other flag is run_fpl.py's and applies to every run: the data, the model, the schedule (the same budget for
+every row). A draw is a `--data_seed`: which images are labeled (on the embedded data, the scenes too); data sets
+whose labeled part is fixed (split lists, an unlabeled folder) have one. Writes results.json (each run as it ends, so
+that the same command resumes a half-finished comparison), table.md and curves.png in --output_dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import run_fpl
+from fpl_hf.comparison import Comparison, labels_only, oracle, setting, swept
+
+
+def main(argv: list[str]) -> Comparison:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], usage="%(prog)s [options] [run_fpl.py flags]")
+    parser.add_argument("--settings", nargs="+", metavar="FRAMEWORK:LOSS",
+                        help="Semi-supervised rows (default: the framework run_fpl.py's flags give, with FPL and CE).")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="Seeds of each row.")
+    parser.add_argument("--draws", type=int, nargs="+", default=[0, 1, 2], help="Data seeds: draws of the labeled split.")
+    parser.add_argument("--oracle", action="store_true", help="Add the all-labels row (every training image labeled).")
+    parser.add_argument("--sweep", metavar="OPTION=V1,V2", help="Each semi-supervised row once per value of a flag.")
+    parser.add_argument("--jobs", type=int, default=1, help="Runs at once; the cores are shared among them.")
+    parser.add_argument("--output_dir", default="outputs/compare")
+    options, run_flags = parser.parse_known_args(argv)
+
+    with tempfile.TemporaryDirectory() as scratch:  # the run flags are checked before anything runs
+        _, source, args = run_fpl.parse_arguments([*run_flags, "--output_dir", scratch])
+    rows = [labels_only()] + ([oracle()] if options.oracle else [])
+    for text in options.settings or [f"{args.framework}:fpl", f"{args.framework}:ce"]:
+        framework, _, loss = text.partition(":")
+        if not loss:
+            parser.error(f"--settings takes FRAMEWORK:LOSS pairs, got {text!r}.")
+        rows.append(setting(framework, loss))
+    if options.sweep:
+        name, _, values = options.sweep.partition("=")
+        rows = swept(rows, name, values.split(","))
+    if options.oracle and (source.unlabeled_dir or source.unlabeled_dataset or source.labeled_list):
+        parser.error("--oracle trains on every training image's mask, and the unlabeled images of this data have none.")
+    with tempfile.TemporaryDirectory() as scratch:  # and each row's, so that a typo fails now, not hours later
+        for row in rows:
+            run_fpl.parse_arguments([*run_flags, *row.flags, "--output_dir", scratch])
+    drawn = source.drawn_labeled or source.labeled_fraction
+    if not drawn:
+        print("The labeled part of this data is fixed: one draw.")
+    comparison = Comparison(rows, Path(options.output_dir), seeds=options.seeds,
+                            draws=options.draws if drawn else [None], base_flags=run_flags, jobs=options.jobs)
+    comparison.run()
+    comparison.write()
+    print(comparison.table())
+    return comparison
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,215 @@
+"""What semi-supervision buys on a data set: labels-only training, the chosen semi-supervised settings and the
+all-labels oracle, at the same budget, over seeds and draws of the labeled split; one `run_fpl.py` process a run.
+
+`compare.py` is its command line; `reproduce_embedded.py` its use on the embedded data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from matplotlib.figure import Figure
+
+LABELS_ONLY, ORACLE = "labels only", "all labels (oracle)"
+# Statistics of the semi-supervised phase, against the unlabeled images' own labels where the data has them.
+STATISTICS = ("pseudo_label_accuracy", "case_outside_set", "k1")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A row of the comparison: its name and the `run_fpl.py` flags that make it."""
+
+    name: str
+    flags: tuple[str, ...]
+    semi_supervised: bool = True
+
+
+def labels_only() -> Setting:
+    return Setting(LABELS_ONLY, ("--framework", "supervised"), semi_supervised=False)
+
+
+def oracle() -> Setting:
+    return Setting(ORACLE, ("--framework", "supervised", "--all_labeled", "true"), semi_supervised=False)
+
+
+def setting(framework: str, loss: str, name: Optional[str] = None, extra: Sequence[str] = ()) -> Setting:
+    """A semi-supervised row: `framework` + `loss` and any further flags (a swept option, another model)."""
+    return Setting(name or f"{framework} + {loss}", ("--framework", framework, "--unsup_loss", loss, *extra))
+
+
+def swept(settings: Sequence[Setting], option: str, values: Sequence[str]) -> list[Setting]:
+    """Each semi-supervised setting once per value of `--option` (the labels-only rows are left as they are)."""
+    rows = []
+    for row in settings:
+        if not row.semi_supervised:
+            rows.append(row)
+            continue
+        rows += [Setting(f"{row.name}, {option} {value}", (*row.flags, f"--{option}", value)) for value in values]
+    return rows
+
+
+@dataclass
+class Comparison:
+    """Every (setting, draw, seed) run of `run_fpl.py` with `base_flags`, in `output_dir`.
+
+    Args:
+        settings: the rows; compare them with `LABELS_ONLY`'s row where it is among them.
+        seeds: `--seed` of each run (initialisation, augmentation).
+        draws: `--data_seed` of each run (which images are labeled; on the embedded data, the scenes too); [None]
+            where the labeled split is fixed (split lists, folders of unlabeled images).
+        base_flags: the `run_fpl.py` flags common to every run (data, model, schedule).
+        jobs: runs at once; the cores are shared among them (`OMP_NUM_THREADS`).
+    """
+
+    settings: Sequence[Setting]
+    output_dir: Path
+    seeds: Sequence[int] = (0,)
+    draws: Sequence[Optional[int]] = (0,)
+    base_flags: Sequence[str] = ()
+    jobs: int = 1
+    run_fpl: Path = Path(__file__).resolve().parents[1] / "examples" / "run_fpl.py"
+    results: list[dict] = field(default_factory=list)
+
+    @property
+    def results_path(self) -> Path:
+        return Path(self.output_dir) / "results.json"
+
+    def planned(self) -> list[tuple[Setting, Optional[int], int]]:
+        return [(row, draw, seed) for draw in self.draws for seed in self.seeds for row in self.settings]
+
+    def run(self, report: Callable[[str], None] = print) -> list[dict]:
+        """Runs what `results.json` does not hold yet (a half-finished comparison resumes), `jobs` at a time."""
+        Path(self.output_dir).mkdir(parents=True, exist_ok=True)
+        self.results = json.loads(self.results_path.read_text()) if self.results_path.is_file() else []
+        done = {(result["setting"], result["draw"], result["seed"]) for result in self.results}
+        todo = [job for job in self.planned() if (job[0].name, job[1], job[2]) not in done]
+        report(f"{len(self.planned())} runs, {len(done)} done already, {len(todo)} to go, {self.jobs} at a time")
+        start = time.perf_counter()
+        with ThreadPoolExecutor(self.jobs) as pool:
+            for finished, result in enumerate(pool.map(lambda job: self._run(*job), todo), start=1):
+                self.results.append(result)
+                self.results_path.write_text(json.dumps(self.results, indent=1))
+                left = (time.perf_counter() - start) / finished * (len(todo) - finished)
+                report(f"[{finished}/{len(todo)}] {result['setting']}, draw {result['draw']}, seed {result['seed']}: "
+                       f"{100 * result['final_mean_iou']:.2f} mIoU in {result['seconds'] / 60:.1f} min; about "
+                       f"{left / 60:.0f} min left")
+        return self.results
+
+    def _run(self, row: Setting, draw: Optional[int], seed: int) -> dict:
+        directory = Path(self.output_dir) / "runs" / f"{_slug(row.name)}-draw{draw}-seed{seed}"
+        flags = [*self.base_flags, *row.flags, "--seed", str(seed), "--output_dir", str(directory),
+                 "--save_strategy", "no", "--report_to", "none", "--disable_tqdm", "true"]
+        if draw is not None:
+            flags += ["--data_seed", str(draw)]
+        threads = str(max(1, (os.cpu_count() or 1) // self.jobs))
+        process = subprocess.run([sys.executable, str(self.run_fpl), *flags], capture_output=True, text=True,
+                                 env={**os.environ, "OMP_NUM_THREADS": threads})
+        if process.returncode != 0:
+            raise RuntimeError(f"{row.name}, draw {draw}, seed {seed} failed ({directory}):\n{process.stderr[-3000:]}")
+        summary = json.loads((directory / "run_summary.json").read_text())
+        history = summary["log_history"]
+        semi_supervised = [entry for entry in history if "unsup" in entry]
+        late = semi_supervised[len(semi_supervised) // 2 :]  # the second half of the phase, pseudo-labels settled
+        return {
+            "setting": row.name, "draw": draw, "seed": seed, "flags": list(row.flags),
+            "final_mean_iou": summary["final_mean_iou"], "best_mean_iou": summary["best_mean_iou"],
+            "seconds": summary["seconds"],
+            # One point a step: the final evaluation repeats the last one.
+            "curve": list({entry["step"]: entry["eval_mean_iou"] for entry in history if "eval_mean_iou" in entry}.items()),
+            "k1_curve": [(entry["step"], entry["k1"]) for entry in semi_supervised if "k1" in entry],
+            **{name: statistics.mean(entry[name] for entry in late) for name in STATISTICS
+               if late and all(name in entry for entry in late)},
+        }
+
+    def rows(self) -> list[dict]:
+        """Per setting: the final mIoU of its runs (in %), mean, standard deviation, its gain over labels-only on
+        average and per draw, and the statistics of its semi-supervised phase."""
+        baseline = self._final(LABELS_ONLY)
+        summaries = []
+        for row in self.settings:
+            runs = sorted((r for r in self.results if r["setting"] == row.name), key=lambda r: (r["draw"] or 0, r["seed"]))
+            if not runs:
+                continue
+            final = [100 * r["final_mean_iou"] for r in runs]
+            summary = {"setting": row.name, "runs": len(runs), "mean": statistics.mean(final), "std": _std(final),
+                       "per_run": {(r["draw"], r["seed"]): value for r, value in zip(runs, final)},
+                       "minutes": statistics.mean(r["seconds"] for r in runs) / 60}
+            if baseline and row.semi_supervised:
+                summary["gain"] = summary["mean"] - statistics.mean(baseline.values())
+                summary["gain_per_draw"] = {
+                    draw: statistics.mean(v for (d, _), v in summary["per_run"].items() if d == draw)
+                    - statistics.mean(v for (d, _), v in baseline.items() if d == draw)
+                    for draw in sorted({d for d, _ in summary["per_run"]}, key=lambda d: d or 0)
+                }
+            for name in STATISTICS:
+                values = [r[name] for r in runs if name in r]
+                if values:
+                    summary[name] = 100 * statistics.mean(values)
+            summaries.append(summary)
+        return summaries
+
+    def _final(self, name: str) -> dict:
+        return {(r["draw"], r["seed"]): 100 * r["final_mean_iou"] for r in self.results if r["setting"] == name}
+
+    def table(self) -> str:
+        """Markdown: mean +- std over every run of a setting, the gain over labels-only, each draw's gain, each run,
+        and the pseudo-label statistics (where the unlabeled images' own labels are known)."""
+        lines = ["| setting | final mIoU (mean +- std) | vs. labels only | per draw: gain | runs (draw/seed: mIoU) "
+                 "| pseudo-labels right | truth outside the trained set | K = 1 | minutes a run |",
+                 "|---|---|---|---|---|---|---|---|---|"]
+        for row in self.rows():
+            gain = f"{row['gain']:+.2f}" if "gain" in row else ""
+            per_draw = ", ".join(f"{draw}: {value:+.1f}" for draw, value in row.get("gain_per_draw", {}).items())
+            runs = ", ".join(f"{draw}/{seed}: {value:.1f}" for (draw, seed), value in row["per_run"].items())
+            shown = [f"{row[name]:.0f}%" if name in row else "" for name in STATISTICS]
+            lines.append(f"| {row['setting']} | {row['mean']:.2f} +- {row['std']:.2f} ({row['runs']}) | {gain} | "
+                         f"{per_draw} | {runs} | {' | '.join(shown)} | {row['minutes']:.1f} |")
+        return "\n".join(lines) + "\n"
+
+    def curves_figure(self, path: Path) -> None:
+        """Validation mIoU over training (mean over runs) of every setting, and the share of unlabeled pixels with
+        K = 1 of the runs that log it."""
+        figure = Figure(figsize=(12, 4.5))
+        miou_axis, k_axis = figure.subplots(1, 2)
+        for index, row in enumerate(self.settings):
+            runs = [r for r in self.results if r["setting"] == row.name]
+            if not runs:
+                continue
+            style = dict(color=f"C{index % 10}", linestyle="-" if index < 10 else "--")
+            steps = [step for step, _ in runs[0]["curve"]]
+            mean = [100 * statistics.mean(dict(r["curve"]).get(step, float("nan")) for r in runs) for step in steps]
+            miou_axis.plot(steps, mean, label=row.name, **style)
+            if runs[0]["k1_curve"]:
+                k_steps = [step for step, _ in runs[0]["k1_curve"]]
+                k_axis.plot(k_steps, [statistics.mean(dict(r["k1_curve"]).get(step, float("nan")) for r in runs)
+                                      for step in k_steps], **style)
+        miou_axis.set(xlabel="step", ylabel="validation mIoU (%)", title="validation mIoU, mean over runs")
+        k_axis.set(xlabel="step", ylabel="share of unlabeled pixels", title="K = 1 (one class trusted)")
+        miou_axis.legend(fontsize=7)
+        figure.tight_layout()
+        figure.savefig(path, dpi=100)
+
+    def write(self) -> None:
+        """table.md and curves.png beside results.json."""
+        (Path(self.output_dir) / "table.md").write_text(self.table())
+        self.curves_figure(Path(self.output_dir) / "curves.png")
+
+
+def _std(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _slug(name: str) -> str:
+    return "".join(character if character.isalnum() else "_" for character in name).strip("_")
+
+
+__all__ = ["LABELS_ONLY", "ORACLE", "Comparison", "Setting", "labels_only", "oracle", "setting", "swept"]
