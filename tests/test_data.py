@@ -491,6 +491,7 @@ def test_bad_samples_are_all_reported_before_training_and_the_output_folder_is_l
              "--validation_images_dir", str(tmp_path / "validation" / "images"),
              "--validation_masks_dir", str(tmp_path / "validation" / "masks"), "--backbone", "test_resnet",
              "--backbone_weights", "none", "--crop_size", "16", "--max_steps", "2", "--burn_in_steps", "0",
+             "--per_device_train_batch_size", "2",
              "--report_to", "none", "--output_dir", str(output)]
     with pytest.raises(DataCheckError) as error:
         run_fpl.main(*run_fpl.parse_arguments(flags))
