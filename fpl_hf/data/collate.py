@@ -43,13 +43,18 @@ def semi_supervised_collate(features: list[dict[str, torch.Tensor]]) -> dict[str
     return {name: value.flatten(0, 1) if name in GROUPED_FIELDS else value for name, value in batch.items()}
 
 
-def prepared_batch(batch: dict[str, torch.Tensor], image_mean: Sequence[float], image_std: Sequence[float]) -> dict:
+def prepared_batch(
+    batch: dict[str, torch.Tensor], image_mean: Sequence[float], image_std: Sequence[float], channels_last: bool = False
+) -> dict:
     """A batch of bytes (`TrainingItems`) as a framework step takes it, on the batch's device: uint8 images
-    normalised to float32, class ids as int64; what is already so passes unchanged."""
+    normalised to float32 (with `channels_last`, stored channels innermost, so that every image of it is NHWC),
+    class ids as int64; what is already so passes unchanged."""
     prepared = dict(batch)
     for name in IMAGE_FIELDS:
         if name in batch and batch[name].dtype == torch.uint8:
             prepared[name] = normalize_images(batch[name], image_mean, image_std)
+            if channels_last:
+                prepared[name] = prepared[name].movedim(-3, -1).contiguous().movedim(-1, -3)
     for name in LABEL_FIELDS:
         if name in batch:
             prepared[name] = batch[name].long()

@@ -14,12 +14,14 @@ from .schedule import SemiSupervisedSchedule
 @torch.no_grad()
 def ema_update(teacher: nn.Module, student: nn.Module, decay: float) -> None:
     """teacher = decay * teacher + (1 - decay) * student, for parameters and float buffers (BatchNorm's
-    running statistics); integer buffers (`num_batches_tracked`) are copied."""
-    for teacher_tensor, student_tensor in zip(teacher.state_dict().values(), student.state_dict().values()):
-        if teacher_tensor.is_floating_point():
-            teacher_tensor.lerp_(student_tensor.to(teacher_tensor.dtype), 1.0 - decay)
-        else:
-            teacher_tensor.copy_(student_tensor)
+    running statistics), in one multi-tensor operation; integer buffers (`num_batches_tracked`) are copied."""
+    pairs = list(zip(teacher.state_dict().values(), student.state_dict().values()))
+    floats = [(mine, theirs.to(mine.dtype)) for mine, theirs in pairs if mine.is_floating_point()]
+    integers = [(mine, theirs) for mine, theirs in pairs if not mine.is_floating_point()]
+    if floats:
+        torch._foreach_lerp_(*map(list, zip(*floats)), 1.0 - decay)
+    if integers:
+        torch._foreach_copy_(*map(list, zip(*integers)))
 
 
 class EMATeacherCallback(TrainerCallback):

@@ -76,6 +76,8 @@ class FPLTrainer(ExplainedHubPushes, Trainer):
         self.framework, self.schedule = args.framework_declaration, args.schedule
         self.options, self.mixes = args.framework_options, self.framework.mixes(args.cutmix)
         module = trained_module(self.framework, model, branch_2, args.seed)
+        if args.channels_last:
+            module = module.to(memory_format=torch.channels_last)
         self.num_labels = module.config.num_labels
         self.ignore_index = IGNORE_INDEX  # the data's, whatever name a model config gives its own
         self._confusion = ConfusionMatrix(self.num_labels, self.ignore_index)
@@ -132,7 +134,8 @@ class FPLTrainer(ExplainedHubPushes, Trainer):
         inputs = super()._prepare_inputs(inputs)
         if self.train_dataset is None:
             return inputs
-        return prepared_batch(inputs, self.train_dataset.image_mean, self.train_dataset.image_std)
+        return prepared_batch(inputs, self.train_dataset.image_mean, self.train_dataset.image_std,
+                              self.args.channels_last)
 
     # The step -------------------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -205,6 +208,14 @@ class FPLTrainer(ExplainedHubPushes, Trainer):
         """Weight decay on weights only: never on BatchNorm, GroupNorm, LayerNorm parameters or biases."""
         norms = [nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm]
         return [name for name in get_parameter_names(model, norms) if not name.endswith("bias")]
+
+    @staticmethod
+    def get_optimizer_cls_and_kwargs(args: FPLConfig, model: Optional[nn.Module] = None) -> tuple[Any, dict]:
+        """Trainer's; PyTorch's AdamW runs fused (one kernel for all parameters) on CUDA."""
+        optimizer_class, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
+        if optimizer_class is torch.optim.AdamW and args.device.type == "cuda" and "foreach" not in kwargs:
+            kwargs = {**kwargs, "fused": True}
+        return optimizer_class, kwargs
 
     def create_optimizer(self, model: Optional[nn.Module] = None) -> torch.optim.Optimizer:
         """Trainer's optimizer; with `encoder_lr_ratio` != 1 each group is split so that the encoder's parameters

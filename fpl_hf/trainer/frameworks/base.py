@@ -237,7 +237,6 @@ def without_dropout(model: nn.Module) -> Iterator[None]:
             module.train()
 
 
-@torch.no_grad()
 def eval_mode_logits(model: SegmentationNetwork, pixel_values: torch.Tensor) -> torch.Tensor:
     """A teacher's logits in eval mode: one plain whole-image pass, never the flip/slide inference protocol that
     the model's config may set for `pipeline`."""
@@ -245,9 +244,17 @@ def eval_mode_logits(model: SegmentationNetwork, pixel_values: torch.Tensor) -> 
     was_training = model.training
     model.eval()
     try:
-        return model.segment(pixel_values)
+        with teacher_pass():
+            logits = model.segment(pixel_values)
     finally:
         model.train(was_training)
+    return logits.clone()  # outside inference mode: a target any loss may use, in autograd too
+
+
+def teacher_pass() -> torch.inference_mode:
+    """The context of a pass that only makes targets: inference mode, no autograd bookkeeping at all. Its outputs
+    are inference tensors; `clone()` them outside it where a loss may save them for backward."""
+    return torch.inference_mode()
 
 
 __all__ = [
@@ -265,6 +272,7 @@ __all__ = [
     "framework_names",
     "mix",
     "register_framework",
+    "teacher_pass",
     "unlabeled_targets",
     "without_dropout",
 ]

@@ -14,7 +14,8 @@ from torch import nn
 from ...modeling import SegmentationNetwork
 from ...modeling.transformers_segmenter import as_segmenter, exported
 from .base import (
-    Framework, SemiSupervisedBatch, StepContext, mix, register_framework, unlabeled_targets, without_dropout,
+    Framework, SemiSupervisedBatch, StepContext, mix, register_framework, teacher_pass, unlabeled_targets,
+    without_dropout,
 )
 
 BRANCH_2_FILE = "branch_2.safetensors"
@@ -83,7 +84,7 @@ def step(context: StepContext, model: BranchPair, batch: SemiSupervisedBatch) ->
         # Teachers see the unmixed images (train-mode BatchNorm, no dropout: deterministic targets); their
         # predictions are mixed with the same box as the images.
         box = batch["cutmix_masks"][:, 0]
-        with torch.no_grad(), without_dropout(model):
+        with teacher_pass(), without_dropout(model):
             teacher_1_a, teacher_2_a = model(unlabeled[:, 0])
             teacher_1_b, teacher_2_b = model(unlabeled[:, 1])
         targets_1 = unlabeled_targets(batch, teacher_1_a, teacher_1_b, box)

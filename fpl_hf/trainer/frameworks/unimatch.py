@@ -7,7 +7,8 @@ feature-perturbed decoding of the weak view learn from them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import partial
+from functools import lru_cache, partial
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +44,13 @@ class UniMatchOptions:
             raise ValueError(f"`feature_dropout` must be in [0, 1), got {self.feature_dropout}; UniMatch uses 0.5.")
 
 
+@lru_cache
+def feature_dropout(rate: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    """UniMatch's feature perturbation: channel dropout at `rate`; one function a rate, so that a compiled model
+    meets the same argument at every step."""
+    return partial(F.dropout2d, p=rate, training=True)
+
+
 def step(context: StepContext[UniMatchOptions], model: nn.Module, batch: SemiSupervisedBatch) -> torch.Tensor:
     labeled, labels = batch["pixel_values"], batch["labels"]
     weak, strong, boxes = batch["unlabeled_pixel_values"], batch["unlabeled_strong_pixel_values"], batch["cutmix_masks"]
@@ -52,7 +60,7 @@ def step(context: StepContext[UniMatchOptions], model: nn.Module, batch: SemiSup
 
     # Labeled and weak images share one pass (and its BatchNorm statistics), as in UniMatch, whose network has no
     # dropout: the weak targets are deterministic. The feature perturbation is a dropout of its own.
-    channel_dropout = partial(F.dropout2d, p=context.options.feature_dropout, training=True)
+    channel_dropout = feature_dropout(context.options.feature_dropout)
     with without_dropout(model):
         outputs = model(pixel_values=torch.cat([labeled, weak[:, 0]]), feature_perturbation=channel_dropout)
     labeled_logits, weak_logits = outputs.logits.split([labeled.shape[0], weak.shape[0]])
