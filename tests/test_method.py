@@ -15,7 +15,8 @@ from fpl_hf.trainer.frameworks.base import eval_mode_logits, mix, without_dropou
 
 @pytest.mark.parametrize("cutmix", [True, False])
 def test_each_cps_branch_learns_from_the_other_branch(scenes, tmp_path, cutmix):
-    trainer = make_trainer(scenes, tmp_path, framework="cps", cutmix=cutmix, unsup_weight=3.0)
+    trainer = make_trainer(scenes, tmp_path, framework="cps", cutmix=cutmix, unsup_weight=3.0,
+                           framework_options={"strong_views": False})
     pair = trainer.model.train()
     batch = one_batch(trainer, 2)
     pairs = capture_pairs(trainer)
@@ -44,6 +45,29 @@ def test_each_cps_branch_learns_from_the_other_branch(scenes, tmp_path, cutmix):
     if not cutmix:  # without CutMix each branch is taught by the other's prediction of the same image
         torch.testing.assert_close(teacher_for_1, student_2.detach())
         torch.testing.assert_close(teacher_for_2, student_1.detach())
+
+
+@pytest.mark.parametrize("cutmix", [True, False])
+def test_cps_students_learn_on_strong_views_what_the_teachers_say_of_the_weak_ones(scenes, tmp_path, cutmix):
+    trainer = make_trainer(scenes, tmp_path, framework="cps", cutmix=cutmix)  # strong student views by default
+    pair = trainer.model.train()
+    batch = one_batch(trainer, 4)
+    inputs = recorded_inputs(pair)
+    pairs = capture_pairs(trainer)
+    FRAMEWORKS["cps"].step(trainer, pair, batch)
+    weak, strong = batch["unlabeled_pixel_values"], batch["unlabeled_strong_pixel_values"][:, :, 0]
+    with torch.no_grad(), without_dropout(pair):
+        if cutmix:
+            box = batch["cutmix_masks"][:, 0]
+            students = mix(strong[:, 0], strong[:, 1], box)
+            expected = [mix(branch(pixel_values=weak[:, 0]).logits, branch(pixel_values=weak[:, 1]).logits, box)
+                        for branch in (pair.branch_1, pair.branch_2)]
+        else:
+            students = strong[:, 0]
+            expected = [branch(pixel_values=weak[:, 0]).logits for branch in (pair.branch_1, pair.branch_2)]
+    assert torch.equal(inputs[-1], students) and not torch.equal(students, weak[:, 0])
+    torch.testing.assert_close(pairs[0].teacher, expected[1])  # branch 1 taught by branch 2, on the weak view
+    torch.testing.assert_close(pairs[1].teacher, expected[0])
 
 
 def random_pair(seed=0, classes=11):
@@ -143,8 +167,11 @@ def drifted_teacher(trainer):
     return trainer.teacher
 
 
-def test_the_mean_teachers_student_learns_on_its_own_cutmix_the_teachers_targets_mixed_by_its_box(scenes, tmp_path):
-    trainer = make_trainer(scenes, tmp_path, framework="mean_teacher", unsup_weight=3.0)
+@pytest.mark.parametrize("strong", [True, False])
+def test_the_mean_teachers_student_learns_on_its_own_cutmix_the_teachers_targets_mixed_by_its_box(scenes, tmp_path,
+                                                                                                strong):
+    trainer = make_trainer(scenes, tmp_path, framework="mean_teacher", unsup_weight=3.0,
+                           framework_options={"strong_views": strong})
     teacher = drifted_teacher(trainer)
     batch = one_batch(trainer, 4)
     inputs = recorded_inputs(trainer.model)
@@ -153,8 +180,10 @@ def test_the_mean_teachers_student_learns_on_its_own_cutmix_the_teachers_targets
     assert loss.item() == pytest.approx(trainer._metrics["train"]["sup"][-1] + 3.0 * 7.0, rel=1e-5)
 
     unlabeled, box = batch["unlabeled_pixel_values"], batch["cutmix_masks"][:, 0]
+    views = batch["unlabeled_strong_pixel_values"][:, :, 0] if strong else unlabeled
     assert 0 < box.float().mean() < 1  # a box that mixes, so that mixing shows
-    assert torch.equal(inputs[-1], mix(unlabeled[:, 0], unlabeled[:, 1], box))  # the student sees the mixed image
+    assert torch.equal(inputs[-1], mix(views[:, 0], views[:, 1], box))  # the student sees its own views mixed
+    assert strong == ("unlabeled_strong_pixel_values" in batch)
     ((student, targets, valid, diagnostic),) = pairs
     expected = mix(eval_mode_logits(teacher, unlabeled[:, 0]), eval_mode_logits(teacher, unlabeled[:, 1]), box)
     torch.testing.assert_close(targets, expected)  # the teacher's, mixed by the student's own box

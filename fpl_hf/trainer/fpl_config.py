@@ -259,7 +259,7 @@ class FPLConfig(TrainingArguments):
             crop_size=self.crop_size,
             unlabeled_groups=self.per_device_unlabeled_batch_size // self.per_device_train_batch_size,
             scale_range=tuple(self.scale_range),
-            **self.framework_declaration.data_options(self.cutmix),
+            **self.framework_declaration.data_options(self.cutmix, self.framework_options),
             cutmix=CutMixSettings(
                 self.cutmix_num_boxes, (self.cutmix_area_min, self.cutmix_area_max), self.cutmix_probability
             ),

@@ -110,6 +110,23 @@ class NoOptions:
     """A framework or loss without options of its own."""
 
 
+@dataclass
+class StudentViews:
+    """The options of a framework whose student may learn on strong views (CPS, the mean teacher)."""
+
+    strong_views: bool = field(
+        default=True,
+        metadata={"help": "CPS and the mean teacher: the student learns on a strong view of each unlabeled image "
+                  "(colour jitter, grey, blur, as UniMatch's) while the teachers label the weak one; false: the weak "
+                  "views of the CPS and AEL papers (their recipes in examples/configs/ say so)."},
+    )
+
+
+def student_images(batch: SemiSupervisedBatch, strong: bool) -> torch.Tensor:
+    """The unlabeled images a student sees (Bu, U, 3, S, S): the first strong view of each, or the weak ones."""
+    return batch["unlabeled_strong_pixel_values"][:, :, 0] if strong else batch["unlabeled_pixel_values"]
+
+
 @dataclass(frozen=True)
 class Framework:
     """A semi-supervised framework: its step and what the trainer, the config, the data and the card need to know.
@@ -121,7 +138,7 @@ class Framework:
         options: a dataclass of its own options (fields with `help` metadata: `run_fpl.py` flags, validated in its
             `__post_init__`); the step reads them as `context.options`.
         unlabeled: whether the step consumes unlabeled images at all.
-        strong_views: strong views of each unlabeled image.
+        strong_views: strong views of each unlabeled image, or a function of the framework's options that says.
         cutmix_masks: CutMix masks per item when mixing (the step mixes each item's two unlabeled images).
         always_mixes: mixing is part of the method (`cutmix=False` is refused).
         cutmix: default CutMix boxes (default: CPS's, 3 boxes covering 25-50% of the crop, always).
@@ -138,7 +155,7 @@ class Framework:
     description: str
     options: type = NoOptions
     unlabeled: bool = True
-    strong_views: int = 0
+    strong_views: int | Callable[[Any], int] = 0
     cutmix_masks: int = 1
     always_mixes: bool = False
     cutmix: CutMixSettings = field(default_factory=CutMixSettings)
@@ -158,7 +175,7 @@ class Framework:
             problem = "`pair` and `ema_decay` exclude each other: an EMA teacher follows one trained network"
         elif self.ema_decay is not None and not 0 <= self.ema_decay < 1:
             problem = "`ema_decay` must be in [0, 1)"
-        elif self.strong_views < 0 or self.cutmix_masks < 0:
+        elif self.cutmix_masks < 0 or not callable(self.strong_views) and self.strong_views < 0:
             problem = "`strong_views` and `cutmix_masks` must be >= 0"
         elif self.always_mixes and not self.cutmix_masks:
             problem = "`always_mixes` needs `cutmix_masks` >= 1"
@@ -167,12 +184,13 @@ class Framework:
         if problem:
             raise ValueError(f"Framework {self.name!r}: {problem}.")
 
-    def data_options(self, cutmix: bool) -> dict[str, int]:
-        """The unlabeled images, strong views and CutMix masks each training item must carry."""
+    def data_options(self, cutmix: bool, options: Any) -> dict[str, int]:
+        """The unlabeled images, strong views and CutMix masks each training item must carry, with `cutmix` and the
+        framework's `options` as the run sets them."""
         mixes = self.mixes(cutmix)
         return dict(
             num_unlabeled=(2 if mixes else 1) if self.unlabeled else 0,
-            num_strong_views=self.strong_views,
+            num_strong_views=self.strong_views(options) if callable(self.strong_views) else self.strong_views,
             num_cutmix_masks=self.cutmix_masks if mixes else 0,
         )
 
@@ -267,11 +285,13 @@ __all__ = [
     "SemiSupervisedBatch",
     "Step",
     "StepContext",
+    "StudentViews",
     "Targets",
     "eval_mode_logits",
     "framework_names",
     "mix",
     "register_framework",
+    "student_images",
     "teacher_pass",
     "unlabeled_targets",
     "without_dropout",

@@ -14,8 +14,8 @@ from torch import nn
 from ...modeling import SegmentationNetwork
 from ...modeling.transformers_segmenter import as_segmenter, exported
 from .base import (
-    Framework, SemiSupervisedBatch, StepContext, mix, register_framework, teacher_pass, unlabeled_targets,
-    without_dropout,
+    Framework, SemiSupervisedBatch, StepContext, StudentViews, mix, register_framework, student_images, teacher_pass,
+    unlabeled_targets, without_dropout,
 )
 
 BRANCH_2_FILE = "branch_2.safetensors"
@@ -76,21 +76,21 @@ def burn_in_step(context: StepContext, model: BranchPair, batch: SemiSupervisedB
     return sup
 
 
-def step(context: StepContext, model: BranchPair, batch: SemiSupervisedBatch) -> torch.Tensor:
+def step(context: StepContext[StudentViews], model: BranchPair, batch: SemiSupervisedBatch) -> torch.Tensor:
     sup = supervised_terms(context, model, batch)
 
-    unlabeled = batch["unlabeled_pixel_values"]
-    if context.mixes:
-        # Teachers see the unmixed images (train-mode BatchNorm, no dropout: deterministic targets); their
-        # predictions are mixed with the same box as the images.
-        box = batch["cutmix_masks"][:, 0]
+    unlabeled, views = batch["unlabeled_pixel_values"], student_images(batch, context.options.strong_views)
+    if context.mixes or context.options.strong_views:
+        # Teachers see the weak, unmixed images (train-mode BatchNorm, no dropout: deterministic targets); their
+        # predictions are mixed with the same box as the images the students see.
+        box = batch["cutmix_masks"][:, 0] if context.mixes else None
         with teacher_pass(), without_dropout(model):
             teacher_1_a, teacher_2_a = model(unlabeled[:, 0])
-            teacher_1_b, teacher_2_b = model(unlabeled[:, 1])
+            teacher_1_b, teacher_2_b = model(unlabeled[:, 1]) if context.mixes else (None, None)
         targets_1 = unlabeled_targets(batch, teacher_1_a, teacher_1_b, box)
         targets_2 = unlabeled_targets(batch, teacher_2_a, teacher_2_b, box)
-        student_1, student_2 = model(mix(unlabeled[:, 0], unlabeled[:, 1], box))
-    else:
+        student_1, student_2 = model(mix(views[:, 0], views[:, 1], box) if context.mixes else views[:, 0])
+    else:  # CPS without CutMix: each branch's prediction of the same weak image teaches the other
         student_1, student_2 = model(unlabeled[:, 0])
         targets_1, targets_2 = unlabeled_targets(batch, student_1.detach()), unlabeled_targets(batch, student_2.detach())
 
@@ -105,6 +105,8 @@ FRAMEWORK = register_framework(Framework(
     name="cps",
     step=step,
     description="cross pseudo supervision: two differently initialised branches label images for each other",
+    options=StudentViews,
+    strong_views=lambda options: int(options.strong_views),
     pair=BranchPair.for_model,
     burn_in_step=burn_in_step,
 ))

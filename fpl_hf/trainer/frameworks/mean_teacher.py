@@ -1,4 +1,5 @@
-"""Mean teacher in the AEL style: an EMA teacher labels unmixed images, the student learns on their CutMix."""
+"""Mean teacher in the AEL style: an EMA teacher labels unmixed images, the student learns on their CutMix (of strong
+views by default, `StudentViews`)."""
 
 from __future__ import annotations
 
@@ -6,21 +7,23 @@ import torch
 from torch import nn
 
 from .base import (
-    Framework, SemiSupervisedBatch, StepContext, eval_mode_logits, mix, register_framework, unlabeled_targets,
+    Framework, SemiSupervisedBatch, StepContext, StudentViews, eval_mode_logits, mix, register_framework,
+    student_images, unlabeled_targets,
 )
 
 
-def step(context: StepContext, model: nn.Module, batch: SemiSupervisedBatch) -> torch.Tensor:
+def step(context: StepContext[StudentViews], model: nn.Module, batch: SemiSupervisedBatch) -> torch.Tensor:
     sup = context.supervised_loss(model(pixel_values=batch["pixel_values"]).logits, batch["labels"])
 
-    unlabeled = batch["unlabeled_pixel_values"]
+    # The teacher labels the weak views; the student learns on its own (strong or weak) views, mixed by the box.
+    unlabeled, views = batch["unlabeled_pixel_values"], student_images(batch, context.options.strong_views)
     teacher_a = eval_mode_logits(context.teacher, unlabeled[:, 0])
     if context.mixes:
         box = batch["cutmix_masks"][:, 0]
-        student_input = mix(unlabeled[:, 0], unlabeled[:, 1], box)
+        student_input = mix(views[:, 0], views[:, 1], box)
         targets = unlabeled_targets(batch, teacher_a, eval_mode_logits(context.teacher, unlabeled[:, 1]), box)
     else:
-        student_input, targets = unlabeled[:, 0], unlabeled_targets(batch, teacher_a)
+        student_input, targets = views[:, 0], unlabeled_targets(batch, teacher_a)
     student_logits = model(pixel_values=student_input).logits
 
     (unsup,) = context.unsupervised_loss(targets.for_student(student_logits))
@@ -32,5 +35,7 @@ FRAMEWORK = register_framework(Framework(
     name="mean_teacher",
     step=step,
     description="mean teacher (AEL style): an EMA of the student labels the images that the student sees mixed",
+    options=StudentViews,
+    strong_views=lambda options: int(options.strong_views),
     ema_decay=0.99,
 ))
