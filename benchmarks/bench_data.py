@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-
 from transformers import PrinterCallback, TrainerCallback
 
 from fpl_hf import DeepLabV3PlusConfig, DeepLabV3PlusForSemanticSegmentation
@@ -54,20 +53,39 @@ def write_jpeg_folder(root: Path, labeled: int = 64, unlabeled: int = 512, size:
     return root
 
 
-def config(framework: str, crop_size: int, scale_range: list[float], workers: int, steps: int,
-           batch_size: int = 8) -> FPLConfig:
+def config(
+    framework: str, crop_size: int, scale_range: list[float], workers: int, steps: int, batch_size: int = 8
+) -> FPLConfig:
     return FPLConfig(
-        output_dir=tempfile.mkdtemp(), framework=framework, crop_size=crop_size, scale_range=scale_range,
-        per_device_train_batch_size=batch_size, max_steps=steps, optim="adamw_torch", learning_rate=3e-3, save_strategy="no",
-        logging_steps=steps, dataloader_num_workers=workers, dataloader_persistent_workers=workers > 0,
-        report_to="none", disable_tqdm=True, use_cpu=True, seed=0,
+        output_dir=tempfile.mkdtemp(),
+        framework=framework,
+        crop_size=crop_size,
+        scale_range=scale_range,
+        per_device_train_batch_size=batch_size,
+        max_steps=steps,
+        optim="adamw_torch",
+        learning_rate=3e-3,
+        save_strategy="no",
+        logging_steps=steps,
+        dataloader_num_workers=workers,
+        dataloader_persistent_workers=workers > 0,
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=True,
+        seed=0,
     )
 
 
 def items_per_second(dataset, workers: int, batches: int) -> float:
     streamed = isinstance(dataset, torch.utils.data.IterableDataset)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=8, shuffle=not streamed, num_workers=workers,
-                                         collate_fn=semi_supervised_collate, persistent_workers=workers > 0)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=8,
+        shuffle=not streamed,
+        num_workers=workers,
+        collate_fn=semi_supervised_collate,
+        persistent_workers=workers > 0,
+    )
     iterator = iter(loader)
     next(iterator)  # workers start and fill their queue: not part of the steady rate
     start = time.perf_counter()
@@ -108,16 +126,34 @@ class StepEnds(TrainerCallback):
         self.times.append(time.perf_counter())
 
 
-def waiting_share(labeled, unlabeled, framework: str, crop_size: int, scale_range: list[float], workers: int,
-                  steps: int, num_labels: int, batch_size: int) -> tuple[float, float]:
+def waiting_share(
+    labeled,
+    unlabeled,
+    framework: str,
+    crop_size: int,
+    scale_range: list[float],
+    workers: int,
+    steps: int,
+    num_labels: int,
+    batch_size: int,
+) -> tuple[float, float]:
     """(share of the step time spent waiting for data, seconds a step) over the steps after the first two, which
     also wait for the workers to start and a stream's shuffle buffer to fill."""
     args = config(framework, crop_size, scale_range, workers, steps, batch_size)
     torch.manual_seed(0)
-    model = DeepLabV3PlusForSemanticSegmentation(DeepLabV3PlusConfig(
-        backbone="tf_efficientnet_lite0", num_labels=num_labels, aspp_channels=64, decoder_channels=64))
-    data = training_dataset(labeled, unlabeled, num_labels=num_labels, image_mean=[0.5] * 3, image_std=[0.5] * 3,
-                            **args.train_dataset_options())
+    model = DeepLabV3PlusForSemanticSegmentation(
+        DeepLabV3PlusConfig(
+            backbone="tf_efficientnet_lite0", num_labels=num_labels, aspp_channels=64, decoder_channels=64
+        )
+    )
+    data = training_dataset(
+        labeled,
+        unlabeled,
+        num_labels=num_labels,
+        image_mean=[0.5] * 3,
+        image_std=[0.5] * 3,
+        **args.train_dataset_options(),
+    )
     ends = StepEnds()
     trainer = FPLTrainer(model, args, train_dataset=data, callbacks=[ends])
     trainer.remove_callback(PrinterCallback)
@@ -152,8 +188,14 @@ def main() -> None:
     print("|---|---|---|---|")
     for name, ((labeled, unlabeled), framework, crop, scales, num_labels, _) in settings.items():
         args = config(framework, crop, scales, 0, 1)
-        data = training_dataset(labeled, unlabeled, num_labels=num_labels, image_mean=[0.5] * 3, image_std=[0.5] * 3,
-                                **args.train_dataset_options())
+        data = training_dataset(
+            labeled,
+            unlabeled,
+            num_labels=num_labels,
+            image_mean=[0.5] * 3,
+            image_std=[0.5] * 3,
+            **args.train_dataset_options(),
+        )
         for workers in options.workers:
             rate = items_per_second(data, workers, options.batches)
             print(f"| {name} | {workers} | {rate:.1f} | {rate / max(workers, 1):.1f} |")

@@ -9,14 +9,25 @@ The baseline is `F.cross_entropy(student, teacher.argmax(1))` on the same logits
 from __future__ import annotations
 
 import argparse
+from functools import partial
 
 import torch
 import torch.nn.functional as F
-
 from _measure import device_name, median_seconds, peak_bytes
+
 from fpl_hf.losses import fuzzy_positive_loss
 
 SHAPES = [(8, 21, 128, 128), (2, 19, 256, 512), (4, 21, 256, 256)]
+
+
+def cross_entropy(student: torch.Tensor, teacher: torch.Tensor) -> None:
+    F.cross_entropy(student, teacher.argmax(1)).backward()
+    student.grad = None
+
+
+def fpl(student: torch.Tensor, teacher: torch.Tensor, semantics: str) -> None:
+    fuzzy_positive_loss(student, teacher, 0.9, semantics=semantics).loss.backward()
+    student.grad = None
 
 
 def main() -> None:
@@ -32,18 +43,12 @@ def main() -> None:
         student = torch.randn(shape, device=device, generator=generator).requires_grad_(True)
         teacher = torch.randn(shape, device=device, generator=generator) * 3
 
-        def cross_entropy() -> None:
-            F.cross_entropy(student, teacher.argmax(1)).backward()
-            student.grad = None
-
-        variants = {"CE (baseline)": cross_entropy}
+        variants = {"CE (baseline)": partial(cross_entropy, student, teacher)}
         for semantics in ("code", "paper"):
-            def fpl(semantics: str = semantics) -> None:
-                fuzzy_positive_loss(student, teacher, 0.9, semantics=semantics).loss.backward()
-                student.grad = None
-
-            variants[f"FPL {semantics}"] = fpl
-        results = {name: (median_seconds(fn, device, args.repeats), peak_bytes(fn, device)) for name, fn in variants.items()}
+            variants[f"FPL {semantics}"] = partial(fpl, student, teacher, semantics)
+        results = {
+            name: (median_seconds(fn, device, args.repeats), peak_bytes(fn, device)) for name, fn in variants.items()
+        }
         base_time, base_memory = results["CE (baseline)"]
         for name, (seconds, memory) in results.items():
             print(

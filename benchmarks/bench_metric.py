@@ -15,8 +15,8 @@ import tracemalloc
 
 import numpy as np
 import torch
-
 from _measure import peak_bytes
+
 from fpl_hf.metrics import ConfusionMatrix
 
 
@@ -82,7 +82,9 @@ def main() -> None:
     base_peak, peak = traced_peak(run_baseline), peak_bytes(run_ours, torch.device("cpu"))
     np.testing.assert_allclose(ours["per_category_iou"], baseline["per_category_iou"])
     np.testing.assert_allclose(ours["overall_accuracy"], baseline["overall_accuracy"])
-    print(f"{args.maps} maps of {args.size}x{args.size}, {args.classes} classes, int64, {torch.get_num_threads()} threads")
+    print(
+        f"{args.maps} maps of {args.size}x{args.size}, {args.classes} classes, int64, {torch.get_num_threads()} threads"
+    )
     print(f"per-image histograms: {base_seconds:.3f}s, peak {base_peak / 2**20:.1f} MiB (numpy, traced)")
     print(f"streaming confusion : {seconds:.3f}s, peak {peak / 2**20:.1f} MiB (torch profiler; one map's index buffer)")
     print(f"speed-up: {base_seconds / seconds:.1f}x, equal results: yes")

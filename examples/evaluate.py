@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
-from typing import Optional
 
 from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation, HfArgumentParser
 
@@ -26,8 +25,8 @@ from fpl_hf.evaluation import EvaluationProtocol, evaluate_model, write_report
 class EvaluationArguments:
     model: str = field(metadata={"help": "Model directory or Hub id."})
     mode: str = field(default="whole", metadata={"help": "'whole', 'slide' or 'center' (see EvaluationProtocol)."})
-    crop_size: Optional[int] = field(default=None, metadata={"help": "slide / center: window or crop side."})
-    stride: Optional[int] = field(default=None, metadata={"help": "slide: window step (default 2/3 of the crop)."})
+    crop_size: int | None = field(default=None, metadata={"help": "slide / center: window or crop side."})
+    stride: int | None = field(default=None, metadata={"help": "slide: window step (default 2/3 of the crop)."})
     flip: bool = field(default=False, metadata={"help": "Average with the flipped prediction."})
     output_dir: str = field(default="outputs/report", metadata={"help": "Where the report goes."})
 
@@ -47,10 +46,13 @@ def main(argv: list[str]) -> None:
         model, dataset, image_mean=processor.image_mean, image_std=processor.image_std, protocol=protocol
     )
     names = [model.config.id2label[index] for index in range(model.config.num_labels)]
-    report = write_report(confusion, names, args.output_dir, protocol=protocol, model_name=args.model,
-                          dataset_name=data_source.dataset)
-    print(f"mIoU {100 * report['mean_iou']:.2f} on {len(dataset)} images ({protocol.description}); "
-          f"report in {args.output_dir}")
+    report = write_report(
+        confusion, names, args.output_dir, protocol=protocol, model_name=args.model, dataset_name=data_source.dataset
+    )
+    print(
+        f"mIoU {100 * report['mean_iou']:.2f} on {len(dataset)} images ({protocol.description}); "
+        f"report in {args.output_dir}"
+    )
 
 
 if __name__ == "__main__":

@@ -13,22 +13,21 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 import torch
 from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation, HfArgumentParser
 
 import fpl_hf  # noqa: F401  (registers the Auto classes)
 from fpl_hf.data import DataSource, EvaluationDataset, load_evaluation_data
-from fpl_hf.modeling.inference import predict_logits
 from fpl_hf.losses import fuzzy_positive_assignment, positive_gradient_score
+from fpl_hf.modeling.inference import predict_logits
 from fpl_hf.viz import gradient_score_figure, k_map_figure, k_shares_figure
 
 
 @dataclass
 class PictureArguments:
     model: str = field(metadata={"help": "Model directory or Hub id."})
-    trainer_state: Optional[str] = field(
+    trainer_state: str | None = field(
         default=None, metadata={"help": "trainer_state.json of the run (default: the newest checkpoint's)."}
     )
     images: int = field(default=3, metadata={"help": "How many validation images to draw."})
@@ -52,7 +51,9 @@ def main(argv: list[str]) -> None:
         with torch.no_grad():
             logits = predict_logits(model, item["pixel_values"][None])
         _, k = fuzzy_positive_assignment(torch.softmax(logits, 1), args.threshold, semantics=args.semantics)
-        score, case = positive_gradient_score(logits, logits, item["labels"][None], args.threshold, semantics=args.semantics)
+        score, case = positive_gradient_score(
+            logits, logits, item["labels"][None], args.threshold, semantics=args.semantics
+        )
         image = dataset[index]["image"].convert("RGB")
         k_map_figure(image, k[0].numpy(), output / f"k_map_{index}.png")
         gradient_score_figure(image, score[0].numpy(), case[0].numpy(), output / f"gradient_score_{index}.png")

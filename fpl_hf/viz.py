@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-from typing import Optional, Sequence, Union
+from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure  # pyplot-free: importing fpl_hf sets no global matplotlib backend
 from PIL import Image
 
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike
 
 
 def palette(num_labels: int) -> np.ndarray:
@@ -88,7 +88,7 @@ def k_shares_figure(log_history: list[dict], path: PathLike) -> None:
 
 
 def gradient_score_figure(
-    image: Image.Image, score: np.ndarray, case: np.ndarray, path: PathLike, title: Optional[str] = None
+    image: Image.Image, score: np.ndarray, case: np.ndarray, path: PathLike, title: str | None = None
 ) -> None:
     """Positive gradient score R per pixel (Eq. 12; > 0 pushes the true class up) and the case of each pixel."""
     figure = Figure(figsize=(12, 4))
@@ -110,6 +110,11 @@ def gradient_score_figure(
 
 
 __all__ = [
-    "palette", "colorize", "overlay", "confusion_matrix_figure", "k_map_figure", "k_shares_figure",
+    "palette",
+    "colorize",
+    "overlay",
+    "confusion_matrix_figure",
+    "k_map_figure",
+    "k_shares_figure",
     "gradient_score_figure",
 ]

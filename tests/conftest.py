@@ -60,8 +60,16 @@ def make_trainer(scenes, tmp_path, trainer_kwargs=None, model=None, **overrides)
 
     labeled, unlabeled, validation = scenes
     values = dict(
-        output_dir=str(tmp_path / "run"), crop_size=32, max_steps=2, per_device_train_batch_size=2, logging_steps=1,
-        use_cpu=True, save_strategy="no", learning_rate=0.01, disable_tqdm=True, seed=0,
+        output_dir=str(tmp_path / "run"),
+        crop_size=32,
+        max_steps=2,
+        per_device_train_batch_size=2,
+        logging_steps=1,
+        use_cpu=True,
+        save_strategy="no",
+        learning_rate=0.01,
+        disable_tqdm=True,
+        seed=0,
     )
     values.update(overrides)
     args = FPLConfig(**values)
@@ -69,9 +77,12 @@ def make_trainer(scenes, tmp_path, trainer_kwargs=None, model=None, **overrides)
     # timm zero-initialises each residual block's last BatchNorm: the BatchNorm before it would then need many
     # steps to move measurably, and "every parameter changed" could not be checked in two.
     if model is None:
-        model = DeepLabV3PlusForSemanticSegmentation(tiny_config(num_labels=11, backbone_kwargs={"zero_init_last": False}))
-    train = training_dataset(labeled, unlabeled, num_labels=11, image_mean=[0.5] * 3, image_std=[0.5] * 3,
-                             **args.train_dataset_options())
+        model = DeepLabV3PlusForSemanticSegmentation(
+            tiny_config(num_labels=11, backbone_kwargs={"zero_init_last": False})
+        )
+    train = training_dataset(
+        labeled, unlabeled, num_labels=11, image_mean=[0.5] * 3, image_std=[0.5] * 3, **args.train_dataset_options()
+    )
     evaluation = EvaluationDataset(validation, num_labels=11, image_mean=[0.5] * 3, image_std=[0.5] * 3)
     return FPLTrainer(model, args, train_dataset=train, eval_dataset=evaluation, **(trainer_kwargs or {}))
 
@@ -110,9 +121,14 @@ def tiny_dinov2_dpt_config(**overrides):
     scale starts at 1, not DINOv2's 1e-5, so that two test steps move every parameter measurably."""
     from fpl_hf import TimmDPTConfig
 
-    values = dict(backbone="vit_small_patch14_dinov2", num_labels=11, out_indices=[0, 1, 2, 3],
-                  backbone_kwargs={"embed_dim": 32, "depth": 4, "num_heads": 2, "img_size": 28, "init_values": 1.0},
-                  dpt_out_channels=[8, 8, 16, 16], dpt_features=16)
+    values = dict(
+        backbone="vit_small_patch14_dinov2",
+        num_labels=11,
+        out_indices=[0, 1, 2, 3],
+        backbone_kwargs={"embed_dim": 32, "depth": 4, "num_heads": 2, "img_size": 28, "init_values": 1.0},
+        dpt_out_channels=[8, 8, 16, 16],
+        dpt_features=16,
+    )
     values.update(overrides)
     return TimmDPTConfig(**values)
 
@@ -148,28 +164,70 @@ def hub(hub_server, monkeypatch, tmp_path):
 def tiny_transformers_model(family: str, num_labels: int = 11):
     """A randomly initialised transformers segmentation model of a few thousand parameters (no download)."""
     from transformers import (
-        AutoModelForSemanticSegmentation, Dinov2Config, DPTConfig, MobileViTConfig, SegformerConfig, UperNetConfig,
+        AutoModelForSemanticSegmentation,
+        Dinov2Config,
+        DPTConfig,
+        MobileViTConfig,
+        SegformerConfig,
+        UperNetConfig,
     )
 
-    labels = dict(num_labels=num_labels, id2label={i: f"class_{i}" for i in range(num_labels)},
-                  label2id={f"class_{i}": i for i in range(num_labels)})
+    labels = dict(
+        num_labels=num_labels,
+        id2label={i: f"class_{i}" for i in range(num_labels)},
+        label2id={f"class_{i}": i for i in range(num_labels)},
+    )
     if family == "segformer":
-        config = SegformerConfig(num_encoder_blocks=2, depths=[1, 1], sr_ratios=[2, 1], hidden_sizes=[8, 16],
-                                 patch_sizes=[7, 3], strides=[4, 2], num_attention_heads=[1, 1], mlp_ratios=[2, 2],
-                                 decoder_hidden_size=16, **labels)
+        config = SegformerConfig(
+            num_encoder_blocks=2,
+            depths=[1, 1],
+            sr_ratios=[2, 1],
+            hidden_sizes=[8, 16],
+            patch_sizes=[7, 3],
+            strides=[4, 2],
+            num_attention_heads=[1, 1],
+            mlp_ratios=[2, 2],
+            decoder_hidden_size=16,
+            **labels,
+        )
     elif family == "upernet_dinov2":
-        backbone = Dinov2Config(hidden_size=16, num_hidden_layers=4, num_attention_heads=2, intermediate_size=32,
-                                patch_size=8, image_size=32, out_features=["stage1", "stage2", "stage3", "stage4"],
-                                reshape_hidden_states=True)
-        config = UperNetConfig(backbone_config=backbone, hidden_size=16, pool_scales=[1, 2], use_auxiliary_head=False,
-                               **labels)
+        backbone = Dinov2Config(
+            hidden_size=16,
+            num_hidden_layers=4,
+            num_attention_heads=2,
+            intermediate_size=32,
+            patch_size=8,
+            image_size=32,
+            out_features=["stage1", "stage2", "stage3", "stage4"],
+            reshape_hidden_states=True,
+        )
+        config = UperNetConfig(
+            backbone_config=backbone, hidden_size=16, pool_scales=[1, 2], use_auxiliary_head=False, **labels
+        )
     elif family == "dpt":
-        config = DPTConfig(hidden_size=16, num_hidden_layers=4, num_attention_heads=2, intermediate_size=32,
-                           image_size=32, patch_size=8, backbone_out_indices=[0, 1, 2, 3], neck_hidden_sizes=[8, 8, 16, 16],
-                           fusion_hidden_size=16, reassemble_factors=[4, 2, 1, 0.5], use_auxiliary_head=False, **labels)
+        config = DPTConfig(
+            hidden_size=16,
+            num_hidden_layers=4,
+            num_attention_heads=2,
+            intermediate_size=32,
+            image_size=32,
+            patch_size=8,
+            backbone_out_indices=[0, 1, 2, 3],
+            neck_hidden_sizes=[8, 8, 16, 16],
+            fusion_hidden_size=16,
+            reassemble_factors=[4, 2, 1, 0.5],
+            use_auxiliary_head=False,
+            **labels,
+        )
     elif family == "mobilevit":
-        config = MobileViTConfig(image_size=32, hidden_sizes=[16, 16, 16], neck_hidden_sizes=[8, 8, 16, 16, 16, 32, 32],
-                                 num_attention_heads=2, aspp_out_channels=16, **labels)
+        config = MobileViTConfig(
+            image_size=32,
+            hidden_sizes=[16, 16, 16],
+            neck_hidden_sizes=[8, 8, 16, 16, 16, 32, 32],
+            num_attention_heads=2,
+            aspp_out_channels=16,
+            **labels,
+        )
     else:
         raise ValueError(family)
     torch.manual_seed(0)

@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 import torch
+from conftest import make_trainer, tiny_dinov2_dpt_config
 from safetensors.torch import save_file
 
-from conftest import make_trainer, tiny_dinov2_dpt_config
 from fpl_hf import TimmDPTForSemanticSegmentation
 from fpl_hf.data import SemiSupervisedDataset, SemiSupervisedStream, make_fashion_scenes, split_labeled_unlabeled
 
@@ -59,8 +59,11 @@ def main(output_dir: str, settings: str) -> None:
     networks = {"model": trainer.accelerator.unwrap_model(trainer.model)}
     if trainer.teacher is not None:
         networks["teacher"] = trainer.teacher
-    parameters = {f"{key}.{name}": value.detach().contiguous() for key, network in networks.items()
-                  for name, value in network.named_parameters()}
+    parameters = {
+        f"{key}.{name}": value.detach().contiguous()
+        for key, network in networks.items()
+        for name, value in network.named_parameters()
+    }
     save_file(parameters, str(Path(output_dir) / f"rank{rank}.safetensors"))
     (Path(output_dir) / f"rank{rank}.json").write_text(json.dumps(trainer.train_dataset.seen))
 

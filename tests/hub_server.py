@@ -66,7 +66,7 @@ class MockHub:
         self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
-    def start(self) -> "MockHub":
+    def start(self) -> MockHub:
         self._thread.start()
         return self
 
@@ -146,8 +146,15 @@ class MockHub:
                 return 400, {"error": f"this stand-in only accepts regular uploads, got {key!r}"}, {}
         repo.files = files
         repo.commits.append(hashlib.sha1(f"{repo_id}{len(repo.commits)}{sorted(files)}".encode()).hexdigest())
-        return 200, {"commitUrl": f"{self.endpoint}/{repo_id}/commit/{repo.sha}", "commitOid": repo.sha,
-                     "pullRequestUrl": None}, {}
+        return (
+            200,
+            {
+                "commitUrl": f"{self.endpoint}/{repo_id}/commit/{repo.sha}",
+                "commitOid": repo.sha,
+                "pullRequestUrl": None,
+            },
+            {},
+        )
 
     def _model_info(self, repo_id: str, body: bytes):
         repo = self.repos.get(repo_id)
@@ -164,4 +171,8 @@ class MockHub:
         if filename not in repo.files:
             return 404, {"error": "Entry not found"}, {**headers, "X-Error-Code": "EntryNotFound"}
         content = repo.files[filename]
-        return 200, content, {**headers, "ETag": f'"{git_blob_sha(content)}"', "Content-Type": "application/octet-stream"}
+        return (
+            200,
+            content,
+            {**headers, "ETag": f'"{git_blob_sha(content)}"', "Content-Type": "application/octet-stream"},
+        )

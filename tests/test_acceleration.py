@@ -3,8 +3,8 @@ gives, with teachers and second branches."""
 
 import pytest
 import torch
-
 from conftest import make_trainer, tiny_config
+
 from fpl_hf import DeepLabV3PlusForSemanticSegmentation
 from fpl_hf.trainer import FPLConfig, FPLTrainer
 from fpl_hf.trainer.frameworks import unimatch_v2
@@ -15,14 +15,22 @@ FRAMEWORKS = ["cps", "mean_teacher", "unimatch", "unimatch_v2"]
 def deterministic_model():
     """The tiny network without dropout, so that two trainings differ only by how they compute."""
     torch.manual_seed(0)
-    return DeepLabV3PlusForSemanticSegmentation(tiny_config(num_labels=11, aspp_dropout=0.0, classifier_dropout=0.0,
-                                                            backbone_kwargs={"zero_init_last": False}))
+    return DeepLabV3PlusForSemanticSegmentation(
+        tiny_config(num_labels=11, aspp_dropout=0.0, classifier_dropout=0.0, backbone_kwargs={"zero_init_last": False})
+    )
 
 
 def losses(scenes, tmp_path, framework, **overrides):
-    trainer = make_trainer(scenes, tmp_path, model=deterministic_model(), framework=framework, max_steps=3,
-                           burn_in_steps=1, framework_options={"feature_dropout": 0.0} if framework == "unimatch" else
-                           None, **overrides)
+    trainer = make_trainer(
+        scenes,
+        tmp_path,
+        model=deterministic_model(),
+        framework=framework,
+        max_steps=3,
+        burn_in_steps=1,
+        framework_options={"feature_dropout": 0.0} if framework == "unimatch" else None,
+        **overrides,
+    )
     trainer.train()
     return [entry["loss"] for entry in trainer.state.log_history if "loss" in entry], trainer
 
@@ -48,8 +56,9 @@ def test_channels_last_trains_as_contiguous_memory_does(scenes, tmp_path, framew
 def test_torch_compile_trains_as_eager_does(scenes, tmp_path, framework, no_random_perturbation):
     torch._dynamo.reset()
     reference, _ = losses(scenes, tmp_path / "eager", framework)
-    compiled, trainer = losses(scenes, tmp_path / "compiled", framework, torch_compile=True,
-                               torch_compile_backend="aot_eager")
+    compiled, trainer = losses(
+        scenes, tmp_path / "compiled", framework, torch_compile=True, torch_compile_backend="aot_eager"
+    )
     assert compiled == pytest.approx(reference, rel=1e-4, abs=1e-5)
     assert type(trainer.model_wrapped).__name__ == "OptimizedModule"
 

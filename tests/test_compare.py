@@ -4,9 +4,8 @@ import importlib.util
 import json
 import sys
 
-from PIL import Image
-
 from conftest import ROOT
+from PIL import Image
 from test_run_fpl import TINY, write_slices
 
 _spec = importlib.util.spec_from_file_location("compare", ROOT / "examples" / "compare.py")
@@ -20,16 +19,48 @@ def test_compare_runs_each_row_draw_and_seed_and_writes_the_table_json_and_curve
     write_slices(tmp_path / "train", 8)
     write_slices(tmp_path / "validation", 3, seed=2)
     output = tmp_path / "comparison"
-    flags = ["--settings", "mean_teacher:fpl", "--oracle", "--seeds", "0", "--draws", "3", "4",
-             "--output_dir", str(output), *TINY, "--max_steps", "3", "--burn_in_steps", "1", "--eval_strategy",
-             "steps", "--eval_steps", "1", "--logging_steps", "1", "--dataset", "folders", "--num_labels", "8",
-             "--images_dir", str(tmp_path / "train" / "images"), "--masks_dir", str(tmp_path / "train" / "masks"),
-             "--num_labeled", "3", "--validation_images_dir", str(tmp_path / "validation" / "images"),
-             "--validation_masks_dir", str(tmp_path / "validation" / "masks")]
+    flags = [
+        "--settings",
+        "mean_teacher:fpl",
+        "--oracle",
+        "--seeds",
+        "0",
+        "--draws",
+        "3",
+        "4",
+        "--output_dir",
+        str(output),
+        *TINY,
+        "--max_steps",
+        "3",
+        "--burn_in_steps",
+        "1",
+        "--eval_strategy",
+        "steps",
+        "--eval_steps",
+        "1",
+        "--logging_steps",
+        "1",
+        "--dataset",
+        "folders",
+        "--num_labels",
+        "8",
+        "--images_dir",
+        str(tmp_path / "train" / "images"),
+        "--masks_dir",
+        str(tmp_path / "train" / "masks"),
+        "--num_labeled",
+        "3",
+        "--validation_images_dir",
+        str(tmp_path / "validation" / "images"),
+        "--validation_masks_dir",
+        str(tmp_path / "validation" / "masks"),
+    ]
     comparison = compare.main(flags)
     results = json.loads((output / "results.json").read_text())
     assert sorted((r["setting"], r["draw"], r["seed"]) for r in results) == sorted(
-        (name, draw, 0) for name in ("labels only", "all labels (oracle)", "mean_teacher + fpl") for draw in (3, 4))
+        (name, draw, 0) for name in ("labels only", "all labels (oracle)", "mean_teacher + fpl") for draw in (3, 4)
+    )
     assert all(len(r["curve"]) == 3 and 0 <= r["final_mean_iou"] <= 1 for r in results)
     semi = [r for r in results if r["setting"] == "mean_teacher + fpl"]
     assert all(len(r["k1_curve"]) == 2 and "pseudo_label_accuracy" in r for r in semi)  # the drawn-away labels

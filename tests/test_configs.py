@@ -1,8 +1,8 @@
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, run_fpl
+
 from fpl_hf import DeepLabV3PlusConfig
 from fpl_hf.trainer import FRAMEWORKS
 
@@ -17,8 +17,12 @@ def parsed(name: str, tmp_path: Path, *flags: str):
 @pytest.mark.parametrize("name", sorted(path.name for path in CONFIGS.glob("*.yaml")))
 def test_every_config_parses_and_builds_a_valid_model_config(name, tmp_path):
     model_args, data_args, args = parsed(name, tmp_path)
-    DeepLabV3PlusConfig(backbone=model_args.backbone, output_stride=model_args.output_stride,
-                        aspp_rates=model_args.aspp_rates, num_labels=21)
+    DeepLabV3PlusConfig(
+        backbone=model_args.backbone,
+        output_stride=model_args.output_stride,
+        aspp_rates=model_args.aspp_rates,
+        num_labels=21,
+    )
     assert args.framework in FRAMEWORKS and args.framework_declaration.unlabeled and args.unsup_loss == "fpl"
     assert 0 < args.loss_options.threshold < 1 and args.learning_rate > 0
 
@@ -27,7 +31,12 @@ def test_paper_recipes_hold_the_papers_settings(tmp_path):
     model_args, data_args, voc = parsed("voc_aug_cps_fpl.yaml", tmp_path)
     assert (model_args.backbone, model_args.output_stride, data_args.dataset) == ("resnet101d", 16, "voc_aug")
     assert (voc.framework, voc.cutmix, voc.loss_options.threshold, voc.unsup_weight, voc.crop_size) == (
-        "cps", True, 0.9, 1.0, 512)
+        "cps",
+        True,
+        0.9,
+        1.0,
+        512,
+    )
     assert voc.learning_rate == 0.0025 and voc.weight_decay == 1e-4 and voc.num_train_epochs == 40
     assert voc.evaluation_protocol.description == "single scale, sliding window 512 stride 342"
 
@@ -37,7 +46,12 @@ def test_paper_recipes_hold_the_papers_settings(tmp_path):
 
     _, city_data, city = parsed("cityscapes_cps_fpl.yaml", tmp_path)
     assert (city_data.dataset, city.unsup_weight, city.ohem, city.crop_size, city.num_train_epochs) == (
-        "cityscapes", 5.0, True, 800, 140)
+        "cityscapes",
+        5.0,
+        True,
+        800,
+        140,
+    )
     assert (city.eval_crop_size, city.eval_stride, city.loss_options.threshold) == (800, 534, 0.9)
     assert parsed("cityscapes_cps_fpl_1_32.yaml", tmp_path)[2].loss_options.threshold == 0.95
 
@@ -50,17 +64,30 @@ def test_paper_recipes_hold_the_papers_settings(tmp_path):
 
     _, v2_data, v2 = parsed("voc_unimatch_v2_fpl.yaml", tmp_path)
     assert (v2_data.dataset, v2.framework, v2.ema_decay, v2.optim, v2.learning_rate) == (
-        "voc", "unimatch_v2", 0.996, "adamw_torch", 2e-4)
+        "voc",
+        "unimatch_v2",
+        0.996,
+        "adamw_torch",
+        2e-4,
+    )
     assert v2.encoder_lr_ratio * v2.learning_rate == pytest.approx(5e-6) and v2.weight_decay == 0.01
     assert (v2.num_train_epochs, v2.eval_mode) == (60, "whole")
-    assert parsed("voc_unimatch_v2_fpl.yaml", tmp_path, "--unsup_loss", "ce")[2].loss_options.confidence_threshold == 0.95
+    assert (
+        parsed("voc_unimatch_v2_fpl.yaml", tmp_path, "--unsup_loss", "ce")[2].loss_options.confidence_threshold == 0.95
+    )
 
 
 def test_the_segformer_recipes_train_a_transformers_model_on_ade20k(tmp_path):
     model_args, data_source, args = parsed("ade20k_segformer_b2_cps_fpl.yaml", tmp_path)
-    assert model_args.model_name_or_path == "nvidia/mit-b2" and data_source.reduce_labels and data_source.num_labels == 150
+    assert (
+        model_args.model_name_or_path == "nvidia/mit-b2" and data_source.reduce_labels and data_source.num_labels == 150
+    )
     assert (data_source.image_column, data_source.label_column, args.framework, args.unsup_loss) == (
-        "image", "annotation", "cps", "fpl")
+        "image",
+        "annotation",
+        "cps",
+        "fpl",
+    )
     assert args.encoder_lr_ratio * args.learning_rate == pytest.approx(6e-5) and args.max_steps == 160000
 
 

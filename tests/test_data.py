@@ -8,29 +8,28 @@ from PIL import Image
 from torchvision import tv_tensors
 
 from fpl_hf.data import (
+    DIAGNOSTIC_LABEL,
     EMBEDDED_CLASSES,
     DataCheckError,
-    check_run_data,
-    normalize_images,
-    prepared_batch,
-    semi_supervised_collate,
-    DIAGNOSTIC_LABEL,
     EvaluationDataset,
     SemiSupervisedDataset,
+    check_run_data,
     cutmix_mask,
     load_cityscapes,
     load_folders,
     load_hub,
     load_voc,
     make_fashion_scenes,
+    normalize_images,
+    prepared_batch,
     read_split_list,
+    semi_supervised_collate,
     split_from_lists,
     split_labeled_unlabeled,
     strong_augmentation,
     to_normal_form,
     weak_augmentation,
 )
-
 from fpl_hf.data.embedded import GARMENT_TYPE
 
 SPLITS = Path(__file__).resolve().parents[1] / "splits"
@@ -125,7 +124,9 @@ def test_fake_voc_tree_loads(tmp_path):
     assert len(dataset) == 2
     assert np.asarray(dataset[0]["label"])[0, 0] == 255
     with pytest.raises(FileNotFoundError, match="SegmentationClassAug"):
-        load_voc(tmp_path, aug=True) if (root / "ImageSets/Segmentation/train_aug.txt").write_text("2007_000032") else None
+        load_voc(tmp_path, aug=True) if (root / "ImageSets/Segmentation/train_aug.txt").write_text(
+            "2007_000032"
+        ) else None
 
 
 def test_fake_cityscapes_tree_maps_label_ids_to_train_ids(tmp_path):
@@ -147,7 +148,9 @@ def test_custom_folders_with_an_unlabeled_folder_without_masks(tmp_path):
         _save(tmp_path / "unlabeled" / f"u{index}.jpg", image)
     labeled, unlabeled = load_folders(tmp_path / "images", tmp_path / "masks", tmp_path / "unlabeled")
     assert len(labeled) == 3 and len(unlabeled) == 3 and unlabeled.column_names == ["image"]
-    pairs = SemiSupervisedDataset(labeled, unlabeled, num_labels=4, crop_size=16, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    pairs = SemiSupervisedDataset(
+        labeled, unlabeled, num_labels=4, crop_size=16, image_mean=[0.5] * 3, image_std=[0.5] * 3
+    )
     item = pairs[0]
     assert (item["unlabeled_diagnostic_labels"] == 255).all()
     (tmp_path / "masks" / "2.png").unlink()
@@ -193,7 +196,9 @@ def test_color_mask_with_palette_is_mapped(tmp_path):
 def test_corrupt_image_names_the_sample(tmp_path):
     (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
     _save(tmp_path / "m.png", np.zeros((4, 4), dtype=np.uint8))
-    dataset = to_normal_form(Dataset.from_dict({"image": [str(tmp_path / "broken.jpg")], "label": [str(tmp_path / "m.png")]}))
+    dataset = to_normal_form(
+        Dataset.from_dict({"image": [str(tmp_path / "broken.jpg")], "label": [str(tmp_path / "m.png")]})
+    )
     with pytest.raises(ValueError, match="broken.jpg"):
         EvaluationDataset(dataset, num_labels=2, image_mean=[0.5] * 3, image_std=[0.5] * 3)[0]
 
@@ -222,7 +227,17 @@ def test_embedded_scenes_are_deterministic_and_realistic():
     assert images[labels == 0].std() > 20
     # Fashion-MNIST labels become garment types, each type equally likely to be drawn
     assert [EMBEDDED_CLASSES[t] for t in GARMENT_TYPE[[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]]] == [
-        "top", "trouser", "top", "dress", "top", "footwear", "top", "footwear", "bag", "footwear"]
+        "top",
+        "trouser",
+        "top",
+        "dress",
+        "top",
+        "footwear",
+        "top",
+        "footwear",
+        "bag",
+        "footwear",
+    ]
     many = arrays(make_fashion_scenes(200, size=32, seed=3), "label")
     shares = np.bincount(many[many > 0], minlength=6)[1:] / (many > 0).sum()
     assert shares.min() > 0.12 and shares.max() < 0.3, shares
@@ -252,8 +267,13 @@ def test_augmentations_keep_image_and_mask_aligned():
 def test_unlabeled_padding_is_marked_invalid():
     data = Dataset.from_dict({"image": [Image.new("RGB", (8, 8), "white")], "label": [Image.new("L", (8, 8))]})
     pairs = SemiSupervisedDataset(
-        data, data.rename_column("label", DIAGNOSTIC_LABEL), num_labels=2, crop_size=24, image_mean=[0] * 3,
-        image_std=[1] * 3, scale_range=(1.0, 1.0),
+        data,
+        data.rename_column("label", DIAGNOSTIC_LABEL),
+        num_labels=2,
+        crop_size=24,
+        image_mean=[0] * 3,
+        image_std=[1] * 3,
+        scale_range=(1.0, 1.0),
     )
     item = pairs[0]
     valid = item["unlabeled_valid"][0, 0]
@@ -278,7 +298,9 @@ def test_cutmix_areas_fall_in_range(num_boxes, area_range):
 
 
 def test_hub_loader_reads_a_local_copy_offline(tmp_path):
-    data = Dataset.from_dict({"pixel_values": [Image.new("RGB", (4, 4))] * 3, "segmentation": [Image.new("L", (4, 4))] * 3})
+    data = Dataset.from_dict(
+        {"pixel_values": [Image.new("RGB", (4, 4))] * 3, "segmentation": [Image.new("L", (4, 4))] * 3}
+    )
     data.to_parquet(str(tmp_path / "train.parquet"))
     dataset = load_hub("parquet", data_files={"train": str(tmp_path / "train.parquet")})
     assert dataset.column_names == ["image", "label"] and len(dataset) == 3
@@ -290,10 +312,17 @@ def test_a_scene_parse_150_style_copy_loads_with_reduced_labels(tmp_path):
     masks = [Image.fromarray(np.array([[0, 1], [2, 3]], dtype=np.uint8).repeat(4, 0).repeat(4, 1))] * 4
     for split in ("train", "validation"):
         (tmp_path / "ade" / "data").mkdir(parents=True, exist_ok=True)
-        Dataset.from_dict({"image": [Image.new("RGB", (8, 8))] * 4, "annotation": masks, "scene_category": [0] * 4}
-                          ).to_parquet(str(tmp_path / "ade" / "data" / f"{split}-00000-of-00001.parquet"))
-    source = DataSource(dataset=str(tmp_path / "ade"), image_column="image", label_column="annotation",
-                        reduce_labels=True, num_labels=3, num_labeled=2)
+        Dataset.from_dict(
+            {"image": [Image.new("RGB", (8, 8))] * 4, "annotation": masks, "scene_category": [0] * 4}
+        ).to_parquet(str(tmp_path / "ade" / "data" / f"{split}-00000-of-00001.parquet"))
+    source = DataSource(
+        dataset=str(tmp_path / "ade"),
+        image_column="image",
+        label_column="annotation",
+        reduce_labels=True,
+        num_labels=3,
+        num_labeled=2,
+    )
     data = load_training_data(source)
     assert (len(data.labeled), len(data.unlabeled), len(data.validation)) == (2, 2, 4)
     assert np.asarray(data.validation[0]["label"])[::4, ::4].tolist() == [[255, 0], [1, 2]]
@@ -314,22 +343,42 @@ def test_paired_dataset_repeats_the_labeled_part_to_the_unlabeled_length():
     data = Dataset.from_dict({"image": images, "label": labels})
     labeled, unlabeled = data.select(range(2)), data.select(range(2, 7)).rename_column("label", DIAGNOSTIC_LABEL)
     pairs = SemiSupervisedDataset(
-        labeled, unlabeled, num_labels=2, crop_size=8, image_mean=[0] * 3, image_std=[1] * 3,
-        scale_range=(1.0, 1.0), num_unlabeled=2, num_cutmix_masks=1,
+        labeled,
+        unlabeled,
+        num_labels=2,
+        crop_size=8,
+        image_mean=[0] * 3,
+        image_std=[1] * 3,
+        scale_range=(1.0, 1.0),
+        num_unlabeled=2,
+        num_cutmix_masks=1,
     )
     assert len(pairs) == 5
     items = [pairs[i] for i in range(5)]
     # labeled index wraps around (0, 1, 0, 1, 0); the first unlabeled image follows the item index
     assert [int(item["labels"].max()) for item in items] == [0, 1, 0, 1, 0]
     assert [int(item["unlabeled_pixel_values"][0, 0].max()) for item in items] == [20, 30, 40, 50, 60]
-    assert items[0]["unlabeled_pixel_values"].shape == (1, 2, 3, 8, 8) and items[0]["cutmix_masks"].shape == (1, 1, 8, 8)
+    assert items[0]["unlabeled_pixel_values"].shape == (1, 2, 3, 8, 8) and items[0]["cutmix_masks"].shape == (
+        1,
+        1,
+        8,
+        8,
+    )
 
 
 def test_items_are_reproducible_per_epoch_and_leave_the_global_rng_alone():
     data = make_fashion_scenes(6, size=32, seed=0)
     labeled, unlabeled = split_labeled_unlabeled(data, num_labeled=2, seed=0)
-    pairs = SemiSupervisedDataset(labeled, unlabeled, num_labels=11, crop_size=24, image_mean=[0.5] * 3,
-                                  image_std=[0.5] * 3, num_unlabeled=2, num_cutmix_masks=1)
+    pairs = SemiSupervisedDataset(
+        labeled,
+        unlabeled,
+        num_labels=11,
+        crop_size=24,
+        image_mean=[0.5] * 3,
+        image_std=[0.5] * 3,
+        num_unlabeled=2,
+        num_cutmix_masks=1,
+    )
     state = torch.random.get_rng_state()
     first = pairs[1]
     assert torch.equal(torch.random.get_rng_state(), state)
@@ -437,24 +486,48 @@ def test_items_travel_as_bytes_and_the_step_sees_what_per_item_normalisation_giv
     data = make_fashion_scenes(8, size=32, seed=0)
     labeled, unlabeled = split_labeled_unlabeled(data, num_labeled=3, seed=0)
     mean, std = [0.4, 0.5, 0.6], [0.2, 0.3, 0.25]
-    items = SemiSupervisedDataset(labeled, unlabeled, num_labels=6, crop_size=24, image_mean=mean, image_std=std,
-                                  num_unlabeled=2, num_strong_views=2, num_cutmix_masks=2)
+    items = SemiSupervisedDataset(
+        labeled,
+        unlabeled,
+        num_labels=6,
+        crop_size=24,
+        image_mean=mean,
+        image_std=std,
+        num_unlabeled=2,
+        num_strong_views=2,
+        num_cutmix_masks=2,
+    )
     features = [items[index] for index in range(4)]
     assert {name: value.dtype for name, value in features[0].items()} == {
-        "pixel_values": torch.uint8, "labels": torch.uint8, "unlabeled_pixel_values": torch.uint8,
-        "unlabeled_strong_pixel_values": torch.uint8, "unlabeled_valid": torch.bool,
-        "unlabeled_diagnostic_labels": torch.uint8, "cutmix_masks": torch.bool}
+        "pixel_values": torch.uint8,
+        "labels": torch.uint8,
+        "unlabeled_pixel_values": torch.uint8,
+        "unlabeled_strong_pixel_values": torch.uint8,
+        "unlabeled_valid": torch.bool,
+        "unlabeled_diagnostic_labels": torch.uint8,
+        "cutmix_masks": torch.bool,
+    }
     batch = prepared_batch(semi_supervised_collate(features), mean, std)
     for name in ("pixel_values", "unlabeled_pixel_values", "unlabeled_strong_pixel_values"):
         one_by_one = torch.stack([normalize_images(feature[name], mean, std) for feature in features])
-        assert batch[name].dtype == torch.float32 and torch.equal(batch[name], one_by_one.flatten(0, 1)
-                                                                  if name != "pixel_values" else one_by_one)
-    assert batch["labels"].dtype == torch.int64 and torch.equal(batch["labels"], torch.stack(
-        [feature["labels"].long() for feature in features]))
+        assert batch[name].dtype == torch.float32 and torch.equal(
+            batch[name], one_by_one.flatten(0, 1) if name != "pixel_values" else one_by_one
+        )
+    assert batch["labels"].dtype == torch.int64 and torch.equal(
+        batch["labels"], torch.stack([feature["labels"].long() for feature in features])
+    )
     # A float32 image, int64 masks and a float mask per item, as before, were this many times larger:
-    as_floats = sum(value.numel() * (1 if value.dtype == torch.bool else 4 if value.is_floating_point()
-                                     or value.dtype == torch.uint8 and "label" not in name else 8)
-                    for name, value in features[0].items())
+    as_floats = sum(
+        value.numel()
+        * (
+            1
+            if value.dtype == torch.bool
+            else 4
+            if value.is_floating_point() or value.dtype == torch.uint8 and "label" not in name
+            else 8
+        )
+        for name, value in features[0].items()
+    )
     as_bytes = sum(value.numel() * value.element_size() for value in features[0].values())
     assert as_floats / as_bytes >= 3.5
 
@@ -486,20 +559,49 @@ def test_bad_samples_are_all_reported_before_training_and_the_output_folder_is_l
 
     _write_folder_data_set(tmp_path, {"id", "truncated", "text", "size", "validation"})
     output = tmp_path / "run"
-    flags = ["--dataset", "folders", "--num_labels", "8", "--images_dir", str(tmp_path / "train" / "images"),
-             "--masks_dir", str(tmp_path / "train" / "masks"), "--num_labeled", "3",
-             "--validation_images_dir", str(tmp_path / "validation" / "images"),
-             "--validation_masks_dir", str(tmp_path / "validation" / "masks"), "--backbone", "test_resnet",
-             "--backbone_weights", "none", "--crop_size", "16", "--max_steps", "2", "--burn_in_steps", "0",
-             "--per_device_train_batch_size", "2",
-             "--report_to", "none", "--output_dir", str(output)]
+    flags = [
+        "--dataset",
+        "folders",
+        "--num_labels",
+        "8",
+        "--images_dir",
+        str(tmp_path / "train" / "images"),
+        "--masks_dir",
+        str(tmp_path / "train" / "masks"),
+        "--num_labeled",
+        "3",
+        "--validation_images_dir",
+        str(tmp_path / "validation" / "images"),
+        "--validation_masks_dir",
+        str(tmp_path / "validation" / "masks"),
+        "--backbone",
+        "test_resnet",
+        "--backbone_weights",
+        "none",
+        "--crop_size",
+        "16",
+        "--max_steps",
+        "2",
+        "--burn_in_steps",
+        "0",
+        "--per_device_train_batch_size",
+        "2",
+        "--report_to",
+        "none",
+        "--output_dir",
+        str(output),
+    ]
     with pytest.raises(DataCheckError) as error:
         run_fpl.main(*run_fpl.parse_arguments(flags))
     report = str(error.value)
     assert report.startswith("5 of the 9 samples checked")
-    for name, problem in [("0.png", "class ids [200]"), ("1.png", "could not read the image"),
-                          ("2.png", "could not read the image"), ("3.png", "but its mask is 20x24"),
-                          ("validation/masks/1.png", "class ids [99]")]:
+    for name, problem in [
+        ("0.png", "class ids [200]"),
+        ("1.png", "could not read the image"),
+        ("2.png", "could not read the image"),
+        ("3.png", "but its mask is 20x24"),
+        ("validation/masks/1.png", "class ids [99]"),
+    ]:
         assert any(name in line and problem in line for line in report.splitlines()), (name, problem)
     assert "--skip_data_check" in report
     assert not output.exists()
@@ -513,5 +615,7 @@ def test_the_check_passes_good_samples_and_names_each_bad_one(tmp_path):
     _write_folder_data_set(tmp_path, {"id"})
     labeled, _ = load_folders(tmp_path / "train" / "images", tmp_path / "train" / "masks")
     check_run_data(labeled.select([1, 2, 3]), None, None, num_labels=8)
-    with pytest.raises(DataCheckError, match=r"1 of the 6 samples.*\n.*labeled sample 0 \(.*0.png\): mask holds class ids"):
+    with pytest.raises(
+        DataCheckError, match=r"1 of the 6 samples.*\n.*labeled sample 0 \(.*0.png\): mask holds class ids"
+    ):
         check_run_data(labeled, None, None, num_labels=8)

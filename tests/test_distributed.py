@@ -16,8 +16,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def launch(tmp_path: Path, processes: int, **settings) -> list[dict[str, torch.Tensor]]:
     """Trains in `processes` processes (tests/ddp_worker.py); the final parameters of each rank."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(processes),
-               str(ROOT / "tests" / "ddp_worker.py"), str(tmp_path), json.dumps(settings)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        str(processes),
+        str(ROOT / "tests" / "ddp_worker.py"),
+        str(tmp_path),
+        json.dumps(settings),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env, cwd=ROOT / "tests")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -28,8 +36,15 @@ def seen(tmp_path: Path, processes: int) -> list[list]:
     return [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(processes)]
 
 
-CASES = [(2, "cps", False), (2, "mean_teacher", False), (2, "unimatch", False), (2, "unimatch_v2", False),
-         (4, "cps", False), (2, "cps", True), (4, "cps", True)]
+CASES = [
+    (2, "cps", False),
+    (2, "mean_teacher", False),
+    (2, "unimatch", False),
+    (2, "unimatch_v2", False),
+    (4, "cps", False),
+    (2, "cps", True),
+    (4, "cps", True),
+]
 
 
 @pytest.mark.parametrize("processes, framework, stream", CASES)
@@ -62,19 +77,64 @@ def test_processes_reach_the_weights_of_one_process_with_the_same_global_batch(t
         torch.testing.assert_close(weights[name], value, rtol=1e-5, atol=1e-6, msg=name)
 
 
-RUN_FPL = ["examples/run_fpl.py", "--backbone", "test_resnet", "--backbone_weights", "none", "--aspp_channels", "16",
-           "--decoder_channels", "16", "--num_train_scenes", "16", "--num_validation_scenes", "4", "--scene_size", "32",
-           "--num_labeled", "4", "--crop_size", "32", "--per_device_train_batch_size", "2",
-           "--per_device_eval_batch_size", "2", "--max_steps", "2", "--burn_in_steps", "0", "--eval_strategy", "no",
-           "--save_strategy", "no",
-           "--ddp_backend", "gloo", "--disable_tqdm", "true"]
+RUN_FPL = [
+    "examples/run_fpl.py",
+    "--backbone",
+    "test_resnet",
+    "--backbone_weights",
+    "none",
+    "--aspp_channels",
+    "16",
+    "--decoder_channels",
+    "16",
+    "--num_train_scenes",
+    "16",
+    "--num_validation_scenes",
+    "4",
+    "--scene_size",
+    "32",
+    "--num_labeled",
+    "4",
+    "--crop_size",
+    "32",
+    "--per_device_train_batch_size",
+    "2",
+    "--per_device_eval_batch_size",
+    "2",
+    "--max_steps",
+    "2",
+    "--burn_in_steps",
+    "0",
+    "--eval_strategy",
+    "no",
+    "--save_strategy",
+    "no",
+    "--ddp_backend",
+    "gloo",
+    "--disable_tqdm",
+    "true",
+]
 
 
 def accelerate_launch(config: str, *flags: str) -> subprocess.Popen:
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", f"examples/accelerate/{config}",
-               "--mixed_precision", "no", *flags]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        f"examples/accelerate/{config}",
+        "--mixed_precision",
+        "no",
+        *flags,
+    ]
+    return subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
 
 
 def finished(process: subprocess.Popen) -> str:
@@ -85,14 +145,29 @@ def finished(process: subprocess.Popen) -> str:
 
 def test_the_shipped_accelerate_configs_launch_one_node_and_two_nodes(tmp_path):
     # The GPU configs, run on CPU processes (gloo): one node of 2 processes, and 2 "nodes" of 1 process each here.
-    one_node = finished(accelerate_launch("one_node.yaml", "--num_processes", "2", *RUN_FPL, "--output_dir",
-                                          str(tmp_path / "one")))
+    one_node = finished(
+        accelerate_launch("one_node.yaml", "--num_processes", "2", *RUN_FPL, "--output_dir", str(tmp_path / "one"))
+    )
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = str(probe.getsockname()[1])
-    nodes = [accelerate_launch("two_nodes.yaml", "--machine_rank", str(rank), "--num_processes", "2",
-                               "--main_process_ip", "127.0.0.1", "--main_process_port", port, *RUN_FPL,
-                               "--output_dir", str(tmp_path / "two")) for rank in (0, 1)]
+    nodes = [
+        accelerate_launch(
+            "two_nodes.yaml",
+            "--machine_rank",
+            str(rank),
+            "--num_processes",
+            "2",
+            "--main_process_ip",
+            "127.0.0.1",
+            "--main_process_port",
+            port,
+            *RUN_FPL,
+            "--output_dir",
+            str(tmp_path / "two"),
+        )
+        for rank in (0, 1)
+    ]
     outputs = [finished(node) for node in nodes]
     assert one_node.count("final mIoU") == 1 and sum(output.count("final mIoU") for output in outputs) == 1
     summaries = [json.loads((tmp_path / name / "run_summary.json").read_text()) for name in ("one", "two")]

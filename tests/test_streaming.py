@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from conftest import make_trainer
 from datasets import Dataset, Features, Image, IterableDataset
 from PIL import Image as PILImage
 
-from conftest import make_trainer
 from fpl_hf.data import SemiSupervisedStream, training_dataset
 from fpl_hf.trainer import FPLConfig
 
@@ -21,13 +21,15 @@ def numbered_pool(count: int, num_shards: int) -> IterableDataset:
             for number in range(shard, count, num_shards):
                 yield {"image": PILImage.new("RGB", (8, 8), (number % 256, number // 256, 0))}
 
-    return IterableDataset.from_generator(images, gen_kwargs={"shards": list(range(num_shards))},
-                                          features=Features({"image": Image()}))
+    return IterableDataset.from_generator(
+        images, gen_kwargs={"shards": list(range(num_shards))}, features=Features({"image": Image()})
+    )
 
 
 def labeled_images(count: int = 3) -> Dataset:
-    return Dataset.from_dict({"image": [PILImage.new("RGB", (8, 8), "white")] * count,
-                              "label": [PILImage.new("L", (8, 8))] * count})
+    return Dataset.from_dict(
+        {"image": [PILImage.new("RGB", (8, 8), "white")] * count, "label": [PILImage.new("L", (8, 8))] * count}
+    )
 
 
 def numbers(item) -> list[int]:
@@ -60,8 +62,15 @@ def test_a_pass_is_shuffled_and_the_next_pass_in_another_order():
 
 
 def test_the_stream_is_deterministic_and_leaves_the_global_rng_alone():
-    stream = SemiSupervisedStream(labeled_images(), numbered_pool(16, num_shards=2), num_unlabeled=2,
-                                  num_strong_views=1, num_cutmix_masks=1, unlabeled_groups=2, **OPTIONS)
+    stream = SemiSupervisedStream(
+        labeled_images(),
+        numbered_pool(16, num_shards=2),
+        num_unlabeled=2,
+        num_strong_views=1,
+        num_cutmix_masks=1,
+        unlabeled_groups=2,
+        **OPTIONS,
+    )
     state = torch.random.get_rng_state()
     runs = [list(zip(range(5), stream)) for _ in range(2)]
     assert torch.equal(torch.random.get_rng_state(), state)
@@ -69,7 +78,12 @@ def test_the_stream_is_deterministic_and_leaves_the_global_rng_alone():
         assert a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
     item = runs[0][0][1]
     assert item["unlabeled_pixel_values"].shape == (2, 2, 3, 8, 8)  # 2 groups of an image and its mixing partner
-    assert item["unlabeled_strong_pixel_values"].shape == (2, 2, 1, 3, 8, 8) and item["cutmix_masks"].shape == (2, 1, 8, 8)
+    assert item["unlabeled_strong_pixel_values"].shape == (2, 2, 1, 3, 8, 8) and item["cutmix_masks"].shape == (
+        2,
+        1,
+        8,
+        8,
+    )
     assert len(set(numbers(item))) == 4
 
 
@@ -90,8 +104,13 @@ def test_a_resumed_streamed_run_ends_with_the_weights_of_an_uninterrupted_one(sc
 def test_each_step_takes_the_unlabeled_batch_size(scenes, tmp_path):
     labeled, unlabeled, validation = scenes
     for pool in (unlabeled, unlabeled.to_iterable_dataset(num_shards=2)):  # map-style and streamed alike
-        trainer = make_trainer((labeled, pool, validation), tmp_path, framework="cps", per_device_train_batch_size=2,
-                               per_device_unlabeled_batch_size=6)
+        trainer = make_trainer(
+            (labeled, pool, validation),
+            tmp_path,
+            framework="cps",
+            per_device_train_batch_size=2,
+            per_device_unlabeled_batch_size=6,
+        )
         batch = next(iter(trainer.get_train_dataloader()))
         assert batch["pixel_values"].shape[0] == 2
         assert batch["unlabeled_pixel_values"].shape[:2] == (6, 2) and batch["cutmix_masks"].shape[0] == 6
@@ -99,8 +118,9 @@ def test_each_step_takes_the_unlabeled_batch_size(scenes, tmp_path):
 
 def test_a_map_style_pool_gives_each_item_the_next_unlabeled_images(scenes):
     labeled, unlabeled, _ = scenes
-    data = training_dataset(labeled, unlabeled, num_labels=11, crop_size=16, image_mean=[0.5] * 3,
-                            image_std=[0.5] * 3, unlabeled_groups=3)
+    data = training_dataset(
+        labeled, unlabeled, num_labels=11, crop_size=16, image_mean=[0.5] * 3, image_std=[0.5] * 3, unlabeled_groups=3
+    )
     assert len(data) == max(len(labeled), -(-len(unlabeled) // 3))
     assert data[0]["unlabeled_pixel_values"].shape == (3, 1, 3, 16, 16)
 
@@ -116,9 +136,12 @@ def test_streaming_mistakes_are_explained(scenes, tmp_path):
     stream = SemiSupervisedStream(labeled_images(), numbered_pool(8, num_shards=1), **OPTIONS)
     with pytest.raises(Exception, match="1 shard\\(s\\) for 2 data-loader workers"):
         read(stream, 1, num_workers=2)
-    broken = IterableDataset.from_generator(lambda: iter([{"image": {"bytes": b"not an image", "path": "x.jpg"}}]),
-                                            features=Features({"image": Image()}))
-    with pytest.raises(ValueError, match=r"unlabeled example 0 of pass 0 \(process 0, worker 0\) \(x.jpg\): could not read"):
+    broken = IterableDataset.from_generator(
+        lambda: iter([{"image": {"bytes": b"not an image", "path": "x.jpg"}}]), features=Features({"image": Image()})
+    )
+    with pytest.raises(
+        ValueError, match=r"unlabeled example 0 of pass 0 \(process 0, worker 0\) \(x.jpg\): could not read"
+    ):
         next(iter(SemiSupervisedStream(labeled_images(), broken, **OPTIONS)))
 
 

@@ -5,10 +5,10 @@ import math
 
 import pytest
 import torch
-
 from conftest import ROOT, make_trainer, run_fpl, tiny_dinov2_dpt_config
-from fpl_hf import TimmDPTConfig, TimmDPTForSemanticSegmentation
 from transformers import AutoModelForSemanticSegmentation, pipeline
+
+from fpl_hf import TimmDPTConfig, TimmDPTForSemanticSegmentation
 
 
 def tiny_dpt():
@@ -38,17 +38,23 @@ def test_the_head_reads_four_normed_blocks_and_perturbs_each():
     assert len(calls) == 4 and not torch.allclose(output.logits, output.perturbed_logits)
 
 
-@pytest.mark.parametrize("value, message", [(dict(out_indices=[1, 2, 3]), "four increasing"),
-                                            (dict(backbone="resnet18"), "Vision Transformer"),
-                                            (dict(out_indices=[0, 1, 2, 9]), "beyond")])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        (dict(out_indices=[1, 2, 3]), "four increasing"),
+        (dict(backbone="resnet18"), "Vision Transformer"),
+        (dict(out_indices=[0, 1, 2, 9]), "beyond"),
+    ],
+)
 def test_bad_configs_are_named(value, message):
     with pytest.raises(ValueError, match=message):
         TimmDPTForSemanticSegmentation(tiny_dinov2_dpt_config(**value))
 
 
 def test_saved_and_reloaded_through_the_auto_classes_and_pipeline(tmp_path):
-    from PIL import Image
     import numpy as np
+    from PIL import Image
+
     from fpl_hf import TimmSegmentationImageProcessor
 
     model = tiny_dpt().eval()
@@ -80,6 +86,11 @@ def test_every_dpt_recipe_builds_a_valid_config(tmp_path):
     for path in recipes:
         model_args, _, args = run_fpl.parse_arguments(["--config", str(path), "--output_dir", str(tmp_path)])
         assert model_args.architecture == "dpt" and args.framework == "unimatch_v2" and args.encoder_lr_ratio == 0.025
-        config = TimmDPTConfig(backbone=model_args.backbone, out_indices=model_args.out_indices, num_labels=21,
-                               dpt_out_channels=model_args.dpt_out_channels, dpt_features=model_args.dpt_features)
+        config = TimmDPTConfig(
+            backbone=model_args.backbone,
+            out_indices=model_args.out_indices,
+            num_labels=21,
+            dpt_out_channels=model_args.dpt_out_channels,
+            dpt_features=model_args.dpt_features,
+        )
         assert args.crop_size % 14 == 0 and config.out_indices == [2, 5, 8, 11]

@@ -3,9 +3,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import make_trainer, tiny_config
 from transformers import TrainerCallback
+
 from fpl_hf import DeepLabV3PlusForSemanticSegmentation
 from fpl_hf.evaluation import evaluate_model
 from fpl_hf.trainer import BranchPair, FPLConfig
@@ -17,8 +17,17 @@ def snapshot(module):
     return {name: parameter.detach().clone() for name, parameter in module.named_parameters()}
 
 
-CASES = [("supervised", "fpl"), ("cps", "fpl"), ("cps", "ce"), ("mean_teacher", "fpl"), ("mean_teacher", "ce"),
-         ("unimatch", "fpl"), ("unimatch", "ce"), ("unimatch_v2", "fpl"), ("unimatch_v2", "ce")]
+CASES = [
+    ("supervised", "fpl"),
+    ("cps", "fpl"),
+    ("cps", "ce"),
+    ("mean_teacher", "fpl"),
+    ("mean_teacher", "ce"),
+    ("unimatch", "fpl"),
+    ("unimatch", "ce"),
+    ("unimatch_v2", "fpl"),
+    ("unimatch_v2", "ce"),
+]
 
 
 @pytest.mark.parametrize("framework, unsup_loss", CASES)
@@ -29,8 +38,21 @@ def test_every_framework_trains_logs_its_terms_and_changes_every_parameter(scene
     trainer.train()
     logs = [entry for entry in trainer.state.log_history if "loss" in entry]
     assert len(logs) == 2 and all(math.isfinite(entry["loss"]) for entry in logs)
-    expected = {"loss"} if framework == "supervised" else {"sup", "unsup", "k1", "k2", "k3+", "weight",
-                                                           "pseudo_label_accuracy", "case_wrong_in_set", "case_outside_set"}
+    expected = (
+        {"loss"}
+        if framework == "supervised"
+        else {
+            "sup",
+            "unsup",
+            "k1",
+            "k2",
+            "k3+",
+            "weight",
+            "pseudo_label_accuracy",
+            "case_wrong_in_set",
+            "case_outside_set",
+        }
+    )
     assert expected <= set(logs[-1])
     unchanged = [name for name, value in snapshot(trainer.model).items() if torch.equal(value, before[name])]
     assert not unchanged, unchanged
@@ -39,7 +61,9 @@ def test_every_framework_trains_logs_its_terms_and_changes_every_parameter(scene
         assert any(name.startswith("branch_2.") for name in before)  # both branches were checked above
     if teacher_before is not None:
         assert all(parameter.grad is None for parameter in trainer.teacher.parameters())
-        moved = [name for name, value in snapshot(trainer.teacher).items() if not torch.equal(value, teacher_before[name])]
+        moved = [
+            name for name, value in snapshot(trainer.teacher).items() if not torch.equal(value, teacher_before[name])
+        ]
         assert moved and len(moved) == len(teacher_before)
 
 
@@ -48,7 +72,9 @@ def test_mean_teacher_follows_the_student_by_ema_including_batchnorm_buffers(sce
 
     student = DeepLabV3PlusForSemanticSegmentation(tiny_config())
     teacher = DeepLabV3PlusForSemanticSegmentation(tiny_config())
-    expected = {k: 0.9 * v + 0.1 * student.state_dict()[k] for k, v in teacher.state_dict().items() if v.is_floating_point()}
+    expected = {
+        k: 0.9 * v + 0.1 * student.state_dict()[k] for k, v in teacher.state_dict().items() if v.is_floating_point()
+    }
     ema_update(teacher, student, 0.9)
     state = teacher.state_dict()
     for key, value in expected.items():
@@ -65,16 +91,24 @@ def test_cps_branches_start_with_the_same_backbone_and_different_heads(scenes, t
 
 @pytest.mark.parametrize(
     "framework, burn_in_steps",
-    [("cps", 0), ("mean_teacher", 0), ("unimatch", 0), ("unimatch_v2", 0), ("supervised", 0), ("cps", 3),
-     ("mean_teacher", 3)],
+    [
+        ("cps", 0),
+        ("mean_teacher", 0),
+        ("unimatch", 0),
+        ("unimatch_v2", 0),
+        ("supervised", 0),
+        ("cps", 3),
+        ("mean_teacher", 3),
+    ],
 )
 def test_resuming_gives_the_weights_of_an_uninterrupted_run(scenes, tmp_path, framework, burn_in_steps):
     # With burn_in_steps=3 the checkpoint of step 2 is inside burn-in and the resumed run crosses the switch.
     schedule = dict(burn_in_steps=burn_in_steps, unsup_rampup_steps=2)
     full = make_trainer(scenes, tmp_path / "full", framework=framework, max_steps=4, **schedule)
     full.train()
-    interrupted = make_trainer(scenes, tmp_path / "cut", framework=framework, max_steps=4, save_strategy="steps",
-                               save_steps=2, **schedule)
+    interrupted = make_trainer(
+        scenes, tmp_path / "cut", framework=framework, max_steps=4, save_strategy="steps", save_steps=2, **schedule
+    )
     interrupted.train()
     resumed = make_trainer(scenes, tmp_path / "cut", framework=framework, max_steps=4, **schedule)
     resumed.train(resume_from_checkpoint=str(tmp_path / "cut" / "run" / "checkpoint-2"))
@@ -109,13 +143,22 @@ class ReferenceMeanIoU(TrainerCallback):
 
     def on_evaluate(self, args, state, control, **kwargs):
         network = self.trainer._evaluated_network(self.trainer.model)
-        self.values.append(evaluate_model(network, self.validation, image_mean=[0.5] * 3,
-                                          image_std=[0.5] * 3).compute()["mean_iou"])
+        self.values.append(
+            evaluate_model(network, self.validation, image_mean=[0.5] * 3, image_std=[0.5] * 3).compute()["mean_iou"]
+        )
 
 
 def test_evaluation_streams_miou_and_keeps_the_best(scenes, tmp_path):
-    trainer = make_trainer(scenes, tmp_path, framework="cps", max_steps=3, eval_strategy="steps", eval_steps=1,
-                           per_device_eval_batch_size=3, learning_rate=0.05)
+    trainer = make_trainer(
+        scenes,
+        tmp_path,
+        framework="cps",
+        max_steps=3,
+        eval_strategy="steps",
+        eval_steps=1,
+        per_device_eval_batch_size=3,
+        learning_rate=0.05,
+    )
     reference = ReferenceMeanIoU(trainer, scenes[2])
     trainer.add_callback(reference)
     trainer.train()
@@ -150,8 +193,9 @@ def test_optimizer_is_sgd_without_decay_on_batchnorm_and_biases(scenes, tmp_path
 
 
 def test_other_optimizers_step_by_their_own_rule(scenes, tmp_path):
-    trainer = make_trainer(scenes, tmp_path, framework="cps", optim="adamw_torch", max_steps=1, learning_rate=0.01,
-                           weight_decay=0.1)
+    trainer = make_trainer(
+        scenes, tmp_path, framework="cps", optim="adamw_torch", max_steps=1, learning_rate=0.01, weight_decay=0.1
+    )
     before = snapshot(trainer.model)
     trainer.train()
     optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)
@@ -198,14 +242,23 @@ def test_bad_configs_name_the_field(tmp_path, overrides, field):
 
 
 def test_sliding_window_evaluation_runs_in_the_trainer(scenes, tmp_path):
-    trainer = make_trainer(scenes, tmp_path, framework="supervised", max_steps=1, eval_mode="slide", eval_crop_size=24,
-                           eval_stride=8, eval_flip=True)
+    trainer = make_trainer(
+        scenes,
+        tmp_path,
+        framework="supervised",
+        max_steps=1,
+        eval_mode="slide",
+        eval_crop_size=24,
+        eval_stride=8,
+        eval_flip=True,
+    )
     trainer.train()
     result = trainer.evaluate()
     protocol = trainer.args.evaluation_protocol
     assert protocol.description == "single scale, sliding window 24 stride 8, flip"
-    expected = evaluate_model(trainer.model, scenes[2], image_mean=[0.5] * 3, image_std=[0.5] * 3,
-                              protocol=protocol).compute()["mean_iou"]
+    expected = evaluate_model(
+        trainer.model, scenes[2], image_mean=[0.5] * 3, image_std=[0.5] * 3, protocol=protocol
+    ).compute()["mean_iou"]
     whole = evaluate_model(trainer.model, scenes[2], image_mean=[0.5] * 3, image_std=[0.5] * 3).compute()["mean_iou"]
     assert result["eval_mean_iou"] == pytest.approx(expected) and expected != pytest.approx(whole)
 
@@ -215,15 +268,17 @@ def test_center_crop_evaluation_in_the_trainer_scores_the_crop_alone(scenes, tmp
     trainer.train()
     trainer.evaluate()
     protocol = trainer.args.evaluation_protocol
-    expected = evaluate_model(trainer.model, scenes[2], image_mean=[0.5] * 3, image_std=[0.5] * 3,
-                              protocol=protocol).compute()
+    expected = evaluate_model(
+        trainer.model, scenes[2], image_mean=[0.5] * 3, image_std=[0.5] * 3, protocol=protocol
+    ).compute()
     assert trainer.last_metrics["mean_iou"] == pytest.approx(expected["mean_iou"])
     assert protocol.description == "single scale, center crop 16"
 
 
 def test_every_checkpoint_is_a_loadable_model_with_its_card_and_the_other_branch(scenes, tmp_path):
-    trainer = make_trainer(scenes, tmp_path, framework="cps", save_strategy="steps", save_steps=2,
-                           eval_strategy="steps", eval_steps=2)
+    trainer = make_trainer(
+        scenes, tmp_path, framework="cps", save_strategy="steps", save_steps=2, eval_strategy="steps", eval_steps=2
+    )
     trainer.train()
     checkpoint = tmp_path / "run" / "checkpoint-2"
     assert (checkpoint / "branch_2.safetensors").is_file()
@@ -246,8 +301,15 @@ def test_cps_takes_a_given_second_branch_and_other_frameworks_refuse_one(scenes,
 
 @pytest.mark.parametrize("during_training", [True, False])
 def test_a_failed_evaluation_leaves_the_trained_weights_loadable(scenes, tmp_path, during_training):
-    trainer = make_trainer(scenes, tmp_path, framework="cps", max_steps=2, save_strategy="no",
-                           eval_strategy="steps" if during_training else "no", eval_steps=2)
+    trainer = make_trainer(
+        scenes,
+        tmp_path,
+        framework="cps",
+        max_steps=2,
+        save_strategy="no",
+        eval_strategy="steps" if during_training else "no",
+        eval_steps=2,
+    )
 
     def broken(*args, **kwargs):
         raise RuntimeError("injected evaluation failure")
@@ -263,12 +325,13 @@ def test_a_failed_evaluation_leaves_the_trained_weights_loadable(scenes, tmp_pat
         torch.testing.assert_close(loaded(pixels).logits, trainer.model.branch_1.eval()(pixels).logits)
 
 
-
-
 def test_resuming_into_another_architecture_names_both(scenes, tmp_path):
     make_trainer(scenes, tmp_path, framework="mean_teacher", save_strategy="steps", save_steps=2).train()
     other = DeepLabV3PlusForSemanticSegmentation(tiny_config(num_labels=11, backbone="test_efficientnet"))
     resumed = make_trainer(scenes, tmp_path, model=other, framework="mean_teacher")
-    with pytest.raises(ValueError, match=r"does not fit this run: it holds .*test_resnet encoder.*this run trains "
-                                         r".*test_efficientnet encoder"):
+    with pytest.raises(
+        ValueError,
+        match=r"does not fit this run: it holds .*test_resnet encoder.*this run trains "
+        r".*test_efficientnet encoder",
+    ):
         resumed.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-2"))

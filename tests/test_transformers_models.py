@@ -8,10 +8,9 @@ import sys
 
 import pytest
 import torch
-
+from conftest import make_trainer, run_fpl, tiny_config, tiny_dinov2_dpt_config, tiny_transformers_model
 from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
 
-from conftest import make_trainer, run_fpl, tiny_config, tiny_dinov2_dpt_config, tiny_transformers_model
 from fpl_hf import DeepLabV3PlusForSemanticSegmentation, TimmDPTForSemanticSegmentation
 from fpl_hf.data import make_fashion_scenes
 from fpl_hf.evaluation import evaluate_model
@@ -34,8 +33,11 @@ def modules_in_a_forward(network):
     outputs = network(pixel_values=torch.randn(2, 3, 32, 32))
     logits = outputs if isinstance(outputs, tuple) else (outputs.logits,)
     sum(branch.sum() for branch in logits).backward()
-    return {name.rsplit(".", 1)[0] for name, value in network.named_parameters()
-            if value.grad is not None and value.grad.abs().sum() > 0}
+    return {
+        name.rsplit(".", 1)[0]
+        for name, value in network.named_parameters()
+        if value.grad is not None and value.grad.abs().sum() > 0
+    }
 
 
 @pytest.mark.parametrize("framework", ["cps", "mean_teacher", "unimatch", "unimatch_v2"])
@@ -46,8 +48,11 @@ def test_transformers_models_train_under_every_framework_with_fpl(scenes, tmp_pa
     trainer.train()
     logs = [entry for entry in trainer.state.log_history if "unsup" in entry]
     assert len(logs) == 2 and all(math.isfinite(entry["loss"]) for entry in logs) and "k1" in logs[-1]
-    changed_modules = {name.rsplit(".", 1)[0] for name, value in trainer.model.named_parameters()
-                       if not torch.equal(value, before[name])}
+    changed_modules = {
+        name.rsplit(".", 1)[0]
+        for name, value in trainer.model.named_parameters()
+        if not torch.equal(value, before[name])
+    }
     untrained = modules_in_a_forward(trainer.model) - changed_modules
     assert not untrained, untrained
     trainer.save_model()
@@ -69,8 +74,8 @@ def test_a_saved_model_loads_and_runs_in_pipeline_with_transformers_alone(scenes
         "model = AutoModelForSemanticSegmentation.from_pretrained(path).eval()\n"
         "logits = model(pixel_values=torch.zeros(1, 3, 32, 32)).logits\n"
         "masks = pipeline('image-segmentation', model=path)(Image.fromarray(numpy.zeros((32, 32, 3), numpy.uint8)))\n"
-        "print(json.dumps({'fpl_hf': 'fpl_hf' in sys.modules, 'class': type(model).__name__, 'sum': float(logits.sum()),"
-        " 'labels': sorted(mask['label'] for mask in masks)}))\n"
+        "print(json.dumps({'fpl_hf': 'fpl_hf' in sys.modules, 'class': type(model).__name__,"
+        " 'sum': float(logits.sum()), 'labels': sorted(mask['label'] for mask in masks)}))\n"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -85,8 +90,15 @@ def test_a_saved_model_loads_and_runs_in_pipeline_with_transformers_alone(scenes
 def test_resuming_a_transformers_model_gives_the_weights_of_an_uninterrupted_run(scenes, tmp_path):
     full = trainer_for("segformer", scenes, tmp_path / "full", framework="mean_teacher", max_steps=4)
     full.train()
-    interrupted = trainer_for("segformer", scenes, tmp_path / "cut", framework="mean_teacher", max_steps=4,
-                              save_strategy="steps", save_steps=2)
+    interrupted = trainer_for(
+        "segformer",
+        scenes,
+        tmp_path / "cut",
+        framework="mean_teacher",
+        max_steps=4,
+        save_strategy="steps",
+        save_steps=2,
+    )
     interrupted.train()
     resumed = trainer_for("segformer", scenes, tmp_path / "cut", framework="mean_teacher", max_steps=4)
     resumed.train(resume_from_checkpoint=str(tmp_path / "cut" / "run" / "checkpoint-2"))
@@ -125,12 +137,42 @@ def test_run_fpl_trains_a_transformers_folder_under_cps_and_fpl(tmp_path, family
     model.save_pretrained(folder)
     image_processor_for(model).save_pretrained(folder)
     output = tmp_path / "out"
-    summary = run_fpl.main(*run_fpl.parse_arguments([
-        "--model_name_or_path", str(folder), "--framework", "cps", "--unsup_loss", "fpl", "--num_train_scenes", "24",
-        "--num_validation_scenes", "4", "--scene_size", "32", "--crop_size", "32", "--num_labeled", "6",
-        "--max_steps", "2", "--burn_in_steps", "1", "--per_device_train_batch_size", "2", "--eval_strategy", "no",
-        "--save_strategy", "no", "--use_cpu", "true", "--output_dir", str(output),
-    ]))
+    summary = run_fpl.main(
+        *run_fpl.parse_arguments(
+            [
+                "--model_name_or_path",
+                str(folder),
+                "--framework",
+                "cps",
+                "--unsup_loss",
+                "fpl",
+                "--num_train_scenes",
+                "24",
+                "--num_validation_scenes",
+                "4",
+                "--scene_size",
+                "32",
+                "--crop_size",
+                "32",
+                "--num_labeled",
+                "6",
+                "--max_steps",
+                "2",
+                "--burn_in_steps",
+                "1",
+                "--per_device_train_batch_size",
+                "2",
+                "--eval_strategy",
+                "no",
+                "--save_strategy",
+                "no",
+                "--use_cpu",
+                "true",
+                "--output_dir",
+                str(output),
+            ]
+        )
+    )
     saved = AutoModelForSemanticSegmentation.from_pretrained(output)
     validation = make_fashion_scenes(4, size=32, split="validation")
     processor = AutoImageProcessor.from_pretrained(output)

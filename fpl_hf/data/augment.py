@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torchvision import tv_tensors
@@ -11,6 +12,7 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from .normal_form import IGNORE_INDEX
+
 
 class RandomScale(v2.Transform):
     """Resizes image and masks together by a factor drawn from `scale_range` (masks with nearest)."""

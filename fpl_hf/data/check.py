@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import numpy as np
 from datasets import Dataset
@@ -22,7 +23,8 @@ class DataCheckError(ValueError):
 
 def _image_header(cell: Any, where: str) -> PILImage.Image:
     """The image of an undecoded cell, opened lazily (its header read), after a check of the whole file where its
-    format allows one (PNG: every chunk's checksum, so a truncated file is found; JPEG pixel data is read in training)."""
+    format allows one (PNG: every chunk's checksum, so a truncated file is found; a JPEG's pixels are read in
+    training)."""
     if isinstance(cell, PILImage.Image):
         return cell
     try:
@@ -36,8 +38,8 @@ def _image_header(cell: Any, where: str) -> PILImage.Image:
 
 
 def sample_problem(
-    dataset: Dataset, index: int, label_column: Optional[str], name: str, num_labels: int, palette: Palette = None
-) -> Optional[str]:
+    dataset: Dataset, index: int, label_column: str | None, name: str, num_labels: int, palette: Palette = None
+) -> str | None:
     """What is wrong with one sample of an undecoded data set (None: nothing found): the image's header and file,
     and, where `label_column` holds one, the whole mask: its ids and its size against the image's."""
     row = dataset[index]
@@ -55,18 +57,25 @@ def sample_problem(
 
 
 def check_samples(
-    parts: Sequence[tuple[Dataset, Optional[str], str, Sequence[int]]],
+    parts: Sequence[tuple[Dataset, str | None, str, Sequence[int]]],
     num_labels: int,
     palette: Palette = None,
-    workers: Optional[int] = None,
+    workers: int | None = None,
 ) -> None:
     """Reads every sample named by `parts` ((data set, label column or None, name, indices) each), in `workers`
     threads, and raises one `DataCheckError` that lists every problem."""
-    jobs = [(readable, index, label, name) for dataset, label, name, indices in parts
-            for readable in (undecoded(dataset),) for index in indices]
+    jobs = [
+        (readable, index, label, name)
+        for dataset, label, name, indices in parts
+        for readable in (undecoded(dataset),)
+        for index in indices
+    ]
     with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
-        problems = [problem for problem in pool.map(
-            lambda job: sample_problem(*job, num_labels=num_labels, palette=palette), jobs) if problem]
+        problems = [
+            problem
+            for problem in pool.map(lambda job: sample_problem(*job, num_labels=num_labels, palette=palette), jobs)
+            if problem
+        ]
     if problems:
         counts = ", ".join(f"{name}: {len(indices)}" for _, _, name, indices in parts)
         raise DataCheckError(
@@ -80,7 +89,7 @@ def check_samples(
 def check_run_data(
     labeled: Dataset,
     unlabeled: Any,
-    validation: Optional[Dataset],
+    validation: Dataset | None,
     num_labels: int,
     palette: Palette = None,
     unlabeled_sample: int = 1000,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -15,7 +15,10 @@ IMAGE_FIELDS = ("pixel_values", "unlabeled_pixel_values", "unlabeled_strong_pixe
 LABEL_FIELDS = ("labels", "unlabeled_diagnostic_labels")
 # The fields of a training item that hold one entry per unlabeled group (`TrainingItems`).
 GROUPED_FIELDS = (
-    "unlabeled_pixel_values", "unlabeled_strong_pixel_values", "unlabeled_valid", "unlabeled_diagnostic_labels",
+    "unlabeled_pixel_values",
+    "unlabeled_strong_pixel_values",
+    "unlabeled_valid",
+    "unlabeled_diagnostic_labels",
     "cutmix_masks",
 )
 

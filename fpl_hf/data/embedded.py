@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import gzip
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Optional
 
 import numpy as np
 from datasets import Dataset, Features, Image, IterableDataset
@@ -40,7 +40,7 @@ def _read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
-def load_fashion_mnist(split: str = "train", directory: Optional[Path] = None) -> tuple[np.ndarray, np.ndarray]:
+def load_fashion_mnist(split: str = "train", directory: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Fashion-MNIST images (N, 28, 28) and labels (N,) of `split` ("train" or "test")."""
     if split not in _FILES:
         raise ValueError(f"`split` must be 'train' or 'test', got {split!r}.")
@@ -108,7 +108,10 @@ def make_fashion_scenes(
     rng = np.random.default_rng([seed, 0 if split == "train" else 1])
     scenes = [make_scene(rng, garments, classes, size, objects) for _ in range(num_scenes)]
     return Dataset.from_dict(
-        {"image": [PILImage.fromarray(image) for image, _ in scenes], "label": [PILImage.fromarray(m) for _, m in scenes]},
+        {
+            "image": [PILImage.fromarray(image) for image, _ in scenes],
+            "label": [PILImage.fromarray(m) for _, m in scenes],
+        },
         features=Features({"image": Image(), "label": Image()}),
     )
 
@@ -120,7 +123,8 @@ def stream_fashion_scenes(num_scenes: int, *, size: int = 64, seed: int = 0, num
         raise ValueError(f"`num_scenes` ({num_scenes}) must be at least `num_shards` ({num_shards}).")
     bounds = np.linspace(0, num_scenes, num_shards + 1).astype(int)
     return IterableDataset.from_generator(
-        _scenes_of_shards, features=Features({"image": Image()}),
+        _scenes_of_shards,
+        features=Features({"image": Image()}),
         gen_kwargs={"ranges": [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])], "size": size, "seed": seed},
     )
 

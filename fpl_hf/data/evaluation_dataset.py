@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from datasets import Dataset
@@ -38,7 +38,6 @@ class EvaluationDataset(torch.utils.data.Dataset):
             "labels": label.as_subclass(torch.Tensor),
             "image_size": torch.tensor(label.shape[-2:]),
         }
-
 
 
 __all__ = ["EvaluationDataset"]

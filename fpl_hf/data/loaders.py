@@ -4,25 +4,60 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional, Union
 
 import numpy as np
-from PIL import Image
 from datasets import Dataset, load_dataset
+from PIL import Image
 
 from .normal_form import IGNORE_INDEX, to_normal_form
 from .splits import as_unlabeled
 
-PathLike = Union[str, os.PathLike]
+PathLike = str | os.PathLike
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 VOC_CLASSES = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+    "background",
+    "aeroplane",
+    "bicycle",
+    "bird",
+    "boat",
+    "bottle",
+    "bus",
+    "car",
+    "cat",
+    "chair",
+    "cow",
+    "diningtable",
+    "dog",
+    "horse",
+    "motorbike",
+    "person",
+    "pottedplant",
+    "sheep",
+    "sofa",
+    "train",
+    "tvmonitor",
 )
 CITYSCAPES_CLASSES = (
-    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
-    "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle",
+    "road",
+    "sidewalk",
+    "building",
+    "wall",
+    "fence",
+    "pole",
+    "traffic light",
+    "traffic sign",
+    "vegetation",
+    "terrain",
+    "sky",
+    "person",
+    "rider",
+    "car",
+    "truck",
+    "bus",
+    "train",
+    "motorcycle",
+    "bicycle",
 )
 # Cityscapes labelIds of the 19 evaluated classes, in trainId order; every other id is ignored.
 CITYSCAPES_EVAL_IDS = (7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33)
@@ -129,8 +164,8 @@ def _masks_by_stem(images: PathLike, masks: PathLike, image_paths: list[Path], e
 
 
 def load_folders(
-    images: PathLike, masks: PathLike, unlabeled: Optional[PathLike] = None, unlabeled_masks: Optional[PathLike] = None
-) -> tuple[Dataset, Optional[Dataset]]:
+    images: PathLike, masks: PathLike, unlabeled: PathLike | None = None, unlabeled_masks: PathLike | None = None
+) -> tuple[Dataset, Dataset | None]:
     """Labeled image/mask pairs matched by file stem, plus an optional folder of unlabeled images. `unlabeled_masks`
     may hold masks of some unlabeled images (same stems): kept as their `diagnostic_label`, for the logged
     statistics only, never trained on."""
@@ -166,8 +201,8 @@ def load_hub(
     name: str,
     split: str = "train",
     *,
-    image_column: Optional[str] = None,
-    label_column: Optional[str] = None,
+    image_column: str | None = None,
+    label_column: str | None = None,
     unlabeled: bool = False,
     reduce_labels: bool = False,
     **load_kwargs,

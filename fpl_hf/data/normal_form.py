@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 from datasets import Dataset, Image
-from PIL import Image as PILImage
 from PIL import ExifTags, ImageOps
+from PIL import Image as PILImage
 
 IGNORE_INDEX = 255
 IMAGE_COLUMNS = ("image", "pixel_values", "img", "images", "jpg", "jpeg", "png", "webp")  # the last: webdataset keys
 LABEL_COLUMNS = ("label", "annotation", "segmentation", "mask", "semantic_segmentation", "labels", "seg")
 
 
-def _find(columns: list[str], candidates: tuple[str, ...], given: Optional[str], what: str) -> Optional[str]:
+def _find(columns: list[str], candidates: tuple[str, ...], given: str | None, what: str) -> str | None:
     if given is not None:
         if given not in columns:
             raise ValueError(f"`{what}_column` {given!r} is not a column of the data set; it has {columns}.")
@@ -23,7 +21,7 @@ def _find(columns: list[str], candidates: tuple[str, ...], given: Optional[str],
 
 
 def to_normal_form(
-    dataset: Dataset, image_column: Optional[str] = None, label_column: Optional[str] = None, *, require_label: bool = True
+    dataset: Dataset, image_column: str | None = None, label_column: str | None = None, *, require_label: bool = True
 ) -> Dataset:
     """Renames the image and label columns to `image` and `label`, casts both to `Image`, drops the rest.
 
@@ -46,7 +44,9 @@ def to_normal_form(
     return dataset
 
 
-def label_array(label: PILImage.Image, where: str, *, palette: Optional[dict[tuple[int, int, int], int]] = None) -> np.ndarray:
+def label_array(
+    label: PILImage.Image, where: str, *, palette: dict[tuple[int, int, int], int] | None = None
+) -> np.ndarray:
     """Class ids of a mask image; RGB masks need `palette` (color -> id)."""
     if label.mode in ("RGB", "RGBA"):
         if palette is None:
@@ -116,5 +116,11 @@ def check_pair(size: tuple[int, int], label: np.ndarray, num_labels: int, where:
 
 
 __all__ = [
-    "IGNORE_INDEX", "check_image_mode", "check_pair", "label_array", "rgb_image", "to_normal_form", "upright_size",
+    "IGNORE_INDEX",
+    "check_image_mode",
+    "check_pair",
+    "label_array",
+    "rgb_image",
+    "to_normal_form",
+    "upright_size",
 ]

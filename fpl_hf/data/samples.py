@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch
@@ -14,7 +14,7 @@ from .normal_form import IGNORE_INDEX, check_pair, label_array, rgb_image
 
 # An image and its mask, checked and as tensors (the mask all IGNORE_INDEX where the image has none).
 Sample = tuple[tv_tensors.Image, tv_tensors.Mask]
-Palette = Optional[dict[tuple[int, int, int], int]]
+Palette = dict[tuple[int, int, int], int] | None
 
 
 def undecoded(dataset: Dataset) -> Dataset:
@@ -42,7 +42,7 @@ def sample_name(place: str, *cells: Any) -> str:
 
 
 def checked_sample(
-    image: PILImage.Image, label: Optional[PILImage.Image], where: str, num_labels: int, palette: Palette = None
+    image: PILImage.Image, label: PILImage.Image | None, where: str, num_labels: int, palette: Palette = None
 ) -> Sample:
     """The checked image as a tensor and its mask (all 255 when `label` is None); errors name the sample."""
     image = rgb_image(image, where)

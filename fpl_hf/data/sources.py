@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Optional
 
 from datasets import Dataset, IterableDataset
 
@@ -22,53 +21,65 @@ class DataSource:
 
     dataset: str = field(
         default="embedded",
-        metadata={"help": "'embedded', 'voc', 'voc_aug' (10,582 images with SegmentationClassAug), 'cityscapes', "
-                  "'folders', or a `datasets` name/path."},
+        metadata={
+            "help": "'embedded', 'voc', 'voc_aug' (10,582 images with SegmentationClassAug), 'cityscapes', "
+            "'folders', or a `datasets` name/path."
+        },
     )
-    data_root: Optional[str] = field(default=None, metadata={"help": "Root of VOC/Cityscapes or the split lists."})
-    labeled_list: Optional[str] = field(default=None, metadata={"help": "Split list of labeled images."})
-    unlabeled_list: Optional[str] = field(default=None, metadata={"help": "Split list of unlabeled images."})
-    num_labeled: Optional[int] = field(
+    data_root: str | None = field(default=None, metadata={"help": "Root of VOC/Cityscapes or the split lists."})
+    labeled_list: str | None = field(default=None, metadata={"help": "Split list of labeled images."})
+    unlabeled_list: str | None = field(default=None, metadata={"help": "Split list of unlabeled images."})
+    num_labeled: int | None = field(
         default=None,
-        metadata={"help": f"Labeled images drawn from the train set; embedded: {EMBEDDED_NUM_LABELED} when neither this "
-                  "nor `labeled_fraction` is given, other data sets: every training image is labeled then."},
+        metadata={
+            "help": f"Labeled images drawn from the train set; embedded: {EMBEDDED_NUM_LABELED} when neither this "
+            "nor `labeled_fraction` is given, other data sets: every training image is labeled then."
+        },
     )
-    labeled_fraction: Optional[str] = field(default=None, metadata={"help": "Or a fraction of it, e.g. '1/16'."})
+    labeled_fraction: str | None = field(default=None, metadata={"help": "Or a fraction of it, e.g. '1/16'."})
     all_labeled: bool = field(
         default=False, metadata={"help": "Every training label (framework 'supervised'): the oracle's upper bound."}
     )
-    images_dir: Optional[str] = field(default=None, metadata={"help": "folders: labeled images."})
-    masks_dir: Optional[str] = field(default=None, metadata={"help": "folders: their masks (same file stems)."})
-    unlabeled_dir: Optional[str] = field(default=None, metadata={"help": "folders: unlabeled images."})
-    unlabeled_masks_dir: Optional[str] = field(
+    images_dir: str | None = field(default=None, metadata={"help": "folders: labeled images."})
+    masks_dir: str | None = field(default=None, metadata={"help": "folders: their masks (same file stems)."})
+    unlabeled_dir: str | None = field(default=None, metadata={"help": "folders: unlabeled images."})
+    unlabeled_masks_dir: str | None = field(
         default=None,
-        metadata={"help": "folders: masks of (some of) the unlabeled images, same file stems; used only for the logged "
-                  "pseudo-label statistics (accuracy, truth outside the fuzzy set), never for training."},
+        metadata={
+            "help": "folders: masks of (some of) the unlabeled images, same file stems; used only for the logged "
+            "pseudo-label statistics (accuracy, truth outside the fuzzy set), never for training."
+        },
     )
-    validation_images_dir: Optional[str] = field(default=None, metadata={"help": "folders: validation images."})
-    validation_masks_dir: Optional[str] = field(default=None, metadata={"help": "folders: validation masks."})
-    num_labels: Optional[int] = field(default=None, metadata={"help": "Classes of a folders/Hub data set."})
+    validation_images_dir: str | None = field(default=None, metadata={"help": "folders: validation images."})
+    validation_masks_dir: str | None = field(default=None, metadata={"help": "folders: validation masks."})
+    num_labels: int | None = field(default=None, metadata={"help": "Classes of a folders/Hub data set."})
     train_split: str = field(default="train", metadata={"help": "Hub data set: training split."})
     validation_split: str = field(default="validation", metadata={"help": "Split used for evaluation."})
-    image_column: Optional[str] = field(default=None, metadata={"help": "Hub data set: image column."})
-    label_column: Optional[str] = field(default=None, metadata={"help": "Hub data set: mask column."})
+    image_column: str | None = field(default=None, metadata={"help": "Hub data set: image column."})
+    label_column: str | None = field(default=None, metadata={"help": "Hub data set: mask column."})
     reduce_labels: bool = field(
         default=False,
-        metadata={"help": "Hub data set: label 0 is 'other' and ignored, n becomes n - 1 (ADE20K's scene_parse_150, "
-                  "as transformers' do_reduce_labels)."},
+        metadata={
+            "help": "Hub data set: label 0 is 'other' and ignored, n becomes n - 1 (ADE20K's scene_parse_150, "
+            "as transformers' do_reduce_labels)."
+        },
     )
-    unlabeled_dataset: Optional[str] = field(
+    unlabeled_dataset: str | None = field(
         default=None,
-        metadata={"help": "Stream the unlabeled pool from this `datasets` name or path (Hub id, a folder of parquet "
-                  "or webdataset shards) instead of the training split's unlabeled remainder; never loaded whole. "
-                  "Training then runs for `max_steps`."},
+        metadata={
+            "help": "Stream the unlabeled pool from this `datasets` name or path (Hub id, a folder of parquet "
+            "or webdataset shards) instead of the training split's unlabeled remainder; never loaded whole. "
+            "Training then runs for `max_steps`."
+        },
     )
     unlabeled_split: str = field(default="train", metadata={"help": "Split of `unlabeled_dataset`."})
-    unlabeled_image_column: Optional[str] = field(default=None, metadata={"help": "Image column of `unlabeled_dataset`."})
-    unlabeled_label_column: Optional[str] = field(
+    unlabeled_image_column: str | None = field(default=None, metadata={"help": "Image column of `unlabeled_dataset`."})
+    unlabeled_label_column: str | None = field(
         default=None,
-        metadata={"help": "A mask column of `unlabeled_dataset`, used only for the logged pseudo-label statistics, "
-                  "never for training."},
+        metadata={
+            "help": "A mask column of `unlabeled_dataset`, used only for the logged pseudo-label statistics, "
+            "never for training."
+        },
     )
     shuffle_buffer_size: int = field(
         default=1000, metadata={"help": "Streamed pool: examples held in the shuffle buffer (each process's workers)."}
@@ -78,7 +89,7 @@ class DataSource:
     scene_size: int = field(default=64, metadata={"help": "embedded: side of a scene."})
 
     @property
-    def drawn_labeled(self) -> Optional[int]:
+    def drawn_labeled(self) -> int | None:
         """How many labeled images are drawn from the train set: `num_labeled`, the embedded default, or None (a
         fraction, split lists, or every image labeled)."""
         if self.all_labeled or self.labeled_list or self.labeled_fraction:
@@ -104,13 +115,13 @@ class TrainingData:
     class_names: tuple[str, ...]
 
 
-def _generic_names(num_labels: Optional[int], dataset: str) -> tuple[str, ...]:
+def _generic_names(num_labels: int | None, dataset: str) -> tuple[str, ...]:
     if not num_labels:
         raise ValueError(f"`num_labels` is required for dataset {dataset!r} (how many classes its masks hold).")
     return tuple(f"class_{index}" for index in range(num_labels))
 
 
-def _required(value: Optional[str], name: str, dataset: str) -> str:
+def _required(value: str | None, name: str, dataset: str) -> str:
     if not value:
         raise ValueError(f"`{name}` is required for dataset {dataset!r}.")
     return value
@@ -118,12 +129,14 @@ def _required(value: Optional[str], name: str, dataset: str) -> str:
 
 def _load(
     source: DataSource, seed: int, with_training: bool = True
-) -> tuple[Optional[Dataset], Optional[Dataset], Dataset, tuple[str, ...]]:
+) -> tuple[Dataset | None, Dataset | None, Dataset, tuple[str, ...]]:
     """(train, unlabeled folder, validation, class names); `with_training=False` skips the training part."""
     dataset = source.dataset
     unlabeled = None
     if dataset == "embedded":
-        train = make_fashion_scenes(source.num_train_scenes, size=source.scene_size, seed=seed) if with_training else None
+        train = (
+            make_fashion_scenes(source.num_train_scenes, size=source.scene_size, seed=seed) if with_training else None
+        )
         validation = make_fashion_scenes(
             source.num_validation_scenes, size=source.scene_size, split="validation", seed=seed
         )
@@ -151,8 +164,9 @@ def _load(
         )
         names = _generic_names(source.num_labels, dataset)
     else:
-        columns = dict(image_column=source.image_column, label_column=source.label_column,
-                       reduce_labels=source.reduce_labels)
+        columns = dict(
+            image_column=source.image_column, label_column=source.label_column, reduce_labels=source.reduce_labels
+        )
         train = load_hub(dataset, source.train_split, **columns) if with_training else None
         validation = load_hub(dataset, source.validation_split, **columns)
         names = _generic_names(source.num_labels, dataset)
@@ -164,8 +178,10 @@ def load_training_data(source: DataSource, seed: int = 0) -> TrainingData:
     train, unlabeled, validation, names = _load(source, seed)
     if source.all_labeled:
         if unlabeled is not None or source.labeled_list or source.unlabeled_list or source.unlabeled_dataset:
-            raise ValueError("`all_labeled` trains on every label of the training split: drop the split lists, "
-                             "the unlabeled folder or `unlabeled_dataset`.")
+            raise ValueError(
+                "`all_labeled` trains on every label of the training split: drop the split lists, "
+                "the unlabeled folder or `unlabeled_dataset`."
+            )
         labeled, unlabeled = train, train.select([])
     elif source.labeled_list or source.unlabeled_list:
         labeled, unlabeled = split_from_lists(
@@ -182,8 +198,14 @@ def load_training_data(source: DataSource, seed: int = 0) -> TrainingData:
     else:  # nothing says which images are unlabeled: all are labeled
         labeled, unlabeled = train, train.select([])
     if source.unlabeled_dataset:
-        unlabeled = load_hub(source.unlabeled_dataset, source.unlabeled_split, image_column=source.unlabeled_image_column,
-                             label_column=source.unlabeled_label_column, unlabeled=True, streaming=True)
+        unlabeled = load_hub(
+            source.unlabeled_dataset,
+            source.unlabeled_split,
+            image_column=source.unlabeled_image_column,
+            label_column=source.unlabeled_label_column,
+            unlabeled=True,
+            streaming=True,
+        )
     return TrainingData(labeled=labeled, unlabeled=unlabeled, validation=validation, class_names=names)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from fractions import Fraction
 from pathlib import Path
-from typing import Optional, Union
 
 from datasets import Dataset
 
@@ -19,8 +18,8 @@ DIAGNOSTIC_LABEL = "diagnostic_label"
 def split_labeled_unlabeled(
     dataset: Dataset,
     *,
-    num_labeled: Optional[int] = None,
-    fraction: Optional[Union[float, str]] = None,
+    num_labeled: int | None = None,
+    fraction: float | str | None = None,
     seed: int = 0,
 ) -> tuple[Dataset, Dataset]:
     """Chooses `num_labeled` (or `fraction` of the) images as labeled; the rest become unlabeled.
@@ -53,7 +52,7 @@ def as_unlabeled(dataset: Dataset) -> Dataset:
     return dataset.rename_column("label", DIAGNOSTIC_LABEL) if "label" in dataset.column_names else dataset
 
 
-def read_split_list(path: Union[str, os.PathLike], root: Union[str, os.PathLike, None] = None) -> list[tuple[str, Optional[str]]]:
+def read_split_list(path: str | os.PathLike, root: str | os.PathLike | None = None) -> list[tuple[str, str | None]]:
     """Reads a split list: one `image_path [label_path]` a line, relative to `root`.
 
     With `root`, every named file must exist; the error names the first that does not.
@@ -79,9 +78,7 @@ def read_split_list(path: Union[str, os.PathLike], root: Union[str, os.PathLike,
     return entries
 
 
-def dataset_from_list(
-    list_path: Union[str, os.PathLike], root: Union[str, os.PathLike], *, labeled: bool = True
-) -> Dataset:
+def dataset_from_list(list_path: str | os.PathLike, root: str | os.PathLike, *, labeled: bool = True) -> Dataset:
     """A normal-form data set from a split list; an unlabeled list keeps its labels (if any) hidden."""
     entries = read_split_list(list_path, root)
     root = Path(root)
@@ -95,10 +92,17 @@ def dataset_from_list(
 
 
 def split_from_lists(
-    root: Union[str, os.PathLike], labeled_list: Union[str, os.PathLike], unlabeled_list: Union[str, os.PathLike]
+    root: str | os.PathLike, labeled_list: str | os.PathLike, unlabeled_list: str | os.PathLike
 ) -> tuple[Dataset, Dataset]:
     """The labeled and unlabeled parts named by a pair of split lists (e.g. `pascal/1_16/labeled.txt`)."""
     return dataset_from_list(labeled_list, root), dataset_from_list(unlabeled_list, root, labeled=False)
 
 
-__all__ = ["DIAGNOSTIC_LABEL", "split_labeled_unlabeled", "as_unlabeled", "read_split_list", "dataset_from_list", "split_from_lists"]
+__all__ = [
+    "DIAGNOSTIC_LABEL",
+    "split_labeled_unlabeled",
+    "as_unlabeled",
+    "read_split_list",
+    "dataset_from_list",
+    "split_from_lists",
+]

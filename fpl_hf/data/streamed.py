@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 import itertools
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import datasets
 import torch
@@ -91,17 +92,22 @@ class SemiSupervisedStream(TrainingItems, torch.utils.data.IterableDataset):
             count = 0
             for count, example in enumerate(self.unlabeled, start=1):
                 if "image" not in example:
-                    raise ValueError(f"Unlabeled example {count - 1} of pass {pool_pass} ({reader}) has no `image` "
-                                     f"column, only {sorted(example)}; rename its image column.")
+                    raise ValueError(
+                        f"Unlabeled example {count - 1} of pass {pool_pass} ({reader}) has no `image` "
+                        f"column, only {sorted(example)}; rename its image column."
+                    )
                 diagnostic = example.get(DIAGNOSTIC_LABEL)
-                where = sample_name(f"unlabeled example {count - 1} of pass {pool_pass} ({reader})", example["image"],
-                                    diagnostic)
+                where = sample_name(
+                    f"unlabeled example {count - 1} of pass {pool_pass} ({reader})", example["image"], diagnostic
+                )
                 image = read_image(example["image"], "image", where)
                 label = read_image(diagnostic, DIAGNOSTIC_LABEL, where) if diagnostic is not None else None
                 yield checked_sample(image, label, where, self.num_labels, self.palette)
             if count == 0:
-                raise ValueError(f"The unlabeled pool gave {reader} no images: it is empty, or has fewer shards "
-                                 "than processes x workers.")
+                raise ValueError(
+                    f"The unlabeled pool gave {reader} no images: it is empty, or has fewer shards "
+                    "than processes x workers."
+                )
 
 
 __all__ = ["SemiSupervisedStream"]

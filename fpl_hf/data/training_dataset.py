@@ -23,5 +23,4 @@ def training_dataset(
     return SemiSupervisedDataset(labeled, unlabeled, **options)
 
 
-
 __all__ = ["training_dataset"]

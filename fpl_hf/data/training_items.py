@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Optional, Sequence
+from functools import partial
+from typing import Any
 
 import torch
 from datasets import Dataset
@@ -68,7 +70,7 @@ class TrainingItems:
         unlabeled_groups: int = 1,
         num_strong_views: int = 0,
         num_cutmix_masks: int = 0,
-        cutmix: Optional[CutMixSettings] = None,
+        cutmix: CutMixSettings | None = None,
         scale_range: tuple[float, float] = (0.5, 2.0),
         palette: Palette = None,
         seed: int = 0,
@@ -99,8 +101,7 @@ class TrainingItems:
         item = {"pixel_values": image.as_subclass(torch.Tensor), "labels": label.to(self.label_dtype)}
         if not self.num_unlabeled:
             return item
-        groups = [self._unlabeled_group(lambda offset: unlabeled(group, offset))
-                  for group in range(self.unlabeled_groups)]
+        groups = [self._unlabeled_group(partial(unlabeled, group)) for group in range(self.unlabeled_groups)]
         for name in groups[0]:
             item[name] = torch.stack([group[name] for group in groups])
         return item
@@ -122,11 +123,18 @@ class TrainingItems:
         group["unlabeled_diagnostic_labels"] = torch.stack(diagnostic)
         if self.num_cutmix_masks:
             settings = self.cutmix
-            group["cutmix_masks"] = torch.stack([
-                cutmix_mask(self.crop_size, self.crop_size, num_boxes=settings.num_boxes,
-                            area_range=settings.area_range, probability=settings.probability).bool()
-                for _ in range(self.num_cutmix_masks)
-            ])
+            group["cutmix_masks"] = torch.stack(
+                [
+                    cutmix_mask(
+                        self.crop_size,
+                        self.crop_size,
+                        num_boxes=settings.num_boxes,
+                        area_range=settings.area_range,
+                        probability=settings.probability,
+                    ).bool()
+                    for _ in range(self.num_cutmix_masks)
+                ]
+            )
         return group
 
 

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Optional, Union
-
 import numpy as np
 import torch
 
-ArrayLike = Union[torch.Tensor, np.ndarray]
+ArrayLike = torch.Tensor | np.ndarray
 
 
 def remap_references(
-    references: torch.Tensor, ignore_index: int, *, reduce_labels: bool = False, label_map: Optional[dict[int, int]] = None
+    references: torch.Tensor, ignore_index: int, *, reduce_labels: bool = False, label_map: dict[int, int] | None = None
 ) -> torch.Tensor:
     """evaluate's preprocessing of references: `label_map` first, then `reduce_labels` (0 -> ignore, k -> k - 1)."""
     if label_map:
@@ -24,7 +22,7 @@ def remap_references(
     return references
 
 
-def metrics_from_matrix(matrix: np.ndarray, nan_to_num: Optional[float] = None) -> dict:
+def metrics_from_matrix(matrix: np.ndarray, nan_to_num: float | None = None) -> dict:
     """evaluate's `mean_iou` outputs from a (reference x prediction) count matrix; absent classes get NaN."""
     matrix = matrix.astype(np.float64)
     intersection = np.diag(matrix)
@@ -50,9 +48,9 @@ class ConfusionMatrix:
     """(num_labels x num_labels) counts, rows = reference, columns = prediction; memory independent of images.
 
     `update` takes integer maps of any shape (a batch or one image), as tensors (any device) or numpy arrays,
-    and reads each map in a few vectorised passes (min/max, one fused multiply-add, one bincount). Matching evaluate's `mean_iou`: pixels whose
-    reference is `ignore_index` are skipped, `label_map` renames reference ids first, and `reduce_labels` turns
-    0 into 255 and shifts the rest down by one.
+    and reads each map in a few vectorised passes (min/max, one fused multiply-add, one bincount). Matching
+    evaluate's `mean_iou`: pixels whose reference is `ignore_index` are skipped, `label_map` renames reference ids
+    first, and `reduce_labels` turns 0 into 255 and shifts the rest down by one.
     """
 
     def __init__(
@@ -61,7 +59,7 @@ class ConfusionMatrix:
         ignore_index: int = 255,
         *,
         reduce_labels: bool = False,
-        label_map: Optional[dict[int, int]] = None,
+        label_map: dict[int, int] | None = None,
     ):
         if num_labels < 1:
             raise ValueError(f"`num_labels` must be >= 1, got {num_labels}.")
@@ -73,12 +71,15 @@ class ConfusionMatrix:
         predictions, references = torch.as_tensor(predictions), torch.as_tensor(references)
         if predictions.shape != references.shape:
             raise ValueError(
-                f"predictions {tuple(predictions.shape)} and references {tuple(references.shape)} must have the same shape."
+                f"predictions {tuple(predictions.shape)} and references {tuple(references.shape)} must have the same "
+                "shape."
             )
         n = self.num_labels
         references = remap_references(
-            references.to(predictions.device, torch.int64), self.ignore_index,
-            reduce_labels=self.reduce_labels, label_map=self.label_map,
+            references.to(predictions.device, torch.int64),
+            self.ignore_index,
+            reduce_labels=self.reduce_labels,
+            label_map=self.label_map,
         )
         predictions = predictions.to(torch.int64)
         if not references.numel():
@@ -98,7 +99,9 @@ class ConfusionMatrix:
         try:
             counts = torch.bincount(torch.add(predictions, references, alpha=n).flatten())
         except RuntimeError as error:
-            raise ValueError(f"references hold negative ids; ids must be in [0, {n}) or {self.ignore_index}.") from error
+            raise ValueError(
+                f"references hold negative ids; ids must be in [0, {n}) or {self.ignore_index}."
+            ) from error
         if counts[n * n :].sum() != counts[ignore_row * n : (ignore_row + 1) * n].sum():
             raise ValueError(f"references hold ids outside [0, {n}) that are not ignore_index ({self.ignore_index}).")
         inside = counts[: n * n]
@@ -107,7 +110,7 @@ class ConfusionMatrix:
     def matrix(self) -> np.ndarray:
         return self.counts.view(self.num_labels, self.num_labels).numpy()
 
-    def compute(self, nan_to_num: Optional[float] = None) -> dict:
+    def compute(self, nan_to_num: float | None = None) -> dict:
         return metrics_from_matrix(self.matrix(), nan_to_num)
 
 

@@ -4,7 +4,7 @@ protocol. Each network's own configuration (`DeepLabV3PlusConfig`, `TimmDPTConfi
 from __future__ import annotations
 
 import difflib
-from typing import Any, Optional
+from typing import Any
 
 from transformers import PretrainedConfig
 
@@ -43,14 +43,14 @@ class TimmSegmentationConfig(PretrainedConfig):
     model_type = "timm_segmentation"
 
     backbone: str = "resnet50"
-    backbone_kwargs: Optional[dict[str, Any]] = None
+    backbone_kwargs: dict[str, Any] | None = None
     num_channels: int = 3
-    out_indices: Optional[list[int]] = None
+    out_indices: list[int] | None = None
     semantic_loss_ignore_index: int = 255
     align_corners: bool = False
     inference_mode: str = "whole"
-    inference_crop_size: Optional[int] = None
-    inference_stride: Optional[int] = None
+    inference_crop_size: int | None = None
+    inference_stride: int | None = None
     inference_flip: bool = False
 
     def __post_init__(self, **kwargs: Any) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +36,7 @@ class TimmSegmentationImageProcessor(TorchvisionBackend):
         return output
 
     def post_process_semantic_segmentation(
-        self, outputs, target_sizes: Optional[Sequence[tuple[int, int]]] = None
+        self, outputs, target_sizes: Sequence[tuple[int, int]] | None = None
     ) -> list[torch.Tensor]:
         """One (H, W) map of class ids per image; logits are resized to `target_sizes[i]` first when given."""
         logits = outputs.logits
@@ -46,7 +46,9 @@ class TimmSegmentationImageProcessor(TorchvisionBackend):
         for index, image_logits in enumerate(logits):
             if target_sizes is not None:
                 size = tuple(int(s) for s in target_sizes[index])
-                image_logits = F.interpolate(image_logits[None].float(), size=size, mode="bilinear", align_corners=False)[0]
+                image_logits = F.interpolate(
+                    image_logits[None].float(), size=size, mode="bilinear", align_corners=False
+                )[0]
             maps.append(image_logits.argmax(dim=0))
         return maps
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional, Union
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +30,7 @@ def pad_to(tensor: torch.Tensor, height: int, width: int, value: float = 0.0) ->
     return F.pad(tensor, (0, width - tensor.shape[-1], 0, height - tensor.shape[-2]), value=value)
 
 
-def window_stride(crop_size: Optional[int], stride: Optional[int] = None) -> int:
+def window_stride(crop_size: int | None, stride: int | None = None) -> int:
     """The step of sliding `crop_size` windows: `stride`, or two thirds of the window rounded up (the Cityscapes
     recipe's 800 / 534). Raises where windows cannot cover the image."""
     if crop_size is None or crop_size < 1:
@@ -52,12 +52,12 @@ def _starts(length: int, crop: int, stride: int) -> list[int]:
 
 @torch.no_grad()
 def predict_logits(
-    model: Union[SegmentationNetwork, nn.Module, Callable[[torch.Tensor], torch.Tensor]],
+    model: SegmentationNetwork | nn.Module | Callable[[torch.Tensor], torch.Tensor],
     pixel_values: torch.Tensor,
     *,
     mode: str = "whole",
-    crop_size: Optional[int] = None,
-    stride: Optional[int] = None,
+    crop_size: int | None = None,
+    stride: int | None = None,
     flip: bool = False,
 ) -> torch.Tensor:
     """Logits (B, C, H, W) at the input's resolution.

@@ -65,7 +65,10 @@ class DeepLabV3PlusForSemanticSegmentation(TimmSegmentationModel):
     def _timm_kwargs(config: DeepLabV3PlusConfig) -> dict:
         """The `timm.create_model` arguments of the encoder: a `features_only` extractor."""
         kwargs = dict(
-            features_only=True, in_chans=config.num_channels, output_stride=config.output_stride, **config.backbone_kwargs
+            features_only=True,
+            in_chans=config.num_channels,
+            output_stride=config.output_stride,
+            **config.backbone_kwargs,
         )
         if config.out_indices is not None:
             kwargs["out_indices"] = tuple(config.out_indices)

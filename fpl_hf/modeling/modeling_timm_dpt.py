@@ -52,12 +52,14 @@ class TimmDPTForSemanticSegmentation(TimmSegmentationModel):
         super().__init__(config)
         width, (c1, c2, c3, c4), features = self.backbone.embed_dim, config.dpt_out_channels, config.dpt_features
         self.projections = nn.ModuleList([nn.Conv2d(width, channels, 1) for channels in (c1, c2, c3, c4)])
-        self.reassemble = nn.ModuleList([
-            nn.ConvTranspose2d(c1, c1, 4, stride=4),
-            nn.ConvTranspose2d(c2, c2, 2, stride=2),
-            nn.Identity(),
-            nn.Conv2d(c4, c4, 3, stride=2, padding=1),
-        ])
+        self.reassemble = nn.ModuleList(
+            [
+                nn.ConvTranspose2d(c1, c1, 4, stride=4),
+                nn.ConvTranspose2d(c2, c2, 2, stride=2),
+                nn.Identity(),
+                nn.Conv2d(c4, c4, 3, stride=2, padding=1),
+            ]
+        )
         self.to_features = nn.ModuleList([nn.Conv2d(c, features, 3, padding=1, bias=False) for c in (c1, c2, c3, c4)])
         self.fusion = nn.ModuleList([FusionStage(features, has_skip=level < 3) for level in range(4)])
         self.head = nn.Sequential(nn.Conv2d(features, features, 3, padding=1), nn.ReLU(inplace=True))
@@ -71,8 +73,10 @@ class TimmDPTForSemanticSegmentation(TimmSegmentationModel):
 
     @classmethod
     def _create_backbone(cls, config: TimmDPTConfig) -> nn.Module:
-        not_a_vit = ValueError(f"`backbone`: {config.backbone!r} is not a timm Vision Transformer with "
-                               "`forward_intermediates` and `dynamic_img_size` (e.g. vit_small_patch14_dinov2).")
+        not_a_vit = ValueError(
+            f"`backbone`: {config.backbone!r} is not a timm Vision Transformer with "
+            "`forward_intermediates` and `dynamic_img_size` (e.g. vit_small_patch14_dinov2)."
+        )
         try:
             backbone = timm.create_model(config.backbone, **cls._timm_kwargs(config))
         except TypeError as error:  # a CNN refuses `dynamic_img_size`
@@ -80,8 +84,10 @@ class TimmDPTForSemanticSegmentation(TimmSegmentationModel):
         if not hasattr(backbone, "forward_intermediates") or not hasattr(backbone, "patch_embed"):
             raise not_a_vit
         if max(config.out_indices) >= len(backbone.blocks):
-            raise ValueError(f"`out_indices` {config.out_indices} name blocks beyond the {len(backbone.blocks)} of "
-                             f"{config.backbone}.")
+            raise ValueError(
+                f"`out_indices` {config.out_indices} name blocks beyond the {len(backbone.blocks)} of "
+                f"{config.backbone}."
+            )
         return backbone
 
     @property
@@ -104,8 +110,9 @@ class TimmDPTForSemanticSegmentation(TimmSegmentationModel):
         path = None
         for level in (3, 2, 1, 0):
             target = levels[level - 1].shape[-2:] if level else tuple(2 * side for side in levels[0].shape[-2:])
-            path = self.fusion[level](levels[level] if path is None else path, None if path is None else levels[level],
-                                      target)
+            path = self.fusion[level](
+                levels[level] if path is None else path, None if path is None else levels[level], target
+            )
         logits = self.classifier(self.head(path))
         return F.interpolate(logits, size=size, mode="bilinear", align_corners=self.config.align_corners)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Optional, Union
 
 import timm
 import torch
@@ -79,11 +78,11 @@ class TimmSegmentationModel(PreTrainedModel):
     def forward(
         self,
         pixel_values: torch.Tensor,
-        labels: Optional[torch.Tensor] = None,
-        feature_perturbation: Optional[FeaturePerturbation] = None,
-        return_dict: Optional[bool] = None,
+        labels: torch.Tensor | None = None,
+        feature_perturbation: FeaturePerturbation | None = None,
+        return_dict: bool | None = None,
         **kwargs,
-    ) -> Union[SegmenterOutput, tuple]:
+    ) -> SegmenterOutput | tuple:
         r"""
         Args:
             pixel_values: (B, C, H, W) normalized images; any H and W.
@@ -94,17 +93,26 @@ class TimmSegmentationModel(PreTrainedModel):
         """
         if pixel_values.dim() != 4 or pixel_values.shape[1] != self.config.num_channels:
             raise ValueError(
-                f"`pixel_values` must have shape (B, {self.config.num_channels}, H, W), got {tuple(pixel_values.shape)}."
+                f"`pixel_values` must have shape (B, {self.config.num_channels}, H, W), got "
+                f"{tuple(pixel_values.shape)}."
             )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         config = self.config
-        if labels is None and not self.training and feature_perturbation is None and (
-            config.inference_mode == "slide" or config.inference_flip
+        if (
+            labels is None
+            and not self.training
+            and feature_perturbation is None
+            and (config.inference_mode == "slide" or config.inference_flip)
         ):
             # The configured protocol, e.g. for `pipeline`: windows and/or flip, each a whole-image pass.
-            logits = predict_logits(self.segment, pixel_values, mode=config.inference_mode,
-                                    crop_size=config.inference_crop_size, stride=config.inference_stride,
-                                    flip=config.inference_flip)
+            logits = predict_logits(
+                self.segment,
+                pixel_values,
+                mode=config.inference_mode,
+                crop_size=config.inference_crop_size,
+                stride=config.inference_stride,
+                flip=config.inference_flip,
+            )
             perturbed_logits = None
         else:
             logits, perturbed_logits = self._segment(pixel_values, feature_perturbation)
@@ -112,11 +120,11 @@ class TimmSegmentationModel(PreTrainedModel):
         loss = None
         if labels is not None:
             if labels.shape != logits.shape[:1] + logits.shape[2:]:
-                raise ValueError(f"`labels` must have shape (B, H, W) = {tuple(logits.shape[:1] + logits.shape[2:])}, "
-                                 f"got {tuple(labels.shape)}.")
-            loss = F.cross_entropy(
-                logits.float(), labels.long(), ignore_index=self.config.semantic_loss_ignore_index
-            )
+                raise ValueError(
+                    f"`labels` must have shape (B, H, W) = {tuple(logits.shape[:1] + logits.shape[2:])}, "
+                    f"got {tuple(labels.shape)}."
+                )
+            loss = F.cross_entropy(logits.float(), labels.long(), ignore_index=self.config.semantic_loss_ignore_index)
         if not return_dict:
             outputs = (logits,) if perturbed_logits is None else (logits, perturbed_logits)
             return outputs if loss is None else (loss,) + outputs
@@ -127,8 +135,8 @@ class TimmSegmentationModel(PreTrainedModel):
         return self._segment(pixel_values)[0]
 
     def _segment(
-        self, pixel_values: torch.Tensor, feature_perturbation: Optional[FeaturePerturbation] = None
-    ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        self, pixel_values: torch.Tensor, feature_perturbation: FeaturePerturbation | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         height, width = pixel_values.shape[-2:]
         # Sizes that are not a multiple of the network's stride are padded (right and bottom, zero = the mean
         # colour) so that features stay aligned with pixels; the logits are cropped back.
@@ -143,7 +151,7 @@ class TimmSegmentationModel(PreTrainedModel):
             perturbed_logits = self._decode(perturbed, padded.shape[-2:])[..., :height, :width]
         return logits, perturbed_logits
 
-    def load_backbone_weights(self, source: Union[str, os.PathLike, dict[str, torch.Tensor]] = "timm") -> None:
+    def load_backbone_weights(self, source: str | os.PathLike | dict[str, torch.Tensor] = "timm") -> None:
         """Loads ImageNet (or any) weights into the backbone, strictly.
 
         Args:
@@ -163,7 +171,9 @@ class TimmSegmentationModel(PreTrainedModel):
                 self.config.backbone, pretrained=True, pretrained_cfg_overlay=overlay, **self._timm_kwargs(self.config)
             )
         except RuntimeError as error:
-            raise ValueError(f"The weights from {source!r} do not fit backbone {self.config.backbone!r}: {error}") from error
+            raise ValueError(
+                f"The weights from {source!r} do not fit backbone {self.config.backbone!r}: {error}"
+            ) from error
         except OSError as error:
             raise OSError(
                 f"Could not download weights for {self.config.backbone!r} ({type(error).__name__}: {error}). "
@@ -173,7 +183,7 @@ class TimmSegmentationModel(PreTrainedModel):
             builder_log.setLevel(level)
         self.backbone.load_state_dict(pretrained.state_dict())
 
-    def save_pretrained(self, save_directory: Union[str, os.PathLike], *args, **kwargs) -> None:
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs) -> None:
         # Without fpl_hf, trust_remote_code users find the image processor through config.json's auto_map (its
         # module is imported above, so transformers copies it with this one). In preprocessor_config.json the
         # entry would also make transformers look for a remote video processor and prompt fpl_hf users.

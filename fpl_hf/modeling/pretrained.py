@@ -6,7 +6,6 @@ import importlib.util
 import os
 import re
 from pathlib import Path
-from typing import Optional, Union
 
 import torch
 
@@ -25,7 +24,13 @@ _INVERTED_RESIDUAL = {
     "_project_conv": "conv_pwl",
     "_bn2": "bn3",
 }
-_STEM_AND_HEAD = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+_STEM_AND_HEAD = {
+    "_conv_stem": "conv_stem",
+    "_bn0": "bn1",
+    "_conv_head": "conv_head",
+    "_bn1": "bn2",
+    "_fc": "classifier",
+}
 
 
 def package_weights_file(package: str) -> Path:
@@ -37,7 +42,7 @@ def package_weights_file(package: str) -> Path:
     return Path(spec.origin).parent / relative
 
 
-def read_state_dict(path: Union[str, os.PathLike]) -> dict[str, torch.Tensor]:
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Reads a safetensors file, or a PyTorch state dict with `weights_only=True` (no pickle code runs)."""
     path = Path(path)
     if not path.is_file():
@@ -54,7 +59,9 @@ def read_state_dict(path: Union[str, os.PathLike]) -> dict[str, torch.Tensor]:
     return state
 
 
-def efficientnet_pytorch_to_timm(state_dict: dict[str, torch.Tensor], block_names: list[str]) -> dict[str, torch.Tensor]:
+def efficientnet_pytorch_to_timm(
+    state_dict: dict[str, torch.Tensor], block_names: list[str]
+) -> dict[str, torch.Tensor]:
     """Renames an efficientnet_pytorch state dict (`_blocks.N._depthwise_conv`) to timm's (`blocks.S.I.conv_dw`).
 
     `block_names` are timm's block prefixes in execution order (`blocks.0.0`, `blocks.1.0`, ...).
@@ -91,15 +98,16 @@ def check_fits(state_dict: dict[str, torch.Tensor], model: torch.nn.Module) -> N
     mismatched = sorted(k for k in expected if k in state_dict and state_dict[k].shape != expected[k])
     if missing or unexpected or mismatched:
         raise ValueError(
-            f"The weights do not fit backbone {type(model).__name__}: missing keys {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+            f"The weights do not fit backbone {type(model).__name__}: "
+            f"missing keys {missing[:5]}{'...' if len(missing) > 5 else ''}, "
             f"unexpected keys {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}, "
             f"shape mismatches {mismatched[:5]}{'...' if len(mismatched) > 5 else ''}"
         )
 
 
 def resolve_backbone_state_dict(
-    backbone: str, source: Union[str, os.PathLike, dict[str, torch.Tensor]], backbone_kwargs: Optional[dict] = None
-) -> Optional[dict[str, torch.Tensor]]:
+    backbone: str, source: str | os.PathLike | dict[str, torch.Tensor], backbone_kwargs: dict | None = None
+) -> dict[str, torch.Tensor] | None:
     """The state dict to load for `source`, in timm's layout and checked to fit; `None` means timm's own download."""
     if isinstance(source, dict):
         state_dict = source
@@ -140,4 +148,10 @@ def _check_hub_reachable(backbone: str) -> None:
         )
 
 
-__all__ = ["check_fits", "read_state_dict", "efficientnet_pytorch_to_timm", "resolve_backbone_state_dict", "package_weights_file"]
+__all__ = [
+    "check_fits",
+    "read_state_dict",
+    "efficientnet_pytorch_to_timm",
+    "resolve_backbone_state_dict",
+    "package_weights_file",
+]

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import torch
 from transformers.modeling_outputs import SemanticSegmenterOutput
@@ -15,7 +16,7 @@ FeaturePerturbation = Callable[[torch.Tensor], torch.Tensor]
 class SegmenterOutput(SemanticSegmenterOutput):
     """`SemanticSegmenterOutput` plus, with a `feature_perturbation`, the logits decoded from the perturbed features."""
 
-    perturbed_logits: Optional[torch.Tensor] = None
+    perturbed_logits: torch.Tensor | None = None
 
 
 @runtime_checkable
@@ -29,7 +30,7 @@ class SegmentationNetwork(Protocol):
             (UniMatch's feature dropout, UniMatch V2's complementary channel dropout).
     """
 
-    encoder_module: Optional[str]
+    encoder_module: str | None
     supports_feature_perturbation: bool
 
     def segment(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -37,7 +38,7 @@ class SegmentationNetwork(Protocol):
         ...
 
     def __call__(
-        self, pixel_values: torch.Tensor, feature_perturbation: Optional[FeaturePerturbation] = None
+        self, pixel_values: torch.Tensor, feature_perturbation: FeaturePerturbation | None = None
     ) -> SegmenterOutput:
         """An output with `logits` at the input size and, given a `feature_perturbation`, `perturbed_logits`: the
         decoding of the perturbed encoder features."""

@@ -7,7 +7,7 @@ fpl_hf's own models give logits at the input size, `segment` (one plain pass) an
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +25,7 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # Per model family: the encoder module, and the field of its output that holds the features the decoder reads
 # (None where fpl_hf does not perturb them). The encoder learns at `encoder_lr_ratio` and CPS's second branch
 # keeps it while its head is initialised anew.
-ENCODERS: dict[str, tuple[str, Optional[str]]] = {
+ENCODERS: dict[str, tuple[str, str | None]] = {
     "segformer": ("segformer", "hidden_states"),
     "upernet": ("backbone", "feature_maps"),
     "dpt": ("dpt", "hidden_states"),
@@ -60,15 +60,17 @@ class TransformersSegmenter(nn.Module):
         return self.feature_field is not None
 
     def forward(
-        self, pixel_values: torch.Tensor, feature_perturbation: Optional[FeaturePerturbation] = None
+        self, pixel_values: torch.Tensor, feature_perturbation: FeaturePerturbation | None = None
     ) -> SegmenterOutput:
         """`logits` (B, num_labels, H, W); with a `feature_perturbation`, also `perturbed_logits`: the decoder's
         output on the perturbed encoder features (both in one decoder pass over the doubled batch, as UniMatch)."""
         if feature_perturbation is None:
             return SegmenterOutput(logits=self.segment(pixel_values))
         if not self.supports_feature_perturbation:
-            raise ValueError(f"Feature perturbation needs encoder features that fpl_hf reads for {PERTURBABLE_FAMILIES}, "
-                             f"not for {self.config.model_type!r}.")
+            raise ValueError(
+                f"Feature perturbation needs encoder features that fpl_hf reads for {PERTURBABLE_FAMILIES}, "
+                f"not for {self.config.model_type!r}."
+            )
 
         def perturbed(features: torch.Tensor) -> torch.Tensor:
             if features.dim() == 3:  # ViT tokens (B, N, C), perturbed as the map (B, C, N, 1)
@@ -138,7 +140,7 @@ def new_model_for_classes(config_name_or_path: str, class_names: Sequence[str]) 
 
 def image_processor_for(
     model: PreTrainedModel,
-    name_or_path: Optional[str] = None,
+    name_or_path: str | None = None,
     image_mean: Sequence[float] = IMAGENET_MEAN,
     image_std: Sequence[float] = IMAGENET_STD,
 ) -> BaseImageProcessor:
@@ -148,7 +150,9 @@ def image_processor_for(
         try:
             return AutoImageProcessor.from_pretrained(name_or_path)
         except (OSError, ValueError):
-            logger.warning(f"{name_or_path} has no image processor; a new one normalises with {image_mean}, {image_std}.")
+            logger.warning(
+                f"{name_or_path} has no image processor; a new one normalises with {image_mean}, {image_std}."
+            )
     processor_classes = IMAGE_PROCESSOR_MAPPING[type(model.config)]
     return processor_classes["torchvision"](image_mean=list(image_mean), image_std=list(image_std))
 

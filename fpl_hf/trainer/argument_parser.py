@@ -8,8 +8,9 @@ import importlib
 import importlib.util
 import sys
 import typing
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import yaml
 from transformers import HfArgumentParser
@@ -61,8 +62,10 @@ def _option_fields() -> dict[str, tuple[type, dataclasses.Field]]:
         for option in dataclasses.fields(entry.options):
             known = fields.get(option.name)
             if known is not None and (known[0], known[1].default) != (hints[option.name], option.default):
-                raise ValueError(f"Option {option.name!r} of {entry.name!r} clashes with another entry's option of the "
-                                 "same name and another type or default: rename one of them.")
+                raise ValueError(
+                    f"Option {option.name!r} of {entry.name!r} clashes with another entry's option of the "
+                    "same name and another type or default: rename one of them."
+                )
             fields[option.name] = (hints[option.name], option)
     return fields
 
@@ -81,17 +84,30 @@ class FPLArgumentParser(HfArgumentParser):
         self.option_fields = _option_fields()
         options = dataclasses.make_dataclass(
             "MethodOptions",
-            [(name, kind, dataclasses.field(default=option.default, default_factory=option.default_factory,
-                                            metadata=option.metadata))
-             for name, (kind, option) in self.option_fields.items()],
+            [
+                (
+                    name,
+                    kind,
+                    dataclasses.field(
+                        default=option.default, default_factory=option.default_factory, metadata=option.metadata
+                    ),
+                )
+                for name, (kind, option) in self.option_fields.items()
+            ],
         )
         self.config_types = list(dataclass_types)
         super().__init__([*dataclass_types, options])
-        self.add_argument("--config", help="A YAML file of defaults (any flag as a key; `base: other.yaml` extends one).")
-        self.add_argument("--plugin", nargs="+", help="Python files or modules to import first: the frameworks and losses "
-                          "they register become choices of --framework and --unsup_loss, their options flags.")
+        self.add_argument(
+            "--config", help="A YAML file of defaults (any flag as a key; `base: other.yaml` extends one)."
+        )
+        self.add_argument(
+            "--plugin",
+            nargs="+",
+            help="Python files or modules to import first: the frameworks and losses "
+            "they register become choices of --framework and --unsup_loss, their options flags.",
+        )
 
-    def parse_with_config(self, argv: list[str], default_config: Optional[Path] = None) -> tuple:
+    def parse_with_config(self, argv: list[str], default_config: Path | None = None) -> tuple:
         """One instance of each dataclass type, from `argv`; `--config FILE` (default `default_config`) gives the
         defaults that flags override. `--plugin` must have been handled by `import_plugins` before this parser was
         built."""
@@ -122,13 +138,20 @@ class FPLArgumentParser(HfArgumentParser):
                 values[field] = {name: options[name] for name in own}
             for name in set(options) - own:
                 default = self.option_fields[name][1].default
-                foreign = [other.name for other in entries.values()
-                           if name in {option.name for option in dataclasses.fields(other.options)}]
+                foreign = [
+                    other.name
+                    for other in entries.values()
+                    if name in {option.name for option in dataclasses.fields(other.options)}
+                ]
                 if foreign and options[name] != default:
-                    logger.warning(f"--{name} {options[name]} is an option of {kind} {' or '.join(foreign)}; this run's "
-                                   f"{kind} {values[kind]!r} does not use it.")
-        return tuple(kind(**{field.name: values[field.name] for field in dataclasses.fields(kind) if field.init})
-                     for kind in self.config_types)
+                    logger.warning(
+                        f"--{name} {options[name]} is an option of {kind} {' or '.join(foreign)}; this run's "
+                        f"{kind} {values[kind]!r} does not use it."
+                    )
+        return tuple(
+            kind(**{field.name: values[field.name] for field in dataclasses.fields(kind) if field.init})
+            for kind in self.config_types
+        )
 
 
 __all__ = ["FPLArgumentParser", "import_plugins", "load_config"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Optional
+from typing import Any
 
 from transformers import TrainingArguments
 
@@ -57,44 +57,54 @@ class FPLConfig(TrainingArguments):
     )
     framework_options: dict | str | None = field(
         default=None,
-        metadata={"help": "The framework's own options by name, as a dict or JSON (run_fpl.py also takes each as a flag "
-                  "of its own, e.g. --feature_dropout); default the framework's defaults."},
+        metadata={
+            "help": "The framework's own options by name, as a dict or JSON (run_fpl.py also takes each as a flag "
+            "of its own, e.g. --feature_dropout); default the framework's defaults."
+        },
     )
     loss_options: dict | str | None = field(
         default=None,
-        metadata={"help": "The unsupervised loss's own options by name, as a dict or JSON (run_fpl.py also takes each "
-                  "as a flag of its own, e.g. --threshold 0.95); default the loss's defaults."},
+        metadata={
+            "help": "The unsupervised loss's own options by name, as a dict or JSON (run_fpl.py also takes each "
+            "as a flag of its own, e.g. --threshold 0.95); default the loss's defaults."
+        },
     )
     unsup_weight: float = field(
         default=1.0, metadata={"help": "beta, the weight of the unsupervised term (CPS: 1 on VOC, 5 on Cityscapes)."}
     )
     burn_in_steps: int = field(
         default=0,
-        metadata={"help": "Steps of supervised training before any pseudo-label: every network (both CPS branches) "
-                  "learns the labeled batch alone, and an EMA teacher copies the student. 0 = none (the papers)."},
+        metadata={
+            "help": "Steps of supervised training before any pseudo-label: every network (both CPS branches) "
+            "learns the labeled batch alone, and an EMA teacher copies the student. 0 = none (the papers)."
+        },
     )
     unsup_rampup_steps: int = field(
         default=0,
-        metadata={"help": "After burn-in, the unsupervised weight rises linearly from 0 to `unsup_weight` over these "
-                  "steps (0 = full weight at once). The `unsup_weight` log shows the weight in use."},
+        metadata={
+            "help": "After burn-in, the unsupervised weight rises linearly from 0 to `unsup_weight` over these "
+            "steps (0 = full weight at once). The `unsup_weight` log shows the weight in use."
+        },
     )
     cutmix: bool = field(default=True, metadata={"help": "Mix unlabeled images with CutMix boxes (CPS w/ CutMix)."})
-    cutmix_num_boxes: Optional[int] = field(
+    cutmix_num_boxes: int | None = field(
         default=None, metadata={"help": "Boxes per CutMix mask; default the framework's (CPS: 3, UniMatch: 1)."}
     )
-    cutmix_area_min: Optional[float] = field(
+    cutmix_area_min: float | None = field(
         default=None, metadata={"help": "Smallest share of the crop that the boxes cover; default the framework's."}
     )
-    cutmix_area_max: Optional[float] = field(
+    cutmix_area_max: float | None = field(
         default=None, metadata={"help": "Largest share of the crop that the boxes cover; default the framework's."}
     )
-    cutmix_probability: Optional[float] = field(
+    cutmix_probability: float | None = field(
         default=None, metadata={"help": "Probability of mixing at all; default the framework's."}
     )
-    ema_decay: Optional[float] = field(
+    ema_decay: float | None = field(
         default=None,
-        metadata={"help": "EMA teacher's decay, used as min(1 - 1/(step + 1), ema_decay); default the framework's "
-                  "(AEL's mean teacher 0.99)."},
+        metadata={
+            "help": "EMA teacher's decay, used as min(1 - 1/(step + 1), ema_decay); default the framework's "
+            "(AEL's mean teacher 0.99)."
+        },
     )
     ohem: bool = field(
         default=False, metadata={"help": "OHEM cross-entropy for the supervised loss (the Cityscapes recipe)."}
@@ -102,24 +112,32 @@ class FPLConfig(TrainingArguments):
     ohem_threshold: float = field(default=0.7, metadata={"help": "OHEM keeps pixels whose true-class p is below this."})
     ohem_min_kept: int = field(
         default=50_000,
-        metadata={"help": "OHEM keeps at least this many pixels per image (the released code: 50,000 x the images of "
-                  "each process's batch)."},
+        metadata={
+            "help": "OHEM keeps at least this many pixels per image (the released code: 50,000 x the images of "
+            "each process's batch)."
+        },
     )
-    per_device_unlabeled_batch_size: Optional[int] = field(
+    per_device_unlabeled_batch_size: int | None = field(
         default=None,
-        metadata={"help": "Unlabeled images per device and step (each with its mixing partner when the framework "
-                  "mixes); default `per_device_train_batch_size` (1:1, as CPS, AEL and UniMatch). A multiple r of it: "
-                  "each training item pairs one labeled image with r unlabeled ones."},
+        metadata={
+            "help": "Unlabeled images per device and step (each with its mixing partner when the framework "
+            "mixes); default `per_device_train_batch_size` (1:1, as CPS, AEL and UniMatch). A multiple r of it: "
+            "each training item pairs one labeled image with r unlabeled ones."
+        },
     )
     channels_last: bool = field(
         default=False,
-        metadata={"help": "Networks and image batches in channels-last (NHWC) memory: faster convolutions on GPUs "
-                  "with tensor cores, above all in bf16."},
+        metadata={
+            "help": "Networks and image batches in channels-last (NHWC) memory: faster convolutions on GPUs "
+            "with tensor cores, above all in bf16."
+        },
     )
     skip_data_check: bool = field(
         default=False,
-        metadata={"help": "Skip the check of the data before training (every labeled and validation image and mask, a "
-                  "sample of the unlabeled pool); a bad sample then stops the run when it is read."},
+        metadata={
+            "help": "Skip the check of the data before training (every labeled and validation image and mask, a "
+            "sample of the unlabeled pool); a bad sample then stops the run when it is read."
+        },
     )
     crop_size: int = field(default=512, metadata={"help": "Side of the square training crops."})
     scale_range: list[float] = field(
@@ -128,8 +146,10 @@ class FPLConfig(TrainingArguments):
     momentum: float = field(default=0.9, metadata={"help": "SGD momentum (with `optim='sgd'`)."})
     encoder_lr_ratio: float = field(
         default=1.0,
-        metadata={"help": "Learning rate of the encoder (DeepLabv3+'s timm backbone, a transformers model's encoder) "
-                  "as a fraction of the head's `learning_rate`; UniMatch V2 uses 1/40 = 0.025."},
+        metadata={
+            "help": "Learning rate of the encoder (DeepLabv3+'s timm backbone, a transformers model's encoder) "
+            "as a fraction of the head's `learning_rate`; UniMatch V2 uses 1/40 = 0.025."
+        },
     )
     eval_mode: str = field(
         default="whole",
@@ -138,11 +158,11 @@ class FPLConfig(TrainingArguments):
             "(only the central `eval_crop_size` square is scored, AEL's VOC protocol)."
         },
     )
-    eval_crop_size: Optional[int] = field(
+    eval_crop_size: int | None = field(
         default=None,
         metadata={"help": "Sliding window or center crop (VOC 512, AEL 513, Cityscapes 800); default `crop_size`."},
     )
-    eval_stride: Optional[int] = field(
+    eval_stride: int | None = field(
         default=None, metadata={"help": "Sliding-window stride; default 2/3 of the crop, rounded up (Cityscapes: 534)."}
     )
     eval_flip: bool = field(default=False, metadata={"help": "Average with the horizontally flipped prediction."})
@@ -178,13 +198,18 @@ class FPLConfig(TrainingArguments):
         """What the framework decides where a field is left at None, and the entries' options as their dataclasses."""
         framework = self.framework_declaration
         self.framework_options = _options(framework.options, self.framework_options, "framework_options", {})
-        self.loss_options = _options(self.unsupervised_loss.options, self.loss_options, "loss_options",
-                                     framework.loss_defaults)
+        self.loss_options = _options(
+            self.unsupervised_loss.options, self.loss_options, "loss_options", framework.loss_defaults
+        )
         if self.ema_decay is None:
             self.ema_decay = framework.ema_decay if framework.ema_decay is not None else 0.99
         boxes = framework.cutmix
-        for name, default in (("cutmix_num_boxes", boxes.num_boxes), ("cutmix_area_min", boxes.area_range[0]),
-                              ("cutmix_area_max", boxes.area_range[1]), ("cutmix_probability", boxes.probability)):
+        for name, default in (
+            ("cutmix_num_boxes", boxes.num_boxes),
+            ("cutmix_area_min", boxes.area_range[0]),
+            ("cutmix_area_max", boxes.area_range[1]),
+            ("cutmix_probability", boxes.probability),
+        ):
             if getattr(self, name) is None:
                 setattr(self, name, default)
         if self.per_device_unlabeled_batch_size is None:
@@ -202,7 +227,9 @@ class FPLConfig(TrainingArguments):
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"`ema_decay` must be in [0, 1), got {self.ema_decay}; AEL uses 0.99.")
         if not 0 <= self.encoder_lr_ratio <= 1:
-            raise ValueError(f"`encoder_lr_ratio` must be in [0, 1], got {self.encoder_lr_ratio}; UniMatch V2 uses 0.025.")
+            raise ValueError(
+                f"`encoder_lr_ratio` must be in [0, 1], got {self.encoder_lr_ratio}; UniMatch V2 uses 0.025."
+            )
         if len(self.scale_range) != 2 or not 0 < self.scale_range[0] <= self.scale_range[1]:
             raise ValueError(f"`scale_range` must be two numbers 0 < min <= max, got {self.scale_range}.")
         unlabeled_batch = self.per_device_unlabeled_batch_size
@@ -225,7 +252,9 @@ class FPLConfig(TrainingArguments):
         if not self.batch_eval_metrics:
             raise ValueError("`batch_eval_metrics` must be True: evaluation streams a confusion matrix.")
         if self.framework_declaration.always_mixes and not self.cutmix:
-            raise ValueError(f"`cutmix=False` does not apply to {self.framework!r}, whose strong views are always mixed.")
+            raise ValueError(
+                f"`cutmix=False` does not apply to {self.framework!r}, whose strong views are always mixed."
+            )
         if not 0 < self.cutmix_area_min <= self.cutmix_area_max < 1:
             raise ValueError(
                 f"`cutmix_area_min`/`cutmix_area_max` must satisfy 0 < min <= max < 1, got "

@@ -2,26 +2,28 @@
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
-from typing import Any, Optional
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from accelerate.data_loader import prepare_data_loader
-from safetensors.torch import load_file, save_file
-from torch import nn
 from datasets import Dataset
+from torch import nn
 from torch.utils.data import DataLoader, RandomSampler
-from transformers import AutoConfig, Trainer
-from transformers.trainer_pt_utils import get_parameter_names
-from transformers.utils import logging
+from transformers import Trainer
 
 from ..data import (
-    IGNORE_INDEX, EvaluationDataset, SemiSupervisedStream, TrainingItems, check_run_data, prepared_batch,
+    IGNORE_INDEX,
+    EvaluationDataset,
+    SemiSupervisedStream,
+    TrainingItems,
+    check_run_data,
+    prepared_batch,
     semi_supervised_collate,
 )
-from ..hub import ExplainedHubPushes, ModelCardInfo, describe_architecture, write_model_card
+from ..evaluation import StreamedEvaluation
+from ..hub import ExplainedHubPushes, ModelCardInfo, write_model_card
 from ..losses import ohem_cross_entropy
 from ..metrics import ConfusionMatrix
 from ..modeling import SegmentationNetwork
@@ -31,12 +33,11 @@ from .callbacks import DatasetEpochCallback, EMATeacherCallback
 from .fpl_config import FPLConfig
 from .frameworks import PseudoLabelPair
 from .frameworks.supervised import step as supervised_step
-from .networks import checkpointed_networks, ema_teacher, evaluated_network, trained_module
+from .networks import CheckpointedNetworks, ema_teacher, evaluated_network, trained_module
+from .optimization import SegmentationOptimizer
 
-logger = logging.get_logger(__name__)
 
-
-class FPLTrainer(ExplainedHubPushes, Trainer):
+class FPLTrainer(ExplainedHubPushes, CheckpointedNetworks, SegmentationOptimizer, StreamedEvaluation, Trainer):
     """Semi-supervised segmentation Trainer; `args.framework` picks the step (and the networks it keeps),
     `args.unsup_loss` the pseudo-label loss.
 
@@ -59,8 +60,8 @@ class FPLTrainer(ExplainedHubPushes, Trainer):
         args: FPLConfig,
         train_dataset=None,
         eval_dataset=None,
-        model_card_info: Optional[ModelCardInfo] = None,
-        branch_2: Optional[nn.Module] = None,
+        model_card_info: ModelCardInfo | None = None,
+        branch_2: nn.Module | None = None,
         **kwargs: Any,
     ):
         if not isinstance(args, FPLConfig):
@@ -68,11 +69,18 @@ class FPLTrainer(ExplainedHubPushes, Trainer):
         if isinstance(train_dataset, SemiSupervisedStream) and args.max_steps <= 0:
             raise ValueError("The unlabeled pool is streamed and has no length: set `max_steps`, the training length.")
         if train_dataset is not None and not isinstance(train_dataset, TrainingItems):
-            raise TypeError(f"`train_dataset` must be built by `fpl_hf.data.training_dataset`, got {type(train_dataset)}.")
+            raise TypeError(
+                f"`train_dataset` must be built by `fpl_hf.data.training_dataset`, got {type(train_dataset)}."
+            )
         if train_dataset is not None and not args.skip_data_check:
             validation = eval_dataset.dataset if isinstance(eval_dataset, EvaluationDataset) else None
-            check_run_data(train_dataset.labeled, train_dataset.unlabeled, validation, train_dataset.num_labels,
-                           train_dataset.palette)
+            check_run_data(
+                train_dataset.labeled,
+                train_dataset.unlabeled,
+                validation,
+                train_dataset.num_labels,
+                train_dataset.palette,
+            )
         self.framework, self.schedule = args.framework_declaration, args.schedule
         self.options, self.mixes = args.framework_options, self.framework.mixes(args.cutmix)
         module = trained_module(self.framework, model, branch_2, args.seed)
@@ -85,7 +93,8 @@ class FPLTrainer(ExplainedHubPushes, Trainer):
         if kwargs.get("processing_class") is None and isinstance(statistics, (TrainingItems, EvaluationDataset)):
             # Saved with every model, so that `pipeline` and `from_pretrained` users preprocess as training did.
             kwargs["processing_class"] = image_processor_for(
-                exported(evaluated_network(module)), image_mean=statistics.image_mean, image_std=statistics.image_std)
+                exported(evaluated_network(module)), image_mean=statistics.image_mean, image_std=statistics.image_std
+            )
         kwargs.setdefault("data_collator", semi_supervised_collate)
         kwargs.setdefault("compute_metrics", self._stream_metrics)
         kwargs.setdefault("preprocess_logits_for_metrics", lambda logits, labels: logits.argmax(1))
@@ -97,10 +106,10 @@ class FPLTrainer(ExplainedHubPushes, Trainer):
             self.add_callback(EMATeacherCallback(self.teacher, args.ema_decay, self.schedule))
         self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
         self.model_card_info = model_card_info or ModelCardInfo()
-        self.last_metrics: Optional[dict[str, float]] = None
-        self.best_metrics: Optional[dict[str, float]] = None
+        self.last_metrics: dict[str, float] | None = None
+        self.best_metrics: dict[str, float] | None = None
 
-    def _get_train_sampler(self, train_dataset=None) -> Optional[torch.utils.data.Sampler]:
+    def _get_train_sampler(self, train_dataset=None) -> torch.utils.data.Sampler | None:
         """Trainer's, drawing whole batches only (a different subset each epoch), as the released methods' loaders
         drop the last: a last batch of one image would break BatchNorm's statistics."""
         sampler = super()._get_train_sampler(train_dataset)
@@ -108,8 +117,10 @@ class FPLTrainer(ExplainedHubPushes, Trainer):
             batch = self._train_batch_size * self.args.world_size
             whole = len(sampler.data_source) // batch * batch
             if whole == 0:
-                raise ValueError(f"The training set has {len(sampler.data_source)} items, fewer than one batch of "
-                                 f"{batch}: lower `per_device_train_batch_size` or give more images.")
+                raise ValueError(
+                    f"The training set has {len(sampler.data_source)} items, fewer than one batch of "
+                    f"{batch}: lower `per_device_train_batch_size` or give more images."
+                )
             sampler = RandomSampler(sampler.data_source, num_samples=whole, generator=sampler.generator)
         return sampler
 
@@ -121,12 +132,21 @@ class FPLTrainer(ExplainedHubPushes, Trainer):
         args = self.args
         loader = DataLoader(
             self.train_dataset.for_process(self.accelerator.process_index, self.accelerator.num_processes),
-            batch_size=self._train_batch_size, collate_fn=self.data_collator, num_workers=args.dataloader_num_workers,
-            pin_memory=args.dataloader_pin_memory, persistent_workers=args.dataloader_persistent_workers,
+            batch_size=self._train_batch_size,
+            collate_fn=self.data_collator,
+            num_workers=args.dataloader_num_workers,
+            pin_memory=args.dataloader_pin_memory,
+            persistent_workers=args.dataloader_persistent_workers,
             prefetch_factor=args.dataloader_prefetch_factor,
         )
-        return prepare_data_loader(loader, self.accelerator.device, num_processes=1, process_index=0,
-                                   dispatch_batches=False, non_blocking=args.dataloader_pin_memory)
+        return prepare_data_loader(
+            loader,
+            self.accelerator.device,
+            num_processes=1,
+            process_index=0,
+            dispatch_batches=False,
+            non_blocking=args.dataloader_pin_memory,
+        )
 
     def _prepare_inputs(self, inputs: dict[str, Any]) -> dict[str, Any]:
         """On the training device: the items' uint8 images normalised with the training set's mean and std (items
@@ -134,8 +154,9 @@ class FPLTrainer(ExplainedHubPushes, Trainer):
         inputs = super()._prepare_inputs(inputs)
         if self.train_dataset is None:
             return inputs
-        return prepared_batch(inputs, self.train_dataset.image_mean, self.train_dataset.image_std,
-                              self.args.channels_last)
+        return prepared_batch(
+            inputs, self.train_dataset.image_mean, self.train_dataset.image_std, self.args.channels_last
+        )
 
     # The step -------------------------------------------------------------------------------------------
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -166,7 +187,10 @@ class FPLTrainer(ExplainedHubPushes, Trainer):
     def supervised_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.args.ohem:
             return ohem_cross_entropy(
-                logits, labels, threshold=self.args.ohem_threshold, min_kept=self.args.ohem_min_kept * labels.shape[0],
+                logits,
+                labels,
+                threshold=self.args.ohem_threshold,
+                min_kept=self.args.ohem_min_kept * labels.shape[0],
                 ignore_index=self.ignore_index,
             )
         return F.cross_entropy(logits.float(), labels, ignore_index=self.ignore_index)
@@ -184,16 +208,18 @@ class FPLTrainer(ExplainedHubPushes, Trainer):
         for name, value in values.items():
             self._metrics[mode][name].append(float(value.detach()) if torch.is_tensor(value) else float(value))
 
-    def log(self, logs: dict[str, float], start_time: Optional[float] = None) -> None:
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         mode = "train" if self.model.training else "eval"
         prefix = "" if mode == "train" else "eval_"
-        averaged = {f"{prefix}{name}": sum(values) / len(values) for name, values in self._metrics[mode].items() if values}
+        averaged = {
+            f"{prefix}{name}": sum(values) / len(values) for name, values in self._metrics[mode].items() if values
+        }
         logs = {**logs, **averaged}
         self._metrics[mode].clear()
         super().log(logs, start_time)
 
     # Optimizer ------------------------------------------------------------------------------------------
-    def create_scheduler(self, num_training_steps: int, optimizer: Optional[torch.optim.Optimizer] = None):
+    def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
         """Trainer's, called once the run's length is known: a semi-supervised run whose burn-in covers every step
         would never train on an unlabeled image, so it is refused here, before the first step."""
         if self.framework.unlabeled and self.args.burn_in_steps >= num_training_steps:
@@ -204,39 +230,6 @@ class FPLTrainer(ExplainedHubPushes, Trainer):
             )
         return super().create_scheduler(num_training_steps, optimizer)
 
-    def get_decay_parameter_names(self, model: nn.Module) -> list[str]:
-        """Weight decay on weights only: never on BatchNorm, GroupNorm, LayerNorm parameters or biases."""
-        norms = [nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm]
-        return [name for name in get_parameter_names(model, norms) if not name.endswith("bias")]
-
-    @staticmethod
-    def get_optimizer_cls_and_kwargs(args: FPLConfig, model: Optional[nn.Module] = None) -> tuple[Any, dict]:
-        """Trainer's; PyTorch's AdamW runs fused (one kernel for all parameters) on CUDA."""
-        optimizer_class, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, model)
-        if optimizer_class is torch.optim.AdamW and args.device.type == "cuda" and "foreach" not in kwargs:
-            kwargs = {**kwargs, "fused": True}
-        return optimizer_class, kwargs
-
-    def create_optimizer(self, model: Optional[nn.Module] = None) -> torch.optim.Optimizer:
-        """Trainer's optimizer; with `encoder_lr_ratio` != 1 each group is split so that the encoder's parameters
-        (each network's `encoder_module`) learn at that fraction of the learning rate."""
-        fresh = self.optimizer is None
-        optimizer = super().create_optimizer(model)
-        ratio = self.args.encoder_lr_ratio
-        if fresh and ratio != 1.0:
-            trained = model if model is not None else self.model
-            networks = [m for m in trained.modules() if isinstance(m, SegmentationNetwork) and m.encoder_module]
-            encoder = {id(p) for m in networks for p in m.get_submodule(m.encoder_module).parameters()}
-            if not encoder:
-                raise ValueError("`encoder_lr_ratio` needs the model's encoder, which fpl_hf does not know for "
-                                 f"{type(self._inference_model(self.model)).__name__}; leave it at 1.")
-            for group in list(optimizer.param_groups):
-                slower = [p for p in group["params"] if id(p) in encoder]
-                group["params"] = [p for p in group["params"] if id(p) not in encoder]
-                if slower:
-                    optimizer.add_param_group({**group, "params": slower, "lr": group["lr"] * ratio})
-        return optimizer
-
     # Evaluation -----------------------------------------------------------------------------------------
     def _evaluated_network(self, model: nn.Module) -> SegmentationNetwork:
         """The network evaluation runs (CPS: branch 1), predicting at the input size."""
@@ -246,87 +239,7 @@ class FPLTrainer(ExplainedHubPushes, Trainer):
         """The model that is saved and exported: the user's own class."""
         return exported(self._evaluated_network(model))
 
-    def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
-        """`Trainer.evaluate`; when it fails, the trained weights are saved to `output_dir` before the error goes on."""
-        try:
-            return super().evaluate(*args, **kwargs)
-        except Exception:
-            if self.state.global_step > 0:
-                logger.warning(f"Evaluation failed; the model of step {self.state.global_step} is saved in "
-                               f"{self.args.output_dir}.")
-                self.save_model()
-            raise
-
-    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        with torch.no_grad():
-            logits, labels = self.args.evaluation_protocol.padded_batch(
-                self._evaluated_network(model), inputs["pixel_values"], inputs["labels"], inputs.get("image_size"),
-                self.ignore_index,
-            )
-            loss = self.supervised_loss(logits, labels)
-        return loss, logits, labels
-
-    def _stream_metrics(self, eval_pred, compute_result: bool = False) -> dict[str, float]:
-        self._confusion.update(eval_pred.predictions, eval_pred.label_ids)
-        if not compute_result:
-            return {}
-        result = self._confusion.compute()
-        self._confusion = ConfusionMatrix(self.num_labels, self.ignore_index)
-        names = getattr(self._inference_model(self.model).config, "id2label", {})
-        metrics = {"mean_iou": float(result["mean_iou"]), "overall_accuracy": float(result["overall_accuracy"])}
-        for index, iou in enumerate(result["per_category_iou"]):
-            metrics[f"iou_{names.get(index, index)}"] = float(iou)
-        self.last_metrics = {**metrics, "step": self.state.global_step}
-        if self.best_metrics is None or not metrics["mean_iou"] <= self.best_metrics["mean_iou"]:
-            self.best_metrics = self.last_metrics
-        return metrics
-
     # Saving ---------------------------------------------------------------------------------------------
-    def save_model(self, output_dir: Optional[str] = None, _internal_call: bool = False) -> None:
-        """Every save is a model `from_pretrained` loads (CPS: branch 1), with its processor, code and card;
-        checkpoints also hold the other networks (CPS branch 2, an EMA teacher) to resume from."""
-        output_dir = output_dir or self.args.output_dir
-        if self.args.should_save:
-            self._inference_model(self.model).save_pretrained(output_dir)
-            if self.processing_class is not None:
-                self.processing_class.save_pretrained(output_dir)
-            if _internal_call:
-                for filename, network in self._checkpointed_networks().items():
-                    temporary = os.path.join(output_dir, f"{filename}.tmp")
-                    save_file({name: tensor.contiguous() for name, tensor in network.state_dict().items()}, temporary)
-                    os.replace(temporary, os.path.join(output_dir, filename))
-            self.create_model_card(output_dir=output_dir)
-        if self.args.push_to_hub and not _internal_call:
-            self.push_to_hub(commit_message="Model save", revision=self.args.hub_revision)
-
-    def _checkpointed_networks(self) -> dict[str, nn.Module]:
-        return checkpointed_networks(self.accelerator.unwrap_model(self.model), self.teacher)
-
-    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Optional[nn.Module] = None) -> None:
-        exported_model = self._inference_model(model if model is not None else self.model)
-        networks = {"model.safetensors": exported_model, **self._checkpointed_networks()}
-        for filename, network in networks.items():
-            path = os.path.join(resume_from_checkpoint, filename)
-            if not os.path.isfile(path):
-                raise FileNotFoundError(
-                    f"{resume_from_checkpoint} has no {filename}: it is not a checkpoint of a {self.args.framework} run."
-                )
-            try:
-                if network is exported_model:  # saved by `save_pretrained`, whose key layout its class's loader knows
-                    network.load_state_dict(type(exported_model).from_pretrained(resume_from_checkpoint).state_dict())
-                else:
-                    network.load_state_dict(load_file(path))
-            except (RuntimeError, ValueError, OSError) as error:
-                saved = AutoConfig.from_pretrained(resume_from_checkpoint)
-                raise ValueError(
-                    f"{resume_from_checkpoint} does not fit this run: it holds {describe_architecture(saved)}, this run "
-                    f"trains {describe_architecture(exported_model.config)}. Resume with the model flags the checkpoint "
-                    f"was trained with, or start a new run. ({type(error).__name__}: {str(error)[:300]})"
-                ) from error
-
-    def _load_best_model(self) -> None:
-        self._load_from_checkpoint(self.state.best_model_checkpoint)
-
     def run_facts(self) -> dict[str, Any]:
         """What this run does, as its summary and card say it: framework, loss, images, steps of each phase."""
         semi_supervised = self.framework.unlabeled
@@ -339,13 +252,14 @@ class FPLTrainer(ExplainedHubPushes, Trainer):
             "labeled_images": len(data.labeled) if data is not None else 0,
             "unlabeled_images": len(unlabeled) if semi_supervised and isinstance(unlabeled, Dataset) else None,
             "unlabeled_pool": ("streamed" if isinstance(data, SemiSupervisedStream) else "map-style")
-            if semi_supervised else None,
+            if semi_supervised
+            else None,
             "steps": steps,
             "burn_in_steps": burn_in,
             "semi_supervised_steps": steps - burn_in if semi_supervised else 0,
         }
 
-    def create_model_card(self, output_dir: Optional[str] = None, **kwargs: Any) -> None:
+    def create_model_card(self, output_dir: str | None = None, **kwargs: Any) -> None:
         """Writes the card of this run into `output_dir` (default: `args.output_dir`); `kwargs` are ignored."""
         if not self.is_world_process_zero():
             return

@@ -7,11 +7,18 @@ An entry's `compute` takes the step's `PseudoLabelPair`s and the entry's own opt
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
-from ..losses import SEMANTICS, WEIGHTS, PseudoLabelLossOutput, check_threshold, fuzzy_positive_loss
-from ..losses import pseudo_label_cross_entropy
+from ..losses import (
+    SEMANTICS,
+    WEIGHTS,
+    PseudoLabelLossOutput,
+    check_threshold,
+    fuzzy_positive_loss,
+    pseudo_label_cross_entropy,
+)
 from .frameworks import NoOptions, PseudoLabelPair
 
 
@@ -31,7 +38,7 @@ class UnsupervisedLoss:
     compute: Callable[[Sequence[PseudoLabelPair], Any], list[PseudoLabelLossOutput]]
     description: str
     options: type = NoOptions
-    citation: Optional[str] = None
+    citation: str | None = None
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier() or not dataclasses.is_dataclass(self.options):
@@ -53,25 +60,32 @@ def register_loss(loss: UnsupervisedLoss) -> UnsupervisedLoss:
 class FuzzyPositiveOptions:
     threshold: float = field(
         default=0.9,
-        metadata={"help": "FPL's T in (0, 1): the fuzzy set is the smallest top-n reaching T, minus one. "
-                  "The paper uses 0.95 at 1/32 labels and 0.9 otherwise."},
+        metadata={
+            "help": "FPL's T in (0, 1): the fuzzy set is the smallest top-n reaching T, minus one. "
+            "The paper uses 0.95 at 1/32 labels and 0.9 otherwise."
+        },
     )
     fpl_weight: str = field(
         default="concave",
-        metadata={"help": "Adaptive weight of each pixel's fuzzy set: 'concave' (paper's best), 'linear', "
-                  "'convex' or 'none'."},
+        metadata={
+            "help": "Adaptive weight of each pixel's fuzzy set: 'concave' (paper's best), 'linear', 'convex' or 'none'."
+        },
     )
     semantics: str = field(
         default="code",
-        metadata={"help": "'code' (released code: cum >= T, K <= 3, top-(K+1) weight mean) or 'paper' "
-                  "(cum > T, K uncapped, top-K mean)."},
+        metadata={
+            "help": "'code' (released code: cum >= T, K <= 3, top-(K+1) weight mean) or 'paper' "
+            "(cum > T, K uncapped, top-K mean)."
+        },
     )
-    kmax: Optional[int] = field(default=None, metadata={"help": "Cap on K, overriding the semantics' own."})
+    kmax: int | None = field(default=None, metadata={"help": "Cap on K, overriding the semantics' own."})
     concave_a: float = field(default=50.0, metadata={"help": "A, the steepness of the concave weight."})
     balance_to_ce: bool = field(
         default=False,
-        metadata={"help": "Rescale the FPL term to the value of the vanilla pseudo-label cross-entropy (detached "
-                  "ratio), as the released code does; the gradient stays FPL's."},
+        metadata={
+            "help": "Rescale the FPL term to the value of the vanilla pseudo-label cross-entropy (detached "
+            "ratio), as the released code does; the gradient stays FPL's."
+        },
     )
 
     def __post_init__(self) -> None:
@@ -83,31 +97,42 @@ class FuzzyPositiveOptions:
             raise ValueError(f"`kmax` must be >= 1 or None, got {self.kmax}.")
 
 
-def fuzzy_positive_terms(pairs: Sequence[PseudoLabelPair], options: FuzzyPositiveOptions) -> list[PseudoLabelLossOutput]:
+def fuzzy_positive_terms(
+    pairs: Sequence[PseudoLabelPair], options: FuzzyPositiveOptions
+) -> list[PseudoLabelLossOutput]:
     """FPL on each pair. With `balance_to_ce`, every term is rescaled by one detached ratio sum(CE) / sum(FPL) over
     the pairs, as the released code does for CPS's two directions: the values are then the vanilla losses', the
     gradients FPL's."""
     outputs = [
         fuzzy_positive_loss(
-            pair.student, pair.teacher, options.threshold, weight=options.fpl_weight, semantics=options.semantics,
-            kmax=options.kmax, A=options.concave_a, ignore_mask=~pair.valid,
+            pair.student,
+            pair.teacher,
+            options.threshold,
+            weight=options.fpl_weight,
+            semantics=options.semantics,
+            kmax=options.kmax,
+            A=options.concave_a,
+            ignore_mask=~pair.valid,
         )
         for pair in pairs
     ]
     if not options.balance_to_ce:
         return outputs
-    vanilla = sum(pseudo_label_cross_entropy(pair.student.detach(), pair.teacher, ignore_mask=~pair.valid).loss
-                  for pair in pairs)
+    vanilla = sum(
+        pseudo_label_cross_entropy(pair.student.detach(), pair.teacher, ignore_mask=~pair.valid).loss for pair in pairs
+    )
     ratio = vanilla / sum(output.loss.detach() for output in outputs).clamp(min=1e-12)
     return [replace(output, loss=output.loss * ratio) for output in outputs]
 
 
 @dataclass
 class CrossEntropyOptions:
-    confidence_threshold: Optional[float] = field(
+    confidence_threshold: float | None = field(
         default=None,
-        metadata={"help": "Pixels whose top teacher probability is below this are left out; default the framework's "
-                  "(UniMatch V1 and V2: 0.95), else none, as in the frameworks' papers."},
+        metadata={
+            "help": "Pixels whose top teacher probability is below this are left out; default the framework's "
+            "(UniMatch V1 and V2: 0.95), else none, as in the frameworks' papers."
+        },
     )
 
     def __post_init__(self) -> None:
@@ -118,35 +143,40 @@ class CrossEntropyOptions:
 def cross_entropy_terms(pairs: Sequence[PseudoLabelPair], options: CrossEntropyOptions) -> list[PseudoLabelLossOutput]:
     """The vanilla pseudo-label cross-entropy on each pair."""
     return [
-        pseudo_label_cross_entropy(pair.student, pair.teacher, options.confidence_threshold or 0.0,
-                                   ignore_mask=~pair.valid)
+        pseudo_label_cross_entropy(
+            pair.student, pair.teacher, options.confidence_threshold or 0.0, ignore_mask=~pair.valid
+        )
         for pair in pairs
     ]
 
 
-register_loss(UnsupervisedLoss(
-    name="fpl",
-    compute=fuzzy_positive_terms,
-    description="Fuzzy Positive Learning (FPL, Qiao et al., CVPR 2023): each unlabeled pixel learns an adaptive set of "
-    "plausible classes, the teacher's top-K (fuzzy positive assignment), all trained to score above every other class "
-    "(fuzzy positive regularization) and weighted by how trustworthy the set is, in place of the teacher's single, "
-    "often wrong, pseudo-label",
-    options=FuzzyPositiveOptions,
-    citation="""@inproceedings{qiao2023fuzzy,
+register_loss(
+    UnsupervisedLoss(
+        name="fpl",
+        compute=fuzzy_positive_terms,
+        description="Fuzzy Positive Learning (FPL, Qiao et al., CVPR 2023): each unlabeled pixel learns an adaptive "
+        "set of plausible classes, the teacher's top-K (fuzzy positive assignment), all trained to score above every "
+        "other class (fuzzy positive regularization) and weighted by how trustworthy the set is, in place of the "
+        "teacher's single, often wrong, pseudo-label",
+        options=FuzzyPositiveOptions,
+        citation="""@inproceedings{qiao2023fuzzy,
   title     = {Fuzzy Positive Learning for Semi-supervised Semantic Segmentation},
-  author    = {Qiao, Pengchong and Wei, Zhidan and Wang, Yu and Wang, Zhennan and Song, Guoli and Xu, Fan and Ji, Xiangyang
-               and Liu, Chang and Chen, Jie},
+  author    = {Qiao, Pengchong and Wei, Zhidan and Wang, Yu and Wang, Zhennan and Song, Guoli and Xu, Fan and
+               Ji, Xiangyang and Liu, Chang and Chen, Jie},
   booktitle = {CVPR},
   year      = {2023}
 }""",
-))
-register_loss(UnsupervisedLoss(
-    name="ce",
-    compute=cross_entropy_terms,
-    description="the vanilla pseudo-label cross-entropy: each unlabeled pixel learns the teacher's arg-max class (the "
-    "baseline that Fuzzy Positive Learning, Qiao et al., CVPR 2023, replaces)",
-    options=CrossEntropyOptions,
-))
+    )
+)
+register_loss(
+    UnsupervisedLoss(
+        name="ce",
+        compute=cross_entropy_terms,
+        description="the vanilla pseudo-label cross-entropy: each unlabeled pixel learns the teacher's arg-max class "
+        "(the baseline that Fuzzy Positive Learning, Qiao et al., CVPR 2023, replaces)",
+        options=CrossEntropyOptions,
+    )
+)
 
 __all__ = [
     "UNSUPERVISED_LOSSES",

@@ -12,8 +12,6 @@ mapping is applied to the count matrix at the end, which gives the same result a
 
 from __future__ import annotations
 
-from typing import Optional
-
 import datasets
 import evaluate
 import numpy as np
@@ -89,8 +87,8 @@ class MeanIoU(evaluate.Metric):
         self,
         num_labels: int,
         ignore_index: int,
-        nan_to_num: Optional[int] = None,
-        label_map: Optional[dict[int, int]] = None,
+        nan_to_num: int | None = None,
+        label_map: dict[int, int] | None = None,
         reduce_labels: bool = False,
     ) -> dict:
         counts = self._counts()

@@ -4,10 +4,17 @@ pieces that steps share (CutMix on images and targets, teacher passes)."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import (
-    Any, Callable, Generic, Iterator, NamedTuple, Optional, Protocol, TypedDict, TypeVar, runtime_checkable,
+    Any,
+    Generic,
+    NamedTuple,
+    Protocol,
+    TypedDict,
+    TypeVar,
+    runtime_checkable,
 )
 
 import torch
@@ -73,7 +80,7 @@ class StepContext(Protocol, Generic[Options]):
 
     options: Options  # the framework's own options: an instance of its declaration's `options` dataclass
     mixes: bool  # the unlabeled images come with a mixing partner and CutMix boxes (`cutmix`, or always)
-    teacher: Optional[SegmentationNetwork]  # the EMA teacher, for frameworks that declare one
+    teacher: SegmentationNetwork | None  # the EMA teacher, for frameworks that declare one
     unsup_weight: float  # beta at this step (the ramp-up included)
 
     def supervised_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor: ...
@@ -102,7 +109,7 @@ class NetworkPair(Protocol):
 
 # `pair(model, second_network, seed)`: the pair a framework trains, from the model, a second network given by the
 # user (None: the framework's own default) and the run's seed.
-PairBuilder = Callable[[SegmentationNetwork, Optional[nn.Module], int], NetworkPair]
+PairBuilder = Callable[[SegmentationNetwork, nn.Module | None, int], NetworkPair]
 
 
 @dataclass
@@ -116,9 +123,11 @@ class StudentViews:
 
     strong_views: bool = field(
         default=True,
-        metadata={"help": "CPS and the mean teacher: the student learns on a strong view of each unlabeled image "
-                  "(colour jitter, grey, blur, as UniMatch's) while the teachers label the weak one; false: the weak "
-                  "views of the CPS and AEL papers (their recipes in examples/configs/ say so)."},
+        metadata={
+            "help": "CPS and the mean teacher: the student learns on a strong view of each unlabeled image "
+            "(colour jitter, grey, blur, as UniMatch's) while the teachers label the weak one; false: the weak "
+            "views of the CPS and AEL papers (their recipes in examples/configs/ say so)."
+        },
     )
 
 
@@ -160,9 +169,9 @@ class Framework:
     always_mixes: bool = False
     cutmix: CutMixSettings = field(default_factory=CutMixSettings)
     loss_defaults: dict[str, Any] = field(default_factory=dict)
-    ema_decay: Optional[float] = None
-    pair: Optional[PairBuilder] = None
-    burn_in_step: Optional[Step] = None
+    ema_decay: float | None = None
+    pair: PairBuilder | None = None
+    burn_in_step: Step | None = None
     perturbs_features: bool = False
 
     def __post_init__(self) -> None:
@@ -179,8 +188,12 @@ class Framework:
             problem = "`strong_views` and `cutmix_masks` must be >= 0"
         elif self.always_mixes and not self.cutmix_masks:
             problem = "`always_mixes` needs `cutmix_masks` >= 1"
-        elif not self.unlabeled and (self.strong_views or self.cutmix_masks or self.perturbs_features or self.always_mixes):
-            problem = "a framework without unlabeled images (`unlabeled=False`) has no strong views, masks or perturbation"
+        elif not self.unlabeled and (
+            self.strong_views or self.cutmix_masks or self.perturbs_features or self.always_mixes
+        ):
+            problem = (
+                "a framework without unlabeled images (`unlabeled=False`) has no strong views, masks or perturbation"
+            )
         if problem:
             raise ValueError(f"Framework {self.name!r}: {problem}.")
 
@@ -229,16 +242,19 @@ def mix(background: torch.Tensor, foreground: torch.Tensor, box: torch.Tensor) -
 def unlabeled_targets(
     batch: SemiSupervisedBatch,
     logits: torch.Tensor,
-    partner_logits: Optional[torch.Tensor] = None,
-    box: Optional[torch.Tensor] = None,
+    partner_logits: torch.Tensor | None = None,
+    box: torch.Tensor | None = None,
 ) -> Targets:
     """A teacher's `logits` for the batch's unlabeled images as targets; given the partners' logits and a CutMix `box`,
     mixed as the student's images are, with the pixels' validity and diagnostic labels."""
     valid, diagnostic = batch["unlabeled_valid"], batch["unlabeled_diagnostic_labels"]
     if box is None:
         return Targets(logits, valid[:, 0], diagnostic[:, 0])
-    return Targets(mix(logits, partner_logits, box), mix(valid[:, 0], valid[:, 1], box),
-                   mix(diagnostic[:, 0], diagnostic[:, 1], box))
+    return Targets(
+        mix(logits, partner_logits, box),
+        mix(valid[:, 0], valid[:, 1], box),
+        mix(diagnostic[:, 0], diagnostic[:, 1], box),
+    )
 
 
 @contextmanager

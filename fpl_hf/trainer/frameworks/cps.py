@@ -6,7 +6,6 @@ The model is branch 1 of a `BranchPair`: one forward gives both branches' logits
 from __future__ import annotations
 
 import copy
-from typing import Optional
 
 import torch
 from torch import nn
@@ -14,8 +13,16 @@ from torch import nn
 from ...modeling import SegmentationNetwork
 from ...modeling.transformers_segmenter import as_segmenter, exported
 from .base import (
-    Framework, SemiSupervisedBatch, StepContext, StudentViews, mix, register_framework, student_images, teacher_pass,
-    unlabeled_targets, without_dropout,
+    Framework,
+    SemiSupervisedBatch,
+    StepContext,
+    StudentViews,
+    mix,
+    register_framework,
+    student_images,
+    teacher_pass,
+    unlabeled_targets,
+    without_dropout,
 )
 
 BRANCH_2_FILE = "branch_2.safetensors"
@@ -30,7 +37,7 @@ class BranchPair(nn.Module):
         self.config = branch_1.config
 
     @classmethod
-    def for_model(cls, model: SegmentationNetwork, branch_2: Optional[nn.Module], seed: int) -> BranchPair:
+    def for_model(cls, model: SegmentationNetwork, branch_2: nn.Module | None, seed: int) -> BranchPair:
         """The pair of `model` and `branch_2`, by default a copy of `model` whose head is initialised anew."""
         second = as_segmenter(branch_2) if branch_2 is not None else reinitialized_head_copy(model, seed + 1)
         return cls(model, second)
@@ -50,8 +57,10 @@ def reinitialized_head_copy(model: SegmentationNetwork, seed: int) -> Segmentati
     """A copy of `model` with the same (pretrained) encoder and a differently initialised head, as CPS does."""
     encoder = model.encoder_module
     if encoder is None:
-        raise ValueError(f"fpl_hf does not know the encoder of {type(exported(model)).__name__}, so it cannot give CPS's "
-                         "second branch a new head on the same encoder: pass `branch_2`, a second network.")
+        raise ValueError(
+            f"fpl_hf does not know the encoder of {type(exported(model)).__name__}, so it cannot give CPS's "
+            "second branch a new head on the same encoder: pass `branch_2`, a second network."
+        )
     twin = copy.deepcopy(model)
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
@@ -92,7 +101,10 @@ def step(context: StepContext[StudentViews], model: BranchPair, batch: SemiSuper
         student_1, student_2 = model(mix(views[:, 0], views[:, 1], box) if context.mixes else views[:, 0])
     else:  # CPS without CutMix: each branch's prediction of the same weak image teaches the other
         student_1, student_2 = model(unlabeled[:, 0])
-        targets_1, targets_2 = unlabeled_targets(batch, student_1.detach()), unlabeled_targets(batch, student_2.detach())
+        targets_1, targets_2 = (
+            unlabeled_targets(batch, student_1.detach()),
+            unlabeled_targets(batch, student_2.detach()),
+        )
 
     # Branch 1 learns from branch 2's pseudo-labels (or fuzzy sets), and branch 2 from branch 1's.
     unsup_12, unsup_21 = context.unsupervised_loss(targets_2.for_student(student_1), targets_1.for_student(student_2))
@@ -101,12 +113,14 @@ def step(context: StepContext[StudentViews], model: BranchPair, batch: SemiSuper
     return sup + context.unsup_weight * unsup
 
 
-FRAMEWORK = register_framework(Framework(
-    name="cps",
-    step=step,
-    description="cross pseudo supervision: two differently initialised branches label images for each other",
-    options=StudentViews,
-    strong_views=lambda options: int(options.strong_views),
-    pair=BranchPair.for_model,
-    burn_in_step=burn_in_step,
-))
+FRAMEWORK = register_framework(
+    Framework(
+        name="cps",
+        step=step,
+        description="cross pseudo supervision: two differently initialised branches label images for each other",
+        options=StudentViews,
+        strong_views=lambda options: int(options.strong_views),
+        pair=BranchPair.for_model,
+        burn_in_step=burn_in_step,
+    )
+)

@@ -7,8 +7,15 @@ import torch
 from torch import nn
 
 from .base import (
-    Framework, SemiSupervisedBatch, StepContext, StudentViews, eval_mode_logits, mix, register_framework,
-    student_images, unlabeled_targets,
+    Framework,
+    SemiSupervisedBatch,
+    StepContext,
+    StudentViews,
+    eval_mode_logits,
+    mix,
+    register_framework,
+    student_images,
+    unlabeled_targets,
 )
 
 
@@ -31,11 +38,13 @@ def step(context: StepContext[StudentViews], model: nn.Module, batch: SemiSuperv
     return sup + context.unsup_weight * unsup
 
 
-FRAMEWORK = register_framework(Framework(
-    name="mean_teacher",
-    step=step,
-    description="mean teacher (AEL style): an EMA of the student labels the images that the student sees mixed",
-    options=StudentViews,
-    strong_views=lambda options: int(options.strong_views),
-    ema_decay=0.99,
-))
+FRAMEWORK = register_framework(
+    Framework(
+        name="mean_teacher",
+        step=step,
+        description="mean teacher (AEL style): an EMA of the student labels the images that the student sees mixed",
+        options=StudentViews,
+        strong_views=lambda options: int(options.strong_views),
+        ema_decay=0.99,
+    )
+)

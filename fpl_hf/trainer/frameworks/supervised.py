@@ -14,10 +14,12 @@ def step(context: StepContext, model: nn.Module, batch: SemiSupervisedBatch) -> 
     return sup
 
 
-FRAMEWORK = register_framework(Framework(
-    name="supervised",
-    step=step,
-    description="trained on the labeled images alone (the baseline)",
-    unlabeled=False,
-    cutmix_masks=0,
-))
+FRAMEWORK = register_framework(
+    Framework(
+        name="supervised",
+        step=step,
+        description="trained on the labeled images alone (the baseline)",
+        unlabeled=False,
+        cutmix_masks=0,
+    )
+)

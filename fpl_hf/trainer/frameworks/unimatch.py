@@ -6,9 +6,9 @@ feature-perturbed decoding of the weak view learn from them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -16,7 +16,13 @@ from torch import nn
 
 from ...data import CutMixSettings
 from .base import (
-    Framework, SemiSupervisedBatch, StepContext, eval_mode_logits, mix, register_framework, unlabeled_targets,
+    Framework,
+    SemiSupervisedBatch,
+    StepContext,
+    eval_mode_logits,
+    mix,
+    register_framework,
+    unlabeled_targets,
     without_dropout,
 )
 
@@ -64,7 +70,7 @@ def step(context: StepContext[UniMatchOptions], model: nn.Module, batch: SemiSup
     with without_dropout(model):
         outputs = model(pixel_values=torch.cat([labeled, weak[:, 0]]), feature_perturbation=channel_dropout)
     labeled_logits, weak_logits = outputs.logits.split([labeled.shape[0], weak.shape[0]])
-    perturbed_logits = outputs.perturbed_logits[labeled.shape[0]:]
+    perturbed_logits = outputs.perturbed_logits[labeled.shape[0] :]
     strong_1 = mix(strong[:, 0, 0], strong[:, 1, 0], boxes[:, 0])
     strong_2 = mix(strong[:, 0, 1], strong[:, 1, 1], boxes[:, 1])
     strong_logits_1, strong_logits_2 = model(pixel_values=torch.cat([strong_1, strong_2])).logits.chunk(2)
@@ -82,10 +88,12 @@ def step(context: StepContext[UniMatchOptions], model: nn.Module, batch: SemiSup
     return (sup + context.unsup_weight * unsup) / 2
 
 
-FRAMEWORK = register_framework(Framework(
-    name="unimatch",
-    step=step,
-    description="UniMatch-style weak-to-strong consistency: two CutMixed strong views and a feature-dropout branch",
-    options=UniMatchOptions,
-    **WEAK_TO_STRONG,
-))
+FRAMEWORK = register_framework(
+    Framework(
+        name="unimatch",
+        step=step,
+        description="UniMatch-style weak-to-strong consistency: two CutMixed strong views and a feature-dropout branch",
+        options=UniMatchOptions,
+        **WEAK_TO_STRONG,
+    )
+)

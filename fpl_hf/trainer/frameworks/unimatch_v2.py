@@ -7,7 +7,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import Framework, SemiSupervisedBatch, StepContext, eval_mode_logits, mix, register_framework, unlabeled_targets
+from .base import (
+    Framework,
+    SemiSupervisedBatch,
+    StepContext,
+    eval_mode_logits,
+    mix,
+    register_framework,
+    unlabeled_targets,
+)
 from .unimatch import WEAK_TO_STRONG
 
 
@@ -47,11 +55,13 @@ def step(context: StepContext, model: nn.Module, batch: SemiSupervisedBatch) -> 
     return (sup + context.unsup_weight * unsup) / 2
 
 
-FRAMEWORK = register_framework(Framework(
-    name="unimatch_v2",
-    step=step,
-    description="UniMatch V2: an EMA teacher labels the weak view for two CutMixed strong views, decoded through "
-    "complementary channel dropout",
-    **WEAK_TO_STRONG,
-    ema_decay=0.996,
-))
+FRAMEWORK = register_framework(
+    Framework(
+        name="unimatch_v2",
+        step=step,
+        description="UniMatch V2: an EMA teacher labels the weak view for two CutMixed strong views, decoded through "
+        "complementary channel dropout",
+        **WEAK_TO_STRONG,
+        ema_decay=0.996,
+    )
+)
