@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import statistics
+import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -47,6 +49,40 @@ def peak_bytes(fn: Callable[[], object], device: torch.device) -> int:
         current += event.self_cpu_memory_usage
         peak = max(peak, current)
     return peak
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * 4096
+
+
+class PeakMemory:
+    """The peak memory above the start while inside: CUDA's allocator peak, or the sampled resident set size."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.peak, self._running = device, 0, False
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.start = torch.cuda.memory_allocated(self.device)
+        else:
+            self.start, self._running = rss_bytes(), True
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while self._running:
+            self.peak = max(self.peak, rss_bytes() - self.start)
+            time.sleep(0.002)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.device.type == "cuda":
+            self.peak = torch.cuda.max_memory_allocated(self.device) - self.start
+        else:
+            self._running = False
+            self._thread.join()
 
 
 def device_name(device: torch.device) -> str:
