@@ -194,27 +194,30 @@ class _FuzzyPositiveRegularization(torch.autograd.Function):
     """Eq. 7 per pixel with the analytic gradient of Eq. 8.
 
     Written as softplus(logsumexp_Y(-z) + logsumexp_notY(z)) so that no exp() can overflow. The positive set
-    arrives as at most kmax class indices per pixel, so only the negatives' logsumexp and the gradient touch all
-    C classes; the backward keeps the logits, the indices and three (B, H, W) maps.
+    arrives as at most kmax class indices per pixel, so only the negatives' logsumexp touches all C classes: its
+    exponentials (shifted by the negatives' own maximum) are kept for the backward, which reads them once.
     """
 
     @staticmethod
     def forward(ctx, logits: torch.Tensor, positive_classes: torch.Tensor, in_set: torch.Tensor) -> torch.Tensor:
         positive_logits = logits.gather(1, positive_classes)
         lse_pos = torch.logsumexp(torch.where(in_set, -positive_logits, -torch.inf), dim=1)
-        lse_neg = torch.logsumexp(logits.scatter(1, positive_classes, -torch.inf), dim=1)
-        total = lse_pos + lse_neg
-        ctx.save_for_backward(logits, positive_classes, lse_pos, lse_neg, total)
+        negatives = logits.scatter(1, positive_classes, -torch.inf)
+        shift = negatives.amax(1, keepdim=True)
+        negatives_exp = negatives.sub_(shift).exp_()  # 0 at the positives
+        negatives_sum = negatives_exp.sum(1)
+        total = lse_pos + shift.squeeze(1) + negatives_sum.log()
+        ctx.save_for_backward(positive_logits, positive_classes, negatives_exp, negatives_sum, lse_pos, total)
         return F.softplus(total)
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
-        logits, positive_classes, lse_pos, lse_neg, total = ctx.saved_tensors
-        scale = (torch.sigmoid(total) * grad_output).unsqueeze(1)
+        positive_logits, positive_classes, negatives_exp, negatives_sum, lse_pos, total = ctx.saved_tensors
+        scale = torch.sigmoid(total) * grad_output
         # dL/dz_j = sigmoid(total) * exp(z_j - lse_neg) for j not in Y; the positives are overwritten below with
         # dL/dz_i = -sigmoid(total) * exp(-z_i - lse_pos). Repeated slots carry the first class's own value.
-        grad = (logits - lse_neg.unsqueeze(1)).exp_().mul_(scale)
-        positive_grad = (-logits.gather(1, positive_classes) - lse_pos.unsqueeze(1)).exp_().mul_(scale).neg_()
+        grad = negatives_exp * (scale / negatives_sum).unsqueeze(1)
+        positive_grad = (-positive_logits - lse_pos.unsqueeze(1)).exp_().mul_(scale.unsqueeze(1)).neg_()
         return grad.scatter_(1, positive_classes, positive_grad), None, None
 
 
