@@ -33,6 +33,15 @@ def colorize(mask: np.ndarray, num_labels: int, ignore_index: int = 255) -> Imag
     return Image.fromarray(rgb)
 
 
+# K = 1, 2, 3 and more: dark blue, green, yellow (viridis' ends and middle), as `k_map_figure` shows them.
+K_COLOURS = np.array([[68, 1, 84], [33, 145, 140], [253, 231, 37]], dtype=np.uint8)
+
+
+def colorize_k(k: np.ndarray) -> Image.Image:
+    """A map of K (the fuzzy positive set size of each pixel) in K_COLOURS, K >= 3 in the last."""
+    return Image.fromarray(K_COLOURS[np.clip(np.asarray(k), 1, len(K_COLOURS)) - 1])
+
+
 def overlay(image: Image.Image, mask: np.ndarray, num_labels: int, alpha: float = 0.5) -> Image.Image:
     return Image.blend(image.convert("RGB"), colorize(mask, num_labels).resize(image.size, Image.NEAREST), alpha)
 
@@ -112,6 +121,7 @@ def gradient_score_figure(
 __all__ = [
     "palette",
     "colorize",
+    "colorize_k",
     "overlay",
     "confusion_matrix_figure",
     "k_map_figure",

@@ -132,6 +132,14 @@ class FPLConfig(TrainingArguments):
             "with tensor cores, above all in bf16."
         },
     )
+    picture_images: int = field(
+        default=4,
+        metadata={
+            "help": "At each evaluation, panels of this many validation images (image, truth, prediction) and "
+            "unlabeled images (image, pseudo-label, K, prediction) go to the trackers `report_to` names "
+            "(tensorboard, trackio, wandb, mlflow); 0: none."
+        },
+    )
     skip_data_check: bool = field(
         default=False,
         metadata={

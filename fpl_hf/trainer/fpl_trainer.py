@@ -35,6 +35,7 @@ from .frameworks import PseudoLabelPair
 from .frameworks.supervised import step as supervised_step
 from .networks import CheckpointedNetworks, ema_teacher, evaluated_network, trained_module
 from .optimization import SegmentationOptimizer
+from .pictures import TrackerPictures
 
 
 class FPLTrainer(ExplainedHubPushes, CheckpointedNetworks, SegmentationOptimizer, StreamedEvaluation, Trainer):
@@ -101,6 +102,8 @@ class FPLTrainer(ExplainedHubPushes, CheckpointedNetworks, SegmentationOptimizer
         super().__init__(model=module, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset, **kwargs)
         if hasattr(train_dataset, "set_epoch"):
             self.add_callback(DatasetEpochCallback(train_dataset))
+        if args.picture_images:
+            self.add_callback(TrackerPictures(self, args.picture_images))
         self.teacher = ema_teacher(self.framework, module)
         if self.teacher is not None:
             self.add_callback(EMATeacherCallback(self.teacher, args.ema_decay, self.schedule))
