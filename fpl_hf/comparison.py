@@ -86,10 +86,15 @@ class Comparison:
     def planned(self) -> list[tuple[Setting, int | None, int]]:
         return [(row, draw, seed) for draw in self.draws for seed in self.seeds for row in self.settings]
 
+    def load(self) -> list[dict]:
+        """The runs `results.json` holds (of any setting, draw and seed; the table shows this comparison's)."""
+        self.results = json.loads(self.results_path.read_text()) if self.results_path.is_file() else []
+        return self.results
+
     def run(self, report: Callable[[str], None] = print) -> list[dict]:
         """Runs what `results.json` does not hold yet (a half-finished comparison resumes), `jobs` at a time."""
         Path(self.output_dir).mkdir(parents=True, exist_ok=True)
-        self.results = json.loads(self.results_path.read_text()) if self.results_path.is_file() else []
+        self.load()
         done = {(result["setting"], result["draw"], result["seed"]) for result in self.results}
         todo = [job for job in self.planned() if (job[0].name, job[1], job[2]) not in done]
         report(f"{len(self.planned())} runs, {len(done)} done already, {len(todo)} to go, {self.jobs} at a time")
@@ -241,6 +246,7 @@ class Comparison:
 
     def write(self) -> None:
         """table.md and curves.png beside results.json."""
+        Path(self.output_dir).mkdir(parents=True, exist_ok=True)
         (Path(self.output_dir) / "table.md").write_text(self.table())
         self.curves_figure(Path(self.output_dir) / "curves.png")
 

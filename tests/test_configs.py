@@ -109,6 +109,6 @@ def test_unknown_keys_and_missing_bases_are_named(tmp_path):
 
 def test_the_default_run_is_semi_supervised_with_burn_in_and_ramp_up(tmp_path):
     model_args, data_args, args = parse_arguments(["--output_dir", str(tmp_path)])
-    assert (data_args.dataset, data_args.num_labeled) == ("embedded", 20)
+    assert (data_args.dataset, data_args.drawn_labeled) == ("embedded", 20)
     assert (args.framework, args.unsup_loss) == ("unimatch_v2", "fpl")
     assert 0 < args.burn_in_steps < args.max_steps and args.unsup_rampup_steps > 0 and args.max_grad_norm == 0

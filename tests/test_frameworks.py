@@ -151,7 +151,10 @@ def test_options_of_another_framework_or_loss_are_named_not_used(tmp_path, caplo
         )
     assert "--feature_dropout 0.3 is an option of framework unimatch" in caplog.text
     assert "--threshold 0.8 is an option of unsup_loss fpl" in caplog.text
-    assert dataclasses.asdict(args.framework_options) == {} and args.loss_options.confidence_threshold is None
+    assert (
+        dataclasses.asdict(args.framework_options) == {"strong_views": True}
+        and args.loss_options.confidence_threshold is None
+    )
     with pytest.raises(ValueError, match=r"unknown options \['feature_dropout'\]"):
         FPLConfig(output_dir=str(tmp_path), framework="cps", framework_options={"feature_dropout": 0.3})
 

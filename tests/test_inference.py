@@ -11,12 +11,23 @@ from fpl_hf.modeling.inference import predict_logits
 class PointwiseModel(nn.Module):
     """Logits depend on each pixel alone, so every inference mode must agree exactly."""
 
+    encoder_module = None
+    supports_feature_perturbation = False
+
     def __init__(self):
         super().__init__()
         self.conv = nn.Conv2d(3, 5, 1)
 
+    def segment(self, pixel_values):
+        return self.conv(pixel_values)
+
     def forward(self, pixel_values):
-        return SimpleNamespace(logits=self.conv(pixel_values))
+        return SimpleNamespace(logits=self.segment(pixel_values))
+
+
+def test_a_module_that_is_no_segmentation_network_is_named():
+    with pytest.raises(TypeError, match="Conv2d is neither a transformers model nor a SegmentationNetwork"):
+        predict_logits(nn.Conv2d(3, 5, 1), torch.randn(1, 3, 8, 8), mode="whole")
 
 
 def test_sliding_window_equals_whole_image_when_the_crop_covers_it(tiny_model):

@@ -101,7 +101,15 @@ class TransformersSegmenter(nn.Module):
 
 def as_segmenter(model: nn.Module) -> SegmentationNetwork:
     """`model` itself when it is a `SegmentationNetwork` (fpl_hf's networks are), else a `TransformersSegmenter`."""
-    return model if isinstance(model, SegmentationNetwork) else TransformersSegmenter(model)
+    if isinstance(model, SegmentationNetwork):
+        return model
+    if not isinstance(model, PreTrainedModel):
+        raise TypeError(
+            f"{type(model).__name__} is neither a transformers model nor a SegmentationNetwork: give it `segment`, "
+            "`encoder_module` and `supports_feature_perturbation` (fpl_hf.modeling.SegmentationNetwork) or pass a "
+            "`*ForSemanticSegmentation` model"
+        )
+    return TransformersSegmenter(model)
 
 
 def exported(network: nn.Module) -> nn.Module:
