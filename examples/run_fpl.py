@@ -94,6 +94,10 @@ class ModelArguments:
         metadata={"help": "dpt: reassembly channels (ViT-B 96 192 384 768)."},
     )
     dpt_features: int = field(default=64, metadata={"help": "dpt: fusion channels (ViT-B 128)."})
+    demo_space: str | None = field(
+        default=None,
+        metadata={"help": "The model card links this Space (owner/name) that shows the model: examples/demo."},
+    )
 
 
 def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataSource, FPLConfig]:
@@ -160,6 +164,7 @@ def main(model_args: ModelArguments, data_source: DataSource, training_args: FPL
         dataset_split=data_source.validation_split,
         labeled_split=data_source.describe_labeled_split(data_seed),
         backbone_weights=source or ("random initialisation" if model_args.config_name else model_args.backbone_weights),
+        demo_space=model_args.demo_space,
     )
     branch_2 = None
     if model_args.branch_2_name_or_path:

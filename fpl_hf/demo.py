@@ -15,7 +15,7 @@ from PIL import Image
 from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
 
 from .losses import fuzzy_positive_assignment
-from .viz import K_COLOURS, colorize, colorize_k, overlay, palette
+from .viz import K_COLOURS, colorize_k, overlay, palette
 
 
 @dataclass
@@ -68,15 +68,17 @@ class DemoModel:
         return overlay(segmentation.image, segmentation.classes, len(self.class_names))
 
     def legend(self, segmentation: Segmentation) -> str:
-        """An HTML table: each class's colour, name and share of the image's pixels, the present ones first."""
+        """An HTML table: each present class's colour, name and share of the image's pixels, the largest first."""
         counts = np.bincount(segmentation.classes.ravel(), minlength=len(self.class_names))
         colours = palette(len(self.class_names))
         rows = []
-        for index in np.argsort(-counts, kind="stable"):
-            colour = "#%02x%02x%02x" % tuple(colours[index])
-            rows.append(f'<tr><td><span style="display:inline-block;width:1em;height:1em;background:{colour}">'
-                        f"</span></td><td>{html.escape(self.class_names[index])}</td>"
-                        f"<td>{100 * counts[index] / counts.sum():.1f}%</td></tr>")
+        for index in np.argsort(-counts, kind="stable")[: np.count_nonzero(counts)]:
+            colour = "#" + bytes(colours[index]).hex()
+            rows.append(
+                f'<tr><td><span style="display:inline-block;width:1em;height:1em;background:{colour}">'
+                f"</span></td><td>{html.escape(self.class_names[index])}</td>"
+                f"<td>{100 * counts[index] / counts.sum():.1f}%</td></tr>"
+            )
         return "<table><tr><th></th><th>class</th><th>share of pixels</th></tr>" + "".join(rows) + "</table>"
 
     @staticmethod
@@ -89,11 +91,10 @@ class DemoModel:
     @staticmethod
     def k_legend() -> str:
         names = ("K = 1: one class", "K = 2", "K = 3 or more")
-        return " ".join(f'<span style="background:#%02x%02x%02x;color:white;padding:0 .4em">{name}</span>'
-                        % tuple(colour) for colour, name in zip(K_COLOURS, names))
-
-    def segmentation_picture(self, segmentation: Segmentation) -> Image.Image:
-        return colorize(segmentation.classes, len(self.class_names))
+        return " ".join(
+            f'<span style="background:#{bytes(colour).hex()};color:white;padding:0 .4em">{name}</span>'
+            for colour, name in zip(K_COLOURS, names)
+        )
 
 
 __all__ = ["DemoModel", "Segmentation", "displayable"]

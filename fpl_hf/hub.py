@@ -21,6 +21,8 @@ from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 from huggingface_hub.utils import httpx  # the HTTP client huggingface_hub itself uses (httpx or httpx2)
 from transformers.utils import logging
 
+from .viz import k_shares_figure, validation_curve_figure
+
 logger = logging.get_logger(__name__)
 
 TEMPLATE = Path(__file__).parent / "templates" / "model_card.md"
@@ -38,12 +40,14 @@ class ModelCardInfo:
         dataset_split: the split the reported mIoU comes from.
         labeled_split: how the labeled images were chosen (e.g. "1/16 of train, CPS list"); counts are added.
         backbone_weights: where the encoder's pretrained weights came from (e.g. "ImageNet, timm").
+        demo_space: a Space that shows the model (owner/name; examples/demo is one, ready to push): the card links it.
     """
 
     dataset_name: str = "custom"
     dataset_split: str = "validation"
     labeled_split: str | None = None
     backbone_weights: str | None = None
+    demo_space: str | None = None
 
 
 class HubPushError(RuntimeError):
@@ -60,12 +64,14 @@ def write_model_card(
     metrics: dict[str, float] | None = None,
     best_metrics: dict[str, float] | None = None,
     repo_id: str | None = None,
+    log_history: list[dict] | None = None,
 ) -> ModelCard:
     """Renders the card of a run into `directory/README.md` (written atomically) and returns it.
 
     `args` is the run's `FPLConfig` and `facts` what the run does (`FPLTrainer.run_facts`: images, steps of each
     phase); `metrics` the latest evaluation (keys `mean_iou`, `iou_<class>`) and `best_metrics` the best one (plus
-    `step`); without `metrics` the card says the model is not evaluated yet.
+    `step`); without `metrics` the card says the model is not evaluated yet. From `log_history` (the Trainer's) the
+    card's pictures are drawn beside it, and pushed with it: the validation curve and, for FPL, the K shares.
     """
     repo_id = repo_id or args.hub_model_id or Path(args.output_dir).name
     framework = args.framework_declaration
@@ -97,6 +103,7 @@ def write_model_card(
         name = model_config.id2label.get(index, str(index))
         value = (metrics or {}).get(f"iou_{name}", float("nan"))
         per_class.append((name, "n/a" if math.isnan(value) else f"{100 * value:.2f}"))
+    pictures = card_pictures(directory, log_history or [])
     card = ModelCard.from_template(
         card_data,
         template_path=str(TEMPLATE),
@@ -118,6 +125,7 @@ def write_model_card(
         metrics=metrics,
         best_metrics=best_metrics,
         per_class=per_class,
+        pictures=pictures,
     )
     path = Path(directory) / "README.md"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -125,6 +133,23 @@ def write_model_card(
     temporary.write_text(str(card))
     os.replace(temporary, path)
     return card
+
+
+CARD_PICTURES = {
+    "validation_curve.png": ("validation mIoU over training", validation_curve_figure, "eval_mean_iou"),
+    "k_shares.png": ("share of unlabeled pixels with K = 1, 2, 3+ (FPL's fuzzy positive sets)", k_shares_figure, "k1"),
+}
+
+
+def card_pictures(directory: str, log_history: list[dict]) -> dict[str, str]:
+    """Draws the card's pictures that `log_history` has the figures for into `directory`: {file name: caption}."""
+    drawn = {}
+    for name, (caption, draw, key) in CARD_PICTURES.items():
+        if any(key in entry for entry in log_history):
+            Path(directory).mkdir(parents=True, exist_ok=True)
+            draw(log_history, Path(directory) / name)
+            drawn[name] = caption
+    return drawn
 
 
 def describe_options(options: Any) -> str:
@@ -217,7 +242,7 @@ class ExplainedHubPushes:
         # trust_remote_code users) must go with them.
         if self.is_world_process_zero():
             for name in os.listdir(checkpoint_folder):
-                if name.endswith(".py") or name == "README.md":
+                if name.endswith(".py") or name == "README.md" or name in CARD_PICTURES:
                     shutil.copy(os.path.join(checkpoint_folder, name), os.path.join(self.args.output_dir, name))
         super()._push_from_checkpoint(checkpoint_folder)
 
@@ -292,6 +317,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 __all__ = [
+    "CARD_PICTURES",
+    "card_pictures",
     "describe_architecture",
     "describe_options",
     "describe_run",

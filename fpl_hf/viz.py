@@ -78,6 +78,21 @@ def k_map_figure(image: Image.Image, k: np.ndarray, path: PathLike, max_k: int =
     figure.savefig(path, dpi=100)
 
 
+def validation_curve_figure(log_history: list[dict], path: PathLike) -> None:
+    """Validation mIoU over training steps, from a Trainer's `log_history`."""
+    points = {entry["step"]: entry["eval_mean_iou"] for entry in log_history if "eval_mean_iou" in entry}
+    if not points:
+        raise ValueError("The log history has no evaluation (eval_mean_iou): was the model evaluated?")
+    figure = Figure(figsize=(6, 4))
+    axis = figure.subplots()
+    axis.plot(list(points), [100 * value for value in points.values()], marker="o")
+    axis.set_xlabel("step")
+    axis.set_ylabel("validation mIoU (%)")
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+
+
 def k_shares_figure(log_history: list[dict], path: PathLike) -> None:
     """Share of pixels with K = 1, 2, 3+ over training steps, from a Trainer's `log_history` (paper Fig. 4a)."""
     entries = [entry for entry in log_history if "k1" in entry]

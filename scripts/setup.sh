@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what fpl-hf needs: Debian's packages when absent (the Fashion-MNIST files of the embedded data set,
-# python3-venv) and .venv with fpl-hf and its test dependencies. CPU machines pin torch through constraints-cpu.txt.
+# python3-venv; with --test, Chromium for the demo's browser test) and .venv with fpl-hf and its test dependencies.
+# CPU machines pin torch through constraints-cpu.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 packages=()
@@ -10,6 +11,9 @@ fi
 # Debian's python3 lacks ensurepip, so `python3 -m venv` fails, until python3-venv is in.
 if ! python3 -c "import ensurepip, venv" >/dev/null 2>&1; then
   packages+=(python3-venv)
+fi
+if [ "${1:-}" = "--test" ] && ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
+  packages+=(chromium)
 fi
 if [ ${#packages[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null; then

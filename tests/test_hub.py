@@ -23,7 +23,9 @@ REPO = "tester/fpl-tiny"
 def trained_run(scenes, tmp_path, **overrides):
     """A finished CPS run in tmp_path/run: evaluated, saved, with its card."""
     processor = TimmSegmentationImageProcessor(image_mean=[0.5] * 3, image_std=[0.5] * 3)
-    info = ModelCardInfo(dataset_name="fashion-scenes", dataset_split="validation", labeled_split="6 scenes")
+    info = ModelCardInfo(
+        dataset_name="fashion-scenes", dataset_split="validation", labeled_split="6 scenes", demo_space="tester/demo"
+    )
     trainer = make_trainer(
         scenes,
         tmp_path,
@@ -70,9 +72,16 @@ def test_trainer_pushes_model_card_and_checkpoints_that_from_pretrained_loads(sc
         "image_processing_timm_segmentation.py",
         "last-checkpoint/model.safetensors",
         "last-checkpoint/branch_2.safetensors",
+        "validation_curve.png",
+        "k_shares.png",
     ):
         assert name in files, name
     assert not any(name.startswith("checkpoint-") for name in files)
+    card = Path(hf_hub_download(REPO, "README.md")).read_text()
+    assert "](validation_curve.png)" in card and "](k_shares.png)" in card
+    assert "[demo](https://huggingface.co/spaces/tester/demo)" in card
+    for name in ("validation_curve.png", "k_shares.png"):
+        assert Image.open(hf_hub_download(REPO, name)).size[0] > 100
 
     model = AutoModelForSemanticSegmentation.from_pretrained(REPO)
     pixels = torch.randn(2, 3, 32, 32)

@@ -275,6 +275,7 @@ class FPLTrainer(ExplainedHubPushes, CheckpointedNetworks, SegmentationOptimizer
             metrics=self.last_metrics,
             best_metrics=self.best_metrics,
             repo_id=getattr(self, "hub_model_id", None),
+            log_history=self.state.log_history,
         )
 
 
