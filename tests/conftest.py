@@ -21,6 +21,8 @@ import fpl_hf  # noqa: E402,F401  (registers the Auto classes)
 torch.set_num_threads(2)
 
 ROOT = Path(__file__).resolve().parents[1]
+# run_fpl.py's flags for a tiny randomly initialised DeepLabv3+ (no download).
+TINY_MODEL_FLAGS = "--backbone test_resnet --backbone_weights none --aspp_channels 16 --decoder_channels 16".split()
 # examples/run_fpl.py, loaded by path: putting examples/ on sys.path would let examples/evaluate.py shadow the
 # evaluate library.
 _spec = importlib.util.spec_from_file_location("run_fpl", ROOT / "examples" / "run_fpl.py")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY_MODEL_FLAGS
 from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,14 +80,7 @@ def test_processes_reach_the_weights_of_one_process_with_the_same_global_batch(t
 
 RUN_FPL = [
     "examples/run_fpl.py",
-    "--backbone",
-    "test_resnet",
-    "--backbone_weights",
-    "none",
-    "--aspp_channels",
-    "16",
-    "--decoder_channels",
-    "16",
+    *TINY_MODEL_FLAGS,
     "--num_train_scenes",
     "16",
     "--num_validation_scenes",

@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import ROOT, capture_pairs, make_trainer, one_batch, run_fpl
+from conftest import ROOT, TINY_MODEL_FLAGS, capture_pairs, make_trainer, one_batch, run_fpl
 from safetensors.torch import load_file
 
 from fpl_hf.trainer import UNSUPERVISED_LOSSES, FPLConfig, FPLTrainer, register_framework
@@ -33,14 +33,7 @@ def registries():
 
 def tiny_run(tmp_path, *flags):
     return [
-        "--backbone",
-        "test_resnet",
-        "--backbone_weights",
-        "none",
-        "--aspp_channels",
-        "16",
-        "--decoder_channels",
-        "16",
+        *TINY_MODEL_FLAGS,
         "--crop_size",
         "32",
         "--scene_size",

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_trainer
+from conftest import TINY_MODEL_FLAGS, make_trainer
 from hub_server import TOKEN
 from huggingface_hub import ModelCard, constants, hf_hub_download, metadata_load
 from PIL import Image
@@ -249,14 +249,7 @@ def test_checkpoint_pushes_carry_the_run_summary(hub, tmp_path):
     run_fpl.main(
         *run_fpl.parse_arguments(
             [
-                "--backbone",
-                "test_resnet",
-                "--backbone_weights",
-                "none",
-                "--aspp_channels",
-                "16",
-                "--decoder_channels",
-                "16",
+                *TINY_MODEL_FLAGS,
                 "--num_train_scenes",
                 "12",
                 "--num_validation_scenes",

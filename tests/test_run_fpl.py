@@ -4,20 +4,13 @@ import json
 
 import numpy as np
 import pytest
-from conftest import run_fpl
+from conftest import TINY_MODEL_FLAGS, run_fpl
 from PIL import Image
 
 from fpl_hf import DeepLabV3PlusForSemanticSegmentation
 
 TINY = [
-    "--backbone",
-    "test_resnet",
-    "--backbone_weights",
-    "none",
-    "--aspp_channels",
-    "16",
-    "--decoder_channels",
-    "16",
+    *TINY_MODEL_FLAGS,
     "--crop_size",
     "32",
     "--per_device_train_batch_size",
