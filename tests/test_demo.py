@@ -23,6 +23,8 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 @pytest.fixture(scope="module")
 def saved_model(tmp_path_factory, scenes):
+    if os.environ.get("FPL_DEMO_MODEL"):  # README's screenshot: the model the main command trained
+        return os.environ["FPL_DEMO_MODEL"]
     directory = tmp_path_factory.mktemp("demo")
     trainer = make_trainer(scenes, directory, framework="supervised", max_steps=30, learning_rate=0.05)
     trainer.train()
@@ -88,9 +90,8 @@ def test_the_demo_in_a_browser_shows_the_pipelines_segmentation_and_a_k_map_that
         text=True,
     )
     url = f"http://127.0.0.1:{port}/"
-    image_path = tmp_path / "grey.png"
-    image = Image.fromarray(np.random.default_rng(1).integers(0, 255, (48, 64), dtype=np.uint8))
-    image.save(image_path)
+    image_path = ROOT / "examples" / "demo" / "images" / "scene_0.png"
+    image = Image.open(image_path)
     try:
         for _ in range(240):
             try:
