@@ -22,11 +22,13 @@ supplies the keys it leaves out. examples/configs/ holds the paper's recipes (RE
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from transformers import set_seed
 
 from fpl_hf import (
@@ -105,8 +107,18 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataSource, FPLCon
     return FPLArgumentParser([ModelArguments, DataSource, FPLConfig]).parse_with_config(argv, DEFAULT_CONFIG)
 
 
+def use_every_core() -> None:
+    """On a machine without a GPU, `accelerate launch` sets OMP_NUM_THREADS=1 unless `--num_cpu_threads_per_process`
+    is given, which more than doubles a 2-core run's time; a single launched CPU process takes every core it may
+    use instead. Runs started without accelerate (compare.py's, which share the cores) are left as they are."""
+    launched = "ACCELERATE_DYNAMO_BACKEND" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) == 1
+    if launched and os.environ.get("OMP_NUM_THREADS") == "1" and not torch.cuda.is_available():
+        torch.set_num_threads(len(os.sched_getaffinity(0)))
+
+
 def main(model_args: ModelArguments, data_source: DataSource, training_args: FPLConfig) -> dict:
     start = time.perf_counter()
+    use_every_core()
     set_seed(training_args.seed)
     # `--data_seed` fixes the scenes and the labeled draw while `--seed` varies the rest.
     data_seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed

@@ -1,6 +1,7 @@
 """examples/run_fpl.py end to end on tiny models: real data-set layouts, nothing lost on a failure."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -298,3 +299,22 @@ def test_masks_of_unlabeled_images_feed_the_statistics_and_leave_training_bitwis
     assert [entry["loss"] for entry in plain["log_history"] if "loss" in entry] == [
         entry["loss"] for entry in diagnosed["log_history"] if "loss" in entry
     ]
+
+
+@pytest.mark.parametrize("launched", [True, False])
+def test_a_process_accelerate_launched_on_one_cpu_thread_takes_every_core(monkeypatch, launched):
+    import torch
+
+    threads = torch.get_num_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    if launched:
+        monkeypatch.setenv("ACCELERATE_DYNAMO_BACKEND", "NO")
+    else:
+        monkeypatch.delenv("ACCELERATE_DYNAMO_BACKEND", raising=False)
+    torch.set_num_threads(1)
+    try:
+        run_fpl.use_every_core()
+        assert torch.get_num_threads() == (len(os.sched_getaffinity(0)) if launched else 1)
+    finally:
+        torch.set_num_threads(threads)
