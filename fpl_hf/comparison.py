@@ -163,8 +163,8 @@ class Comparison:
         }
 
     def rows(self) -> list[dict]:
-        """Per setting: the final mIoU of its runs (in %), mean, standard deviation, its gain over labels-only on
-        average and per draw, and the statistics of its semi-supervised phase."""
+        """Per setting: the final mIoU of its runs (in %), mean, standard deviation, its gain over labels-only on the
+        same draws, on average over its runs and per draw, and the statistics of its semi-supervised phase."""
         baseline = self._final(LABELS_ONLY)
         summaries = []
         for row in self.settings:
@@ -182,12 +182,16 @@ class Comparison:
                 "per_run": {(r["draw"], r["seed"]): value for r, value in zip(runs, final)},
                 "minutes": statistics.mean(r["seconds"] for r in runs) / 60,
             }
-            if baseline and row.semi_supervised:
-                summary["gain"] = summary["mean"] - statistics.mean(baseline.values())
+            baseline_of_draw = {
+                draw: statistics.mean(v for (d, _), v in baseline.items() if d == draw) for draw, _ in baseline
+            }
+            matched = {(d, s): v for (d, s), v in summary["per_run"].items() if d in baseline_of_draw}
+            if matched and row.semi_supervised:
+                # Against labels-only on the same draws: a half-finished comparison compares like with like.
+                summary["gain"] = statistics.mean(v - baseline_of_draw[d] for (d, _), v in matched.items())
                 summary["gain_per_draw"] = {
-                    draw: statistics.mean(v for (d, _), v in summary["per_run"].items() if d == draw)
-                    - statistics.mean(v for (d, _), v in baseline.items() if d == draw)
-                    for draw in sorted({d for d, _ in summary["per_run"]}, key=lambda d: d or 0)
+                    draw: statistics.mean(v for (d, _), v in matched.items() if d == draw) - baseline_of_draw[draw]
+                    for draw in sorted({d for d, _ in matched}, key=lambda d: d or 0)
                 }
             for name in STATISTICS:
                 values = [r[name] for r in runs if name in r]

@@ -4,9 +4,12 @@ import importlib.util
 import json
 import sys
 
+import pytest
 from conftest import ROOT
 from PIL import Image
 from test_run_fpl import TINY, write_slices
+
+from fpl_hf.comparison import LABELS_ONLY, Comparison, labels_only, setting
 
 _spec = importlib.util.spec_from_file_location("compare", ROOT / "examples" / "compare.py")
 compare = sys.modules["compare"] = importlib.util.module_from_spec(_spec)
@@ -81,3 +84,15 @@ def test_compare_runs_each_row_draw_and_seed_and_writes_the_table_json_and_curve
     compare.main(flags)
     assert "6 runs, 6 done already, 0 to go" in capsys.readouterr().out
     assert (output / "table.md").read_text() == table and comparison.rows()
+
+
+def test_the_gain_compares_each_run_with_labels_only_on_its_own_draw(tmp_path):
+    comparison = Comparison([labels_only(), setting("cps", "fpl")], tmp_path)
+    run = dict(seconds=60.0, curve=[], k1_curve=[])
+    comparison.results = [
+        dict(setting=LABELS_ONLY, draw=0, seed=0, final_mean_iou=0.30, **run),
+        dict(setting=LABELS_ONLY, draw=1, seed=0, final_mean_iou=0.40, **run),
+        dict(setting="cps + fpl", draw=0, seed=0, final_mean_iou=0.35, **run),  # draw 1 not run yet
+    ]
+    _, cps = comparison.rows()
+    assert cps["gain"] == pytest.approx(5.0) and cps["gain_per_draw"] == {0: pytest.approx(5.0)}
