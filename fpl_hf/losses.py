@@ -193,7 +193,7 @@ def adaptive_weight(
 class _FuzzyPositiveRegularization(torch.autograd.Function):
     """Eq. 7 per pixel with the analytic gradient of Eq. 8.
 
-    Written as softplus(logsumexp_Y(-z) + logsumexp_notY(z)) so that no exp() can overflow. The positive set
+    Written as softplus(logsumexp_Y(-z) + logsumexp_notY(z)) so that no overflow reaches the loss. The positive set
     arrives as at most kmax class indices per pixel, so only the negatives' logsumexp touches all C classes: its
     exponentials (shifted by the negatives' own maximum) are kept for the backward, which reads them once.
     """
@@ -202,9 +202,10 @@ class _FuzzyPositiveRegularization(torch.autograd.Function):
     def forward(ctx, logits: torch.Tensor, positive_classes: torch.Tensor, in_set: torch.Tensor) -> torch.Tensor:
         positive_logits = logits.gather(1, positive_classes)
         lse_pos = torch.logsumexp(torch.where(in_set, -positive_logits, -torch.inf), dim=1)
-        negatives = logits.scatter(1, positive_classes, -torch.inf)
-        shift = negatives.amax(1, keepdim=True)
-        negatives_exp = negatives.sub_(shift).exp_()  # 0 at the positives
+        shift = logits.scatter(1, positive_classes, -torch.inf).amax(1, keepdim=True)
+        # exp() of -inf takes a slow path on CPU (10x the time), so the positives are zeroed after the exp() (an inf
+        # there, a positive far above every negative, is overwritten too) rather than masked to -inf before it.
+        negatives_exp = (logits - shift).exp_().scatter_(1, positive_classes, 0.0)
         negatives_sum = negatives_exp.sum(1)
         total = lse_pos + shift.squeeze(1) + negatives_sum.log()
         ctx.save_for_backward(positive_logits, positive_classes, negatives_exp, negatives_sum, lse_pos, total)
