@@ -1,4 +1,5 @@
-"""benchmarks/bench_gpu_step.py runs the GPU path at a tiny size on the CPU: every recipe, eager and compiled."""
+"""benchmarks/bench_gpu_step.py runs the GPU path at a tiny size on the CPU: every recipe, eager and compiled;
+bench_overhead.py's trainer and plain loop end at the same weights."""
 
 import subprocess
 import sys
@@ -44,3 +45,36 @@ def test_the_gpu_step_benchmark_runs_every_recipe_eager_and_compiled_at_a_tiny_s
         seconds = float(row[6])
         assert seconds > 0 and float(row[7]) == pytest.approx(labeled / seconds, rel=0.02, abs=0.01)
         assert float(row[8]) == pytest.approx(unlabeled / seconds, rel=0.02, abs=0.01)
+
+
+def test_the_overhead_benchmark_trains_the_same_weights_through_the_trainer_and_a_plain_loop():
+    # Which path runs first swaps between the two rounds; both must end where the other does, every round.
+    result = subprocess.run(
+        [
+            sys.executable,
+            "bench_overhead.py",
+            "--frameworks",
+            "unimatch_v2",
+            "--steps",
+            "3",
+            "--warmup",
+            "1",
+            "--rounds",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT / "benchmarks",
+        timeout=1200,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {
+        row[0]: row
+        for row in (line.strip("| ").split(" | ") for line in result.stdout.splitlines() if line.startswith("| "))
+        if row[0] == "unimatch_v2"
+    }
+    assert list(rows) == ["unimatch_v2"]
+    for framework, row in rows.items():
+        trainer_step, loop_step, ratio = float(row[1]), float(row[2]), float(row[3].rstrip("x"))
+        assert trainer_step > 0 and loop_step > 0 and ratio == pytest.approx(trainer_step / loop_step, rel=0.02)
+        assert float(row[5]) == 0.0, f"{framework}: the trainer and the plain loop ended at different weights"
