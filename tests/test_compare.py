@@ -9,7 +9,7 @@ from conftest import ROOT
 from PIL import Image
 from test_run_fpl import TINY, write_slices
 
-from fpl_hf.comparison import LABELS_ONLY, Comparison, labels_only, setting
+from fpl_hf.comparison import LABELS_ONLY, Comparison, labels_only, setting, swept
 
 _spec = importlib.util.spec_from_file_location("compare", ROOT / "examples" / "compare.py")
 compare = sys.modules["compare"] = importlib.util.module_from_spec(_spec)
@@ -96,3 +96,21 @@ def test_the_gain_compares_each_run_with_labels_only_on_its_own_draw(tmp_path):
     ]
     _, cps = comparison.rows()
     assert cps["gain"] == pytest.approx(5.0) and cps["gain_per_draw"] == {0: pytest.approx(5.0)}
+
+
+def test_fpl_is_compared_with_the_ce_it_replaces_on_the_runs_both_have(tmp_path):
+    rows = [labels_only(), *swept([setting("cps", "fpl"), setting("cps", "ce")], "threshold", ["0.9"])]
+    comparison = Comparison(rows, tmp_path)
+    run = dict(seconds=60.0, curve=[], k1_curve=[])
+    comparison.results = [
+        dict(setting="cps + fpl, threshold 0.9", draw=0, seed=0, final_mean_iou=0.40, **run),
+        dict(setting="cps + fpl, threshold 0.9", draw=0, seed=1, final_mean_iou=0.50, **run),
+        dict(setting="cps + fpl, threshold 0.9", draw=1, seed=0, final_mean_iou=0.30, **run),  # no CE run to pair
+        dict(setting="cps + ce, threshold 0.9", draw=0, seed=0, final_mean_iou=0.37, **run),
+        dict(setting="cps + ce, threshold 0.9", draw=0, seed=1, final_mean_iou=0.49, **run),
+    ]
+    fpl, ce = comparison.rows()
+    assert fpl["versus_replaced"] == pytest.approx(2.0) and fpl["paired_runs"] == 2
+    assert "versus_replaced" not in ce
+    line = next(line for line in comparison.table().splitlines() if line.startswith("| cps + fpl"))
+    assert "| +2.00 (2) |" in line
