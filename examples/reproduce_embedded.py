@@ -1,5 +1,5 @@
 """README's embedded table: labels alone, the oracle, CPS, the mean teacher and UniMatch V2-style, each with FPL and
-with the pseudo-label cross-entropy, over 3 draws of the labeled split x 2 seeds (48 runs, about 3 h on 2 CPU cores).
+with the pseudo-label cross-entropy, over 3 draws of the labeled split x 2 seeds (48 runs, about 6 h on 2 CPU cores).
 
     python examples/reproduce_embedded.py
     python examples/reproduce_embedded.py --draws 10 11 --seeds 0 --output_dir outputs/development   # other draws
