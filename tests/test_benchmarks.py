@@ -8,32 +8,28 @@ import pytest
 from conftest import ROOT
 
 
-def test_the_gpu_step_benchmark_runs_every_recipe_eager_and_compiled_at_a_tiny_size():
+def benchmark_rows(script: str, *flags: str) -> list[list[str]]:
+    """The rows of the table a script in benchmarks/ prints (its header left out), once it has run to the end."""
     result = subprocess.run(
-        [
-            sys.executable,
-            "bench_gpu_step.py",
-            "--tiny",
-            "--device",
-            "cpu",
-            "--compile_backend",
-            "aot_eager",
-            "--steps",
-            "1",
-            "--warmup",
-            "1",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT / "benchmarks",
-        timeout=1200,
+        [sys.executable, script, *flags], capture_output=True, text=True, cwd=ROOT / "benchmarks", timeout=1200
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = [
-        line.strip("| ").split(" | ")
-        for line in result.stdout.splitlines()
-        if line.startswith("| ") and not line.startswith("| recipe")
-    ]
+    return [line.strip("| ").split(" | ") for line in result.stdout.splitlines() if line.startswith("| ")][1:]
+
+
+def test_the_gpu_step_benchmark_runs_every_recipe_eager_and_compiled_at_a_tiny_size():
+    rows = benchmark_rows(
+        "bench_gpu_step.py",
+        "--tiny",
+        "--device",
+        "cpu",
+        "--compile_backend",
+        "aot_eager",
+        "--steps",
+        "1",
+        "--warmup",
+        "1",
+    )
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from bench_gpu_step import RECIPES
 
@@ -49,32 +45,11 @@ def test_the_gpu_step_benchmark_runs_every_recipe_eager_and_compiled_at_a_tiny_s
 
 def test_the_overhead_benchmark_trains_the_same_weights_through_the_trainer_and_a_plain_loop():
     # Which path runs first swaps between the two rounds; both must end where the other does, every round.
-    result = subprocess.run(
-        [
-            sys.executable,
-            "bench_overhead.py",
-            "--frameworks",
-            "unimatch_v2",
-            "--steps",
-            "3",
-            "--warmup",
-            "1",
-            "--rounds",
-            "2",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT / "benchmarks",
-        timeout=1200,
+    rows = benchmark_rows(
+        "bench_overhead.py", "--frameworks", "unimatch_v2", "--steps", "3", "--warmup", "1", "--rounds", "2"
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    rows = {
-        row[0]: row
-        for row in (line.strip("| ").split(" | ") for line in result.stdout.splitlines() if line.startswith("| "))
-        if row[0] == "unimatch_v2"
-    }
-    assert list(rows) == ["unimatch_v2"]
-    for framework, row in rows.items():
-        trainer_step, loop_step, ratio = float(row[1]), float(row[2]), float(row[3].rstrip("x"))
-        assert trainer_step > 0 and loop_step > 0 and ratio == pytest.approx(trainer_step / loop_step, rel=0.02)
-        assert float(row[5]) == 0.0, f"{framework}: the trainer and the plain loop ended at different weights"
+    assert [row[0] for row in rows] == ["unimatch_v2"]
+    (row,) = rows
+    trainer_step, loop_step, ratio = float(row[1]), float(row[2]), float(row[3].rstrip("x"))
+    assert trainer_step > 0 and loop_step > 0 and ratio == pytest.approx(trainer_step / loop_step, rel=0.02)
+    assert float(row[5]) == 0.0, "the trainer and the plain loop ended at different weights"
