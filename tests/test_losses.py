@@ -93,6 +93,51 @@ def test_matches_naive_reference(C, threshold, semantics, weight):
     assert out.loss.item() == pytest.approx(expected_total / (B * H * W), rel=1e-6)
 
 
+def dyadic_probabilities(C, seed, dtype):
+    """(2, C, 8, 9) probabilities in multiples of 1/64: exact in float32, full of ties and zeros."""
+    generator = torch.Generator().manual_seed(seed)
+    weights = torch.rand(2 * 8 * 9, C, generator=generator) ** 4
+    draws = torch.multinomial(weights, 64, replacement=True, generator=generator)
+    counts = torch.zeros(2 * 8 * 9, C).scatter_add_(1, draws, torch.ones(draws.shape))
+    counts[0] = 64 / C if C in (2, 4) else counts[0]  # a uniform pixel where 64 divides evenly
+    return (counts / 64).to(dtype).view(2, 8, 9, C).permute(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("C", [2, 5, 21, 150])
+def test_top_classes_of_float32_on_cpu_are_a_stable_sort(C, monkeypatch):
+    import fpl_hf.losses as losses
+
+    probs = dyadic_probabilities(C, seed=C, dtype=torch.float32)
+    probs[1, :, 0, 0] = 1e-45  # subnormal float32
+    probs[1, 0, 0, 1] = 0.0
+    # Blocks of 7 pixels: several of them, and the last one short (72 pixels a sample).
+    monkeypatch.setattr(losses, "_KEY_BLOCK_BYTES", 8 * 2 * C * 7)
+    sorted_probs, sorted_classes = probs.sort(dim=1, descending=True, stable=True)
+    for n in sorted({1, 2, min(4, C)}):
+        top, classes = losses._top_classes(probs, n)
+        assert top.dtype == torch.float32 and classes.dtype == torch.int64
+        assert torch.equal(top, sorted_probs[:, :n]) and torch.equal(classes, sorted_classes[:, :n])
+
+
+def test_nan_teacher_gives_a_nan_loss_not_an_index_error():
+    teacher = torch.randn(2, 11, 4, 4)
+    teacher[1, :, 2, 3] = torch.nan
+    out = fuzzy_positive_loss(torch.randn(2, 11, 4, 4), teacher)
+    assert out.loss.isnan() and out.pixel_loss[0].isfinite().all()
+
+
+@pytest.mark.parametrize("C", [2, 5, 21])
+@pytest.mark.parametrize("threshold", [0.5, 0.75, 0.9])
+def test_fuzzy_sets_of_float32_probabilities_match_the_reference(C, threshold):
+    probs = dyadic_probabilities(C, seed=C + 1, dtype=torch.float32)
+    mask, k = fuzzy_positive_assignment(probs, threshold, semantics="code")
+    mask64, k64 = fuzzy_positive_assignment(probs.double(), threshold, semantics="code")
+    assert torch.equal(mask, mask64) and torch.equal(k, k64)
+    for b, h, w in [(0, 0, 0), (0, 3, 4), (1, 7, 8), (1, 2, 5)]:
+        K, Y, *_ = reference_pixel([0.0] * C, probs[b, :, h, w].tolist(), threshold, "code", "none", None, 50.0)
+        assert k[b, h, w].item() == K and set(mask[b, :, h, w].nonzero().flatten().tolist()) == Y
+
+
 def test_boundary_pixels_follow_each_semantics():
     probs = torch.tensor([[0.25, 0.25, 0.25, 0.25], [0.5, 0.25, 0.125, 0.125], [0.125, 0.25, 0.125, 0.5]])
     probs = probs.to(torch.float64)[:, :, None, None]  # (B=3, C=4, 1, 1)
