@@ -365,7 +365,9 @@ def pseudo_label_cross_entropy(
     with torch.no_grad():
         # FPA capped at one class is the argmax, with the same tie rule as the fuzzy sets.
         pseudo_labels, in_set, k, top_probs = _assign(teacher_probs, 0.5, "code", kmax=1)
-        pixel_weight = (top_probs[:, 0] >= threshold).to(top_probs.dtype)
+        confidence = top_probs[:, 0]
+        # A NaN teacher keeps its NaN, so that the trainer's non-finite check sees it rather than a weight of 0.
+        pixel_weight = (confidence >= threshold).to(confidence.dtype).masked_fill_(confidence.isnan(), torch.nan)
     num_classes = teacher_probs.shape[1]
     del teacher_probs
     logits = student_logits.to(_compute_dtype(student_logits))

@@ -122,8 +122,9 @@ def test_top_classes_of_float32_on_cpu_are_a_stable_sort(C, monkeypatch):
 def test_nan_teacher_gives_a_nan_loss_not_an_index_error():
     teacher = torch.randn(2, 11, 4, 4)
     teacher[1, :, 2, 3] = torch.nan
-    out = fuzzy_positive_loss(torch.randn(2, 11, 4, 4), teacher)
-    assert out.loss.isnan() and out.pixel_loss[0].isfinite().all()
+    for loss in (fuzzy_positive_loss, pseudo_label_cross_entropy):
+        out = loss(torch.randn(2, 11, 4, 4), teacher)
+        assert out.loss.isnan() and (out.pixel_loss * out.weight)[0].isfinite().all()
 
 
 @pytest.mark.parametrize("C", [2, 5, 21])
