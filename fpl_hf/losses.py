@@ -112,8 +112,7 @@ def _top_classes(probs: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tenso
     of pixels at a time (4 MiB), which keeps them from doubling the loss's peak memory.
     """
     batch, num_classes = probs.shape[:2]
-    # A NaN or inf has no spare bits; topk ranks NaN first, and a non-finite loss then reaches the trainer's check.
-    if probs.device.type != "cpu" or probs.dtype != torch.float32 or n > 4 or not probs.isfinite().all():
+    if probs.device.type != "cpu" or probs.dtype != torch.float32 or n > 4:
         return probs.topk(n, dim=1)
     class_bits = (1 << max(1, (num_classes - 1).bit_length())) - 1
     reversed_class = (num_classes - 1 - torch.arange(num_classes)).view(1, num_classes, 1)
@@ -124,6 +123,10 @@ def _top_classes(probs: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tenso
         keys = keys.bitwise_or_(reversed_class).view(torch.float64)
         for rank in range(n):
             top = keys.amax(1, keepdim=True)
+            if rank == 0 and not top.isfinite().all():
+                # A NaN or an infinity has no spare bits: its key is NaN (or inf), which amax passes on. topk ranks
+                # them as it does, and the non-finite loss that follows reaches the trainer's check.
+                return probs.topk(n, dim=1)
             top_bits[:, rank : rank + 1, start : start + block] = top.view(torch.int64)
             if rank < n - 1:
                 keys.scatter_(1, num_classes - 1 - (top.view(torch.int64) & class_bits), -torch.inf)
