@@ -112,11 +112,11 @@ def _top_classes(probs: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tenso
     of pixels at a time (4 MiB), which keeps them from doubling the loss's peak memory.
     """
     batch, num_classes = probs.shape[:2]
-    if probs.device.type != "cpu" or probs.dtype != torch.float32 or n > 4:
+    if probs.device.type != "cpu" or probs.dtype != torch.float32 or n > 4 or probs.numel() == 0:
         return probs.topk(n, dim=1)
     class_bits = (1 << max(1, (num_classes - 1).bit_length())) - 1
     reversed_class = (num_classes - 1 - torch.arange(num_classes)).view(1, num_classes, 1)
-    top_bits = torch.empty((batch, n, probs[0, 0].numel()), dtype=torch.int64)
+    top_bits = torch.empty((batch, n, probs.flatten(2).shape[2]), dtype=torch.int64)
     block = max(1, _KEY_BLOCK_BYTES // (8 * batch * num_classes))
     for start in range(0, top_bits.shape[2], block):
         keys = probs.flatten(2)[:, :, start : start + block].double().view(torch.int64)

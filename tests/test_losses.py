@@ -316,3 +316,10 @@ def test_ohem_keeps_the_pixels_below_the_threshold_and_at_least_min_kept():
     torch.testing.assert_close(everything, pixel_loss.mean())  # the minimum brings back the easy pixel
     labels[..., 1] = 255
     torch.testing.assert_close(ohem_cross_entropy(logits, labels, threshold=0.7, min_kept=1), pixel_loss[2:].mean())
+
+
+@pytest.mark.parametrize("shape", [(0, 5, 4, 4), (2, 5, 0, 4)])
+def test_empty_inputs_give_a_zero_loss(shape):
+    for loss in (fuzzy_positive_loss, pseudo_label_cross_entropy):
+        out = loss(torch.randn(shape), torch.randn(shape))
+        assert out.loss.item() == 0.0 and out.k.shape == (shape[0],) + shape[2:]
