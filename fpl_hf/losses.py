@@ -116,10 +116,11 @@ def _top_classes(probs: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tenso
         return probs.topk(n, dim=1)
     class_bits = (1 << max(1, (num_classes - 1).bit_length())) - 1
     reversed_class = (num_classes - 1 - torch.arange(num_classes)).view(1, num_classes, 1)
-    top_bits = torch.empty((batch, n, probs.flatten(2).shape[2]), dtype=torch.int64)
+    pixels = probs.flatten(2)
+    top_bits = torch.empty((batch, n, pixels.shape[2]), dtype=torch.int64)
     block = max(1, _KEY_BLOCK_BYTES // (8 * batch * num_classes))
-    for start in range(0, top_bits.shape[2], block):
-        keys = probs.flatten(2)[:, :, start : start + block].double().view(torch.int64)
+    for start in range(0, pixels.shape[2], block):
+        keys = pixels[:, :, start : start + block].double().view(torch.int64)
         keys = keys.bitwise_or_(reversed_class).view(torch.float64)
         for rank in range(n):
             top = keys.amax(1, keepdim=True)

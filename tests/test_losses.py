@@ -99,7 +99,8 @@ def dyadic_probabilities(C, seed, dtype):
     weights = torch.rand(2 * 8 * 9, C, generator=generator) ** 4
     draws = torch.multinomial(weights, 64, replacement=True, generator=generator)
     counts = torch.zeros(2 * 8 * 9, C).scatter_add_(1, draws, torch.ones(draws.shape))
-    counts[0] = 64 / C if C in (2, 4) else counts[0]  # a uniform pixel where 64 divides evenly
+    if 64 % C == 0:
+        counts[0] = 64 / C  # a uniform pixel, ties everywhere
     return (counts / 64).to(dtype).view(2, 8, 9, C).permute(0, 3, 1, 2)
 
 
