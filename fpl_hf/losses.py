@@ -450,10 +450,15 @@ def ohem_cross_entropy(
 
 def k_shares(k: torch.Tensor, valid_mask: torch.Tensor | None = None, max_k: int = 3) -> dict[str, float]:
     """Share of pixels with K = 1, 2, ..., and K >= max_k, e.g. {"k1": 0.9, "k2": 0.07, "k3+": 0.03}."""
-    values = k if valid_mask is None else k[valid_mask]
-    total = max(values.numel(), 1)
-    shares = {f"k{n}": (values == n).sum().item() / total for n in range(1, max_k)}
-    shares[f"k{max_k}+"] = (values >= max_k).sum().item() / total
+    return {name: share.item() for name, share in k_share_tensors(k, valid_mask, max_k).items()}
+
+
+def k_share_tensors(k: torch.Tensor, valid_mask: torch.Tensor | None = None, max_k: int = 3) -> dict[str, torch.Tensor]:
+    """`k_shares` as 0-dim tensors on `k`'s device, computed without waiting for it (no host synchronisation)."""
+    valid = torch.ones_like(k, dtype=torch.bool) if valid_mask is None else valid_mask
+    total = valid.sum().clamp(min=1)
+    shares = {f"k{n}": ((k == n) & valid).sum() / total for n in range(1, max_k)}
+    shares[f"k{max_k}+"] = ((k >= max_k) & valid).sum() / total
     return shares
 
 

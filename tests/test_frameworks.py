@@ -205,7 +205,7 @@ def test_unimatch_v2_strong_views_learn_from_the_ema_teachers_mixed_weak_predict
     model = trainer.model.train()
     loss = FRAMEWORKS["unimatch_v2"].step(trainer, model, batch)
     # (sup + beta * mean of the two strong terms) / 2, as UniMatch V2 weighs them.
-    assert loss.item() == pytest.approx((trainer._metrics["train"]["sup"][-1] + 3.0 * 7.0) / 2, rel=1e-5)
+    assert loss.item() == pytest.approx((float(trainer._metrics["train"]["sup"][-1]) + 3.0 * 7.0) / 2, rel=1e-5)
 
     weak, boxes = batch["unlabeled_pixel_values"], batch["cutmix_masks"]
     assert len(pairs) == 2 and perturbed_batches == [8, 8]  # both feature maps of the 2 x 4 strong views

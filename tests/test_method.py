@@ -6,6 +6,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from conftest import capture_pairs, make_trainer, one_batch, recorded_inputs
+from transformers import Trainer
 
 from fpl_hf.losses import fuzzy_positive_loss, pseudo_label_cross_entropy
 from fpl_hf.trainer.frameworks import FRAMEWORKS, PseudoLabelPair, unimatch_v2
@@ -22,7 +23,7 @@ def test_each_cps_branch_learns_from_the_other_branch(scenes, tmp_path, cutmix):
     pairs = capture_pairs(trainer)
     loss = FRAMEWORKS["cps"].step(trainer, pair, batch)
     # The total holds the unsupervised terms, weighted: 2 pairs x 7.0 x beta 3.
-    assert loss.item() == pytest.approx(trainer._metrics["train"]["sup"][-1] + 3.0 * 14.0, rel=1e-5)
+    assert loss.item() == pytest.approx(float(trainer._metrics["train"]["sup"][-1]) + 3.0 * 14.0, rel=1e-5)
 
     unlabeled = batch["unlabeled_pixel_values"]
     with torch.no_grad(), without_dropout(pair):
@@ -150,11 +151,29 @@ def test_logged_k_shares_and_pseudo_label_statistics_equal_a_count_by_hand(scene
     diagnostic = torch.tensor([[[truth for _, truth in pixels]]])
     valid = torch.tensor([[[True] * 5 + [False]]])
     trainer.unsupervised_loss(PseudoLabelPair(torch.zeros_like(teacher), teacher, valid, diagnostic))
-    logged = {name: values[-1] for name, values in trainer._metrics["train"].items()}
+    logged = {name: float(values[-1]) for name, values in trainer._metrics["train"].items()}
     assert (logged["k1"], logged["k2"], logged["k3+"]) == pytest.approx((2 / 5, 1 / 5, 2 / 5))
     assert logged["pseudo_label_accuracy"] == pytest.approx(1 / 4)
     assert logged["case_wrong_in_set"] == pytest.approx(1 / 4)
     assert logged["case_outside_set"] == pytest.approx(2 / 4)
+
+
+def test_a_step_without_known_labels_leaves_the_cases_out_of_the_logged_means(scenes, tmp_path, monkeypatch):
+    trainer = make_trainer(scenes, tmp_path, framework="cps")
+    trainer.model.train()
+    teacher = torch.tensor([[0.9, 0.05, 0.05], [0.2, 0.7, 0.1]]).T.reshape(1, 3, 1, 2).log()
+    valid = torch.ones(1, 1, 2, dtype=torch.bool)
+    for labels in ([[[0, 0]]], [[[255, 255]]]):  # the first step's truth: one right, one wrong; the second's unknown
+        pair = PseudoLabelPair(torch.zeros_like(teacher), teacher, valid, torch.tensor(labels))
+        trainer.unsupervised_loss(pair)
+    recorded = trainer._metrics["train"]
+    assert all(torch.is_tensor(value) for values in recorded.values() for value in values)  # read when logged
+    assert torch.isnan(recorded["pseudo_label_accuracy"][-1])
+    logs = {}
+    monkeypatch.setattr(Trainer, "log", lambda self, values, start_time=None: logs.update(values))
+    trainer.log({})
+    assert logs["pseudo_label_accuracy"] == pytest.approx(1 / 2)  # the first step's alone
+    assert logs["k1"] == pytest.approx(1.0)  # both steps: K = 1 on every pixel
 
 
 PAIRS_PER_STEP = {"cps": 2, "mean_teacher": 1, "unimatch": 3, "unimatch_v2": 2}
@@ -200,7 +219,7 @@ def test_the_mean_teachers_student_learns_on_its_own_cutmix_the_teachers_targets
     inputs = recorded_inputs(trainer.model)
     pairs = capture_pairs(trainer)
     loss = FRAMEWORKS["mean_teacher"].step(trainer, trainer.model.train(), batch)
-    assert loss.item() == pytest.approx(trainer._metrics["train"]["sup"][-1] + 3.0 * 7.0, rel=1e-5)
+    assert loss.item() == pytest.approx(float(trainer._metrics["train"]["sup"][-1]) + 3.0 * 7.0, rel=1e-5)
 
     unlabeled, box = batch["unlabeled_pixel_values"], batch["cutmix_masks"][:, 0]
     views = batch["unlabeled_strong_pixel_values"][:, :, 0] if strong else unlabeled
@@ -227,7 +246,9 @@ def test_unimatch_learns_mixed_strong_views_and_a_perturbed_weak_view_from_the_w
     loss = FRAMEWORKS["unimatch"].step(trainer, model, batch)
     # (sup + beta * (0.5 * mean of the strong terms + 0.5 * the perturbed term)) / 2
     expected_unsup = 0.5 * (0.5 * (1.0 + 2.0)) + 0.5 * 4.0
-    assert loss.item() == pytest.approx((trainer._metrics["train"]["sup"][-1] + 3.0 * expected_unsup) / 2, rel=1e-5)
+    assert loss.item() == pytest.approx(
+        (float(trainer._metrics["train"]["sup"][-1]) + 3.0 * expected_unsup) / 2, rel=1e-5
+    )
 
     labeled, weak, strong, boxes = (
         batch[name]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from typing import Any
 
@@ -174,7 +175,7 @@ class FPLTrainer(ExplainedHubPushes, CheckpointedNetworks, SegmentationOptimizer
                 loss = self.framework.step(self, model, inputs)
                 self.record(unsup_weight=self.unsup_weight)
         if not torch.isfinite(loss):
-            terms = {name: values[-1] for name, values in self._metrics["train"].items() if values}
+            terms = {name: float(values[-1]) for name, values in self._metrics["train"].items() if values}
             raise FloatingPointError(
                 f"Non-finite loss ({loss.item()}) at step {step}; last terms {terms}. "
                 "Lower the learning rate, or check the inputs for NaN/Inf."
@@ -207,16 +208,21 @@ class FPLTrainer(ExplainedHubPushes, CheckpointedNetworks, SegmentationOptimizer
         return [output.loss for output in outputs]
 
     def record(self, **values: Any) -> None:
+        """Keeps each value for the next log, a tensor as it is: reading it now would make a GPU step wait."""
         mode = "train" if self.model.training else "eval"
         for name, value in values.items():
-            self._metrics[mode][name].append(float(value.detach()) if torch.is_tensor(value) else float(value))
+            self._metrics[mode][name].append(value.detach() if torch.is_tensor(value) else float(value))
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """Trainer's log, with the mean of each recorded value since the last one (NaN, a statistic that had nothing
+        to count at a step, left out)."""
         mode = "train" if self.model.training else "eval"
         prefix = "" if mode == "train" else "eval_"
-        averaged = {
-            f"{prefix}{name}": sum(values) / len(values) for name, values in self._metrics[mode].items() if values
-        }
+        averaged = {}
+        for name, values in self._metrics[mode].items():
+            numbers = [number for number in map(float, values) if not math.isnan(number)]
+            if numbers:
+                averaged[f"{prefix}{name}"] = sum(numbers) / len(numbers)
         logs = {**logs, **averaged}
         self._metrics[mode].clear()
         super().log(logs, start_time)
