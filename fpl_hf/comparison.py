@@ -111,7 +111,8 @@ class Comparison:
         self.load()
         done = {(result["setting"], result["draw"], result["seed"]) for result in self.results}
         todo = [job for job in self.planned() if (job[0].name, job[1], job[2]) not in done]
-        report(f"{len(self.planned())} runs, {len(done)} done already, {len(todo)} to go, {self.jobs} at a time")
+        planned = len(self.planned())
+        report(f"{planned} runs, {planned - len(todo)} done already, {len(todo)} to go, {self.jobs} at a time")
         start = time.perf_counter()
         with ThreadPoolExecutor(self.jobs) as pool:
             for finished, result in enumerate(pool.map(lambda job: self._run(*job), todo), start=1):

@@ -84,6 +84,10 @@ def test_compare_runs_each_row_draw_and_seed_and_writes_the_table_json_and_curve
     compare.main(flags)
     assert "6 runs, 6 done already, 0 to go" in capsys.readouterr().out
     assert (output / "table.md").read_text() == table and comparison.rows()
+    # A smaller plan in the same directory counts only its own runs as done.
+    draw_4 = flags.index("4")
+    compare.main(flags[:draw_4] + flags[draw_4 + 1 :])
+    assert "3 runs, 3 done already, 0 to go" in capsys.readouterr().out
 
 
 def test_the_gain_compares_each_run_with_labels_only_on_its_own_draw(tmp_path):
