@@ -13,6 +13,24 @@ from fpl_hf.trainer import BranchPair, FPLConfig
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.parametrize("max_grad_norm", [0.0, 1.0])
+def test_the_gradient_norm_is_taken_at_the_steps_that_log_it(scenes, tmp_path, monkeypatch, max_grad_norm):
+    trainer = make_trainer(
+        scenes, tmp_path, framework="supervised", max_steps=5, logging_steps=2, max_grad_norm=max_grad_norm
+    )
+    norms = []
+    clip = trainer.accelerator.clip_grad_norm_
+    monkeypatch.setattr(
+        trainer.accelerator, "clip_grad_norm_", lambda *args, **kwargs: norms.append(clip(*args, **kwargs)) or norms[-1]
+    )
+    trainer.train()
+    logged = [entry for entry in trainer.state.log_history if "loss" in entry and "train_runtime" not in entry]
+    assert [entry["step"] for entry in logged] == [2, 4]
+    assert all(math.isfinite(entry["grad_norm"]) for entry in logged)
+    # Without clipping, only the two logging steps pay for the norm; clipping takes it every step, as it must.
+    assert len(norms) == (2 if max_grad_norm == 0 else 5)
+
+
 def snapshot(module):
     return {name: parameter.detach().clone() for name, parameter in module.named_parameters()}
 
