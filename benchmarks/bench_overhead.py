@@ -3,7 +3,7 @@ steps) through `FPLTrainer` and through a loop as the released code writes it (f
 scheduler, EMA), alternated in one run; both must end at the same weights.
 
     python benchmarks/bench_overhead.py                    # the embedded default's step, every framework
-    python benchmarks/bench_overhead.py --frameworks cps --steps 30 --rounds 3
+    python benchmarks/bench_overhead.py --frameworks cps --steps 40 --rounds 6
 
 The plain loop runs each framework's own step function (the method's arithmetic) with a bare context: the
 supervised cross-entropy, the FPL loss, the unsupervised weight and the EMA teacher, and nothing else (no
@@ -175,9 +175,9 @@ def through_a_plain_loop(framework: str, steps: int, data, device) -> tuple[list
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frameworks", nargs="+", default=list(FRAMEWORKS))
-    parser.add_argument("--steps", type=int, default=20, help="Steps of each run, warm-up included.")
+    parser.add_argument("--steps", type=int, default=25, help="Steps of each run, warm-up included.")
     parser.add_argument("--warmup", type=int, default=5, help="Steps left out of the timing.")
-    parser.add_argument("--rounds", type=int, default=2, help="Trainer/loop pairs, alternated.")
+    parser.add_argument("--rounds", type=int, default=4, help="Trainer/loop pairs, alternated.")
     options = parser.parse_args()
     device = torch.device("cpu")
     scenes = make_fashion_scenes(200, size=64, seed=0)
