@@ -110,9 +110,9 @@ class Comparison:
         Path(self.output_dir).mkdir(parents=True, exist_ok=True)
         self.load()
         done = {(result["setting"], result["draw"], result["seed"]) for result in self.results}
-        todo = [job for job in self.planned() if (job[0].name, job[1], job[2]) not in done]
-        planned = len(self.planned())
-        report(f"{planned} runs, {planned - len(todo)} done already, {len(todo)} to go, {self.jobs} at a time")
+        plan = self.planned()
+        todo = [job for job in plan if (job[0].name, job[1], job[2]) not in done]
+        report(f"{len(plan)} runs, {len(plan) - len(todo)} done already, {len(todo)} to go, {self.jobs} at a time")
         start = time.perf_counter()
         with ThreadPoolExecutor(self.jobs) as pool:
             for finished, result in enumerate(pool.map(lambda job: self._run(*job), todo), start=1):
