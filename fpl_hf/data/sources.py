@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from datasets import Dataset, IterableDataset
 
 from .embedded import EMBEDDED_CLASSES, EMBEDDED_NUM_LABELED, make_fashion_scenes
+from .inia19 import INIA19_CLASSES, INIA19_NUM_LABELED, inia19_slices
 from .loaders import CITYSCAPES_CLASSES, VOC_CLASSES, load_cityscapes, load_folders, load_hub, load_voc
 from .splits import split_from_lists, split_labeled_unlabeled
 
@@ -22,8 +23,9 @@ class DataSource:
     dataset: str = field(
         default="embedded",
         metadata={
-            "help": "'embedded', 'voc', 'voc_aug' (10,582 images with SegmentationClassAug), 'cityscapes', "
-            "'folders', or a `datasets` name/path."
+            "help": "'embedded', 'inia19' (MRI slices of a macaque brain, 8 region classes, built from Debian's "
+            "mricron-data), 'voc', 'voc_aug' (10,582 images with SegmentationClassAug), 'cityscapes', 'folders', "
+            "or a `datasets` name/path."
         },
     )
     data_root: str | None = field(default=None, metadata={"help": "Root of VOC/Cityscapes or the split lists."})
@@ -32,8 +34,9 @@ class DataSource:
     num_labeled: int | None = field(
         default=None,
         metadata={
-            "help": f"Labeled images drawn from the train set; embedded: {EMBEDDED_NUM_LABELED} when neither this "
-            "nor `labeled_fraction` is given, other data sets: every training image is labeled then."
+            "help": f"Labeled images drawn from the train set; embedded: {EMBEDDED_NUM_LABELED} and inia19: "
+            f"{INIA19_NUM_LABELED} when neither this nor `labeled_fraction` is given, other data sets: every "
+            "training image is labeled then."
         },
     )
     labeled_fraction: str | None = field(default=None, metadata={"help": "Or a fraction of it, e.g. '1/16'."})
@@ -94,7 +97,7 @@ class DataSource:
         fraction, split lists, or every image labeled)."""
         if self.all_labeled or self.labeled_list or self.labeled_fraction:
             return None
-        return self.num_labeled or (EMBEDDED_NUM_LABELED if self.dataset == "embedded" else None)
+        return self.num_labeled or DRAWN_BY_DEFAULT.get(self.dataset)
 
     def describe_labeled_split(self, seed: int) -> str:
         """How the labeled images were chosen, in words (for the model card)."""
@@ -105,6 +108,10 @@ class DataSource:
         if self.drawn_labeled:
             return f"{self.drawn_labeled} drawn from {self.train_split} with data seed {seed}"
         return "every training image labeled"
+
+
+# The built-in data sets whose labeled part is drawn (with the data seed) unless a count or a fraction is given.
+DRAWN_BY_DEFAULT = {"embedded": EMBEDDED_NUM_LABELED, "inia19": INIA19_NUM_LABELED}
 
 
 @dataclass
@@ -141,6 +148,10 @@ def _load(
             source.num_validation_scenes, size=source.scene_size, split="validation", seed=seed
         )
         names = EMBEDDED_CLASSES
+    elif dataset == "inia19":  # the slices do not depend on the seed: only the labeled draw does
+        train, validation = inia19_slices()
+        train = train if with_training else None
+        names = INIA19_CLASSES
     elif dataset in ("voc", "voc_aug"):
         root = _required(source.data_root, "data_root", dataset)
         train = load_voc(root, "train", aug=dataset == "voc_aug") if with_training else None
