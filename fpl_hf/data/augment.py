@@ -34,31 +34,102 @@ class RandomScale(v2.Transform):
         return self._call_kernel(TF.resize, inpt, size=params["size"], antialias=True)
 
 
-def weak_augmentation(crop_size: int, scale_range: tuple[float, float] = (0.5, 2.0)) -> v2.Compose:
-    """Random scale, crop with padding (image 0, masks 255), horizontal flip."""
+class ResizeLongestSide(v2.Transform):
+    """Resizes image and masks together so that the longer side is `size` pixels (masks with nearest)."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        return {"size": longest_side_size(v2.query_size(flat_inputs), self.size)}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if isinstance(inpt, tv_tensors.Mask):
+            return TF.resize(inpt, size=params["size"], interpolation=v2.InterpolationMode.NEAREST_EXACT)
+        return self._call_kernel(TF.resize, inpt, size=params["size"], antialias=True)
+
+
+def longest_side_size(size: Sequence[int], longest_side: int) -> list[int]:
+    """(height, width) of an image of `size` resized, aspect kept, so that its longer side is `longest_side`."""
+    height, width = size
+    factor = longest_side / max(height, width)
+    return [max(1, round(height * factor)), max(1, round(width * factor))]
+
+
+def weak_augmentation(
+    crop_size: int,
+    scale_range: tuple[float, float] = (0.5, 2.0),
+    *,
+    image_size: int | None = None,
+    rotation_degrees: float = 0.0,
+    horizontal_flip: bool = True,
+) -> v2.Compose:
+    """Resize to `image_size` (longer side; None: as it is), random scale, rotation by up to `rotation_degrees`,
+    crop with padding (image 0, masks 255), horizontal flip.
+
+    With `image_size` = `crop_size` and a scale range about 1, a crop holds the whole image (whole-slice views)."""
+    fill = {tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX}
     return v2.Compose(
         [
+            *([ResizeLongestSide(image_size)] if image_size else []),
             RandomScale(scale_range),
-            v2.RandomCrop(crop_size, pad_if_needed=True, fill={tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX}),
-            v2.RandomHorizontalFlip(),
+            *([v2.RandomRotation(rotation_degrees, fill=fill)] if rotation_degrees else []),
+            v2.RandomCrop(crop_size, pad_if_needed=True, fill=fill),
+            *([v2.RandomHorizontalFlip()] if horizontal_flip else []),
         ]
     )
 
 
-def strong_augmentation() -> v2.Compose:
-    """Photometric perturbations of the image alone (masks pass through unchanged)."""
-    return v2.Compose(
-        [
-            v2.RandomApply([v2.ColorJitter(0.5, 0.5, 0.5, 0.25)], p=0.8),
-            v2.RandomGrayscale(p=0.2),
-            v2.RandomApply([v2.GaussianBlur(kernel_size=5, sigma=(0.1, 2.0))], p=0.5),
-        ]
-    )
+class RandomIntensity(v2.Transform):
+    """Grey-level perturbations of a uint8 image alone (masks pass through): gamma in `gamma_range`, then Gaussian
+    noise of a standard deviation drawn up to `max_noise` (a share of 255)."""
+
+    def __init__(self, gamma_range: tuple[float, float] = (0.7, 1.5), max_noise: float = 0.05):
+        super().__init__()
+        self.gamma_range, self.max_noise = gamma_range, max_noise
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        low, high = (math.log(bound) for bound in self.gamma_range)
+        gamma = math.exp(low + (high - low) * torch.rand(()).item())
+        return {"gamma": gamma, "noise": self.max_noise * torch.rand(()).item()}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if not isinstance(inpt, tv_tensors.Image):
+            return inpt
+        image = TF.adjust_gamma(TF.to_dtype(inpt, torch.float32, scale=True), params["gamma"])
+        image = image + params["noise"] * torch.randn(image.shape[-2:])  # one field for every channel: grey stays grey
+        return tv_tensors.wrap(TF.to_dtype(image.clamp(0, 1), torch.uint8, scale=True), like=inpt)
+
+
+STRONG_VIEW_KINDS = ("color", "intensity")
+
+
+def strong_augmentation(kind: str = "color") -> v2.Compose:
+    """Photometric perturbations of the image alone (masks pass through unchanged).
+
+    "color": colour jitter, greyscale, blur (UniMatch's); "intensity": for grey images (MRI, CT, X-ray), brightness
+    and contrast jitter, gamma, noise and blur, with nothing that hue or saturation would change."""
+    if kind not in STRONG_VIEW_KINDS:
+        raise ValueError(f"The strong views must be one of {STRONG_VIEW_KINDS}, got {kind!r}.")
+    blur = v2.RandomApply([v2.GaussianBlur(kernel_size=5, sigma=(0.1, 2.0))], p=0.5)
+    if kind == "intensity":
+        return v2.Compose(
+            [v2.RandomApply([v2.ColorJitter(0.5, 0.5)], p=0.8), v2.RandomApply([RandomIntensity()], p=0.8), blur]
+        )
+    return v2.Compose([v2.RandomApply([v2.ColorJitter(0.5, 0.5, 0.5, 0.25)], p=0.8), v2.RandomGrayscale(p=0.2), blur])
 
 
 def normalize_images(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 images (..., 3, H, W) as the network takes them: float32, scaled to [0, 1], minus `mean`, over `std`."""
-    return TF.normalize(TF.to_dtype(images, torch.float32, scale=True), list(mean), list(std))
+    """uint8 images (..., 3, H, W) as the network takes them: float32, scaled to [0, 1], minus `mean`, over `std`.
+
+    With one `mean` and `std` (a one-channel network) colour images become grey first: ITU-R 601 luma, whose
+    weights add up to 1, so that an image saved as three equal channels keeps its grey levels."""
+    images = TF.to_dtype(images, torch.float32, scale=True)
+    if len(mean) == 1 and images.shape[-3] == 3:
+        luma = images.new_tensor([0.299, 0.587, 0.114])
+        images = (images * luma[:, None, None]).sum(-3, keepdim=True)
+    return TF.normalize(images, list(mean), list(std))
 
 
 def cutmix_mask(
@@ -92,4 +163,14 @@ def cutmix_mask(
     return mask
 
 
-__all__ = ["RandomScale", "weak_augmentation", "strong_augmentation", "normalize_images", "cutmix_mask"]
+__all__ = [
+    "STRONG_VIEW_KINDS",
+    "RandomIntensity",
+    "RandomScale",
+    "ResizeLongestSide",
+    "cutmix_mask",
+    "longest_side_size",
+    "normalize_images",
+    "strong_augmentation",
+    "weak_augmentation",
+]

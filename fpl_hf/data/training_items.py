@@ -72,6 +72,10 @@ class TrainingItems:
         num_cutmix_masks: int = 0,
         cutmix: CutMixSettings | None = None,
         scale_range: tuple[float, float] = (0.5, 2.0),
+        image_size: int | None = None,
+        rotation_degrees: float = 0.0,
+        horizontal_flip: bool = True,
+        strong_view_kind: str = "color",
         palette: Palette = None,
         seed: int = 0,
     ):
@@ -84,8 +88,14 @@ class TrainingItems:
         self.num_unlabeled, self.unlabeled_groups = num_unlabeled, unlabeled_groups
         self.num_strong_views, self.num_cutmix_masks = num_strong_views, num_cutmix_masks
         self.cutmix = cutmix or CutMixSettings()
-        self.weak = weak_augmentation(crop_size, scale_range)
-        self.strong = strong_augmentation()
+        self.weak = weak_augmentation(
+            crop_size,
+            scale_range,
+            image_size=image_size,
+            rotation_degrees=rotation_degrees,
+            horizontal_flip=horizontal_flip,
+        )
+        self.strong = strong_augmentation(strong_view_kind)
         self.image_mean, self.image_std = list(image_mean), list(image_std)
         # Masks hold ids below num_labels and IGNORE_INDEX (255): one byte each where the ids fit in one.
         self.label_dtype = torch.uint8 if num_labels <= IGNORE_INDEX else torch.int64

@@ -16,7 +16,9 @@ class TimmSegmentationImageProcessor(TorchvisionBackend):
 
     By default images keep their size (the network takes any size), are rescaled to [0, 1], normalized with the
     ImageNet mean and std (pass the backbone's, e.g. 0.5/0.5 for `tf_efficientnet_lite0`), and padded to the
-    largest image of the batch. `do_resize=True` with `size={"height": h, "width": w}` resizes first.
+    largest image of the batch. `do_resize=True` with `size={"height": h, "width": w}` resizes first, with
+    `size={"max_height": s, "max_width": s}` so that the longer side is s (as training's `image_size`). With one
+    `image_mean` (a one-channel network) colour images become grey (ITU-R 601 luma; equal channels stay exact).
     """
 
     model_input_names = ["pixel_values"]
@@ -27,6 +29,15 @@ class TimmSegmentationImageProcessor(TorchvisionBackend):
     do_rescale = True
     do_normalize = True
     do_pad = True
+
+    def process_image(self, *args, **kwargs) -> torch.Tensor:
+        image = super().process_image(*args, **kwargs)
+        mean = self.image_mean
+        if isinstance(mean, (list, tuple)) and len(mean) == 1 and image.shape[0] in (3, 4):
+            luma = torch.tensor([0.299, 0.587, 0.114], device=image.device)
+            grey = (image[:3].float() * luma[:, None, None]).sum(0, keepdim=True)
+            image = grey.round().clamp(0, 255).to(image.dtype)
+        return image
 
     def to_dict(self) -> dict:
         # No `image_processor_type`: AutoImageProcessor then reads the model's config.json, whose auto_map lets

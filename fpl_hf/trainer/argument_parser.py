@@ -24,12 +24,40 @@ logger = logging.get_logger(__name__)
 
 
 def load_config(path: Path) -> dict[str, Any]:
-    """The keys of a YAML config; a `base: other.yaml` key (relative to the file) supplies the keys it omits."""
+    """The keys of a YAML config; a `base: other.yaml` key (relative to the file) supplies the keys it omits, and a
+    `preset: NAME` key the preset's keys over the base's and under the file's own."""
     if not path.is_file():
         raise FileNotFoundError(f"Config {path} does not exist (named by --config or by a `base:` key).")
     values = yaml.safe_load(path.read_text()) or {}
     base = values.pop("base", None)
-    return {**load_config(path.parent / base), **values} if base else values
+    inherited = load_config(path.parent / base) if base else {}
+    if values.get("preset"):
+        inherited.update(load_preset(values["preset"]))
+    return {**inherited, **values}
+
+
+PRESETS_DIR = Path(__file__).resolve().parents[1] / "presets"
+
+
+def preset_names() -> list[str]:
+    return sorted(path.stem for path in PRESETS_DIR.glob("*.yaml"))
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    """The keys of a named preset (`fpl_hf/presets/NAME.yaml`)."""
+    path = PRESETS_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise ValueError(f"Unknown preset {name!r}; the presets are {preset_names()}.")
+    return load_config(path)
+
+
+def _flag_value(argv: list[str], flag: str) -> str | None:
+    for position, word in enumerate(argv):
+        if word == flag and position + 1 < len(argv):
+            return argv[position + 1]
+        if word.startswith(flag + "="):
+            return word.split("=", 1)[1]
+    return None
 
 
 def import_plugins(argv: list[str]) -> list[str]:
@@ -101,6 +129,14 @@ class FPLArgumentParser(HfArgumentParser):
             "--config", help="A YAML file of defaults (any flag as a key; `base: other.yaml` extends one)."
         )
         self.add_argument(
+            "--preset",
+            choices=preset_names(),
+            help="A named recipe whose keys become defaults: as a flag, over the config file's keys; as a key of a "
+            "config file, over its base's keys and under its own; flags override it either way. 'medical': grey "
+            "slices whose classes depend on where a pixel is (one input channel, whole resized slices, rotations, "
+            "intensity strong views, CutMix half of the time).",
+        )
+        self.add_argument(
             "--plugin",
             nargs="+",
             help="Python files or modules to import first: the frameworks and losses "
@@ -122,11 +158,16 @@ class FPLArgumentParser(HfArgumentParser):
             if unknown:
                 raise ValueError(f"{config_path}: unknown keys {unknown}.")
             self.set_defaults(**defaults)
+        preset = _flag_value(argv, "--preset")
+        if preset is not None:
+            if preset not in preset_names():
+                self.error(f"argument --preset: unknown preset {preset!r}; the presets are {preset_names()}.")
+            self.set_defaults(**load_preset(preset))
         namespace, remaining = self.parse_known_args(argv)
         if remaining:
             self.error(f"unrecognized arguments: {' '.join(remaining)}")
         values = vars(namespace)
-        values.pop("config"), values.pop("plugin")
+        values.pop("config"), values.pop("plugin"), values.pop("preset")
         options = {name: values.pop(name) for name in self.option_fields}
         for kind, entries in (("framework", FRAMEWORKS), ("unsup_loss", UNSUPERVISED_LOSSES)):
             entry = entries.get(values[kind])

@@ -10,7 +10,7 @@ from typing import Any
 
 from transformers import TrainingArguments
 
-from ..data import CutMixSettings
+from ..data import STRONG_VIEW_KINDS, CutMixSettings
 from ..evaluation import EVALUATION_MODES, EvaluationProtocol
 from .frameworks import FRAMEWORKS, Framework
 from .schedule import SemiSupervisedSchedule
@@ -151,6 +151,26 @@ class FPLConfig(TrainingArguments):
     scale_range: list[float] = field(
         default_factory=lambda: [0.5, 2.0], metadata={"help": "Random rescaling range of training images (min max)."}
     )
+    image_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "Resize every image, in training and evaluation, so that its longer side has this many pixels "
+            "(aspect kept; predictions are resized back to the mask's size and scored there); default: images as "
+            "they are. With `crop_size` equal to it and a `scale_range` about 1, each training crop holds the "
+            "whole image (the medical preset: whole slices, since where a pixel is tells its class)."
+        },
+    )
+    rotation_degrees: float = field(
+        default=0.0, metadata={"help": "Training views are rotated by a random angle up to this (0 = none)."}
+    )
+    horizontal_flip: bool = field(default=True, metadata={"help": "Training views are flipped left-right at random."})
+    strong_view_kind: str = field(
+        default="color",
+        metadata={
+            "help": "Photometric strong views: 'color' (colour jitter, greyscale, blur: UniMatch's) or 'intensity' "
+            "(brightness, contrast, gamma, noise, blur: for grey images such as MRI, CT or X-ray)."
+        },
+    )
     momentum: float = field(default=0.9, metadata={"help": "SGD momentum (with `optim='sgd'`)."})
     encoder_lr_ratio: float = field(
         default=1.0,
@@ -247,6 +267,12 @@ class FPLConfig(TrainingArguments):
                 f"`per_device_train_batch_size` ({self.per_device_train_batch_size}): each training item pairs one "
                 "labeled image with the same number of unlabeled ones."
             )
+        if self.image_size is not None and self.image_size < 8:
+            raise ValueError(f"`image_size` must be >= 8 (or unset: images as they are), got {self.image_size}.")
+        if self.rotation_degrees < 0:
+            raise ValueError(f"`rotation_degrees` must be >= 0, got {self.rotation_degrees}.")
+        if self.strong_view_kind not in STRONG_VIEW_KINDS:
+            raise ValueError(f"`strong_view_kind` must be one of {STRONG_VIEW_KINDS}, got {self.strong_view_kind!r}.")
         if self.crop_size < 8:
             raise ValueError(f"`crop_size` must be >= 8, got {self.crop_size}.")
         if self.eval_mode not in EVALUATION_MODES:
@@ -273,7 +299,9 @@ class FPLConfig(TrainingArguments):
 
     @property
     def evaluation_protocol(self) -> EvaluationProtocol:
-        return EvaluationProtocol(self.eval_mode, self.eval_crop_size, self.eval_stride, self.eval_flip)
+        return EvaluationProtocol(
+            self.eval_mode, self.eval_crop_size, self.eval_stride, self.eval_flip, image_size=self.image_size
+        )
 
     @property
     def framework_declaration(self) -> Framework:
@@ -296,6 +324,10 @@ class FPLConfig(TrainingArguments):
             crop_size=self.crop_size,
             unlabeled_groups=self.per_device_unlabeled_batch_size // self.per_device_train_batch_size,
             scale_range=tuple(self.scale_range),
+            image_size=self.image_size,
+            rotation_degrees=self.rotation_degrees,
+            horizontal_flip=self.horizontal_flip,
+            strong_view_kind=self.strong_view_kind,
             **self.framework_declaration.data_options(self.cutmix, self.framework_options),
             cutmix=CutMixSettings(
                 self.cutmix_num_boxes, (self.cutmix_area_min, self.cutmix_area_max), self.cutmix_probability

@@ -1,0 +1,260 @@
+"""The INIA19 development set, grey one-channel input, and the medical preset's options."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import timm
+import torch
+from conftest import run_fpl, tiny_config
+from PIL import Image
+from torchvision import tv_tensors
+from transformers import pipeline
+
+from fpl_hf.data import (
+    DIAGNOSTIC_LABEL,
+    INIA19_NUM_CLASSES,
+    DataSource,
+    inia19_slices,
+    load_training_data,
+    normalize_images,
+    region_groups,
+    slice_plan,
+    strong_augmentation,
+    weak_augmentation,
+)
+from fpl_hf.data.inia19 import DEFAULT_INIA19_DIR, INIA19_FILES
+from fpl_hf.evaluation import EvaluationProtocol
+from fpl_hf.trainer.argument_parser import load_preset
+
+nibabel = pytest.importorskip("nibabel")
+
+
+def write_volume(folder: Path, shape=(24, 28, 20)) -> tuple[np.ndarray, np.ndarray]:
+    """A small T1-like volume and an atlas of 20 regions, left ids n and right ids 1000 + n, as NIfTI files."""
+    rng = np.random.default_rng(0)
+    x, y, z = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")
+    centre = np.array(shape) / 2
+    brain = ((x - centre[0]) / 9) ** 2 + ((y - centre[1]) / 11) ** 2 + ((z - centre[2]) / 8) ** 2 < 1
+    t1 = np.where(brain, 100 + 50 * rng.random(shape), 0).astype(np.float32)
+    region = 1 + (y // 3) * 2 + (z > centre[2])  # bands along y, split top and bottom
+    atlas = np.where(brain, np.where(x >= centre[0], region + 1000, region), 0).astype(np.int16)
+    for name, volume in zip(INIA19_FILES, (t1, atlas)):
+        nibabel.save(nibabel.Nifti1Image(volume, np.diag([0.5, 0.5, 0.5, 1])), folder / name)
+    return t1, atlas.astype(np.int64)
+
+
+def test_region_groups_are_deterministic_bilateral_and_spatially_ordered(tmp_path):
+    _, atlas = write_volume(tmp_path)
+    table = region_groups(atlas, num_groups=4)
+    assert np.array_equal(table, region_groups(atlas, num_groups=4))
+    regions = np.unique(atlas[(atlas > 0) & (atlas < 1000)])
+    assert (table[regions] == table[regions + 1000]).all()  # a region's left and right halves share a class
+    assert table[0] == 0 and set(table[regions]) == {1, 2, 3, 4}
+    classes = table[atlas]
+    # Classes are numbered from back to front: their mean position along axis 1 rises with the class.
+    means = [np.nonzero(classes == c)[1].mean() for c in range(1, 5)]
+    assert means == sorted(means)
+
+
+def test_slice_plan_keeps_validation_slabs_apart_from_training_slices():
+    brain = np.zeros((40, 50, 30), dtype=bool)
+    brain[5:35, 5:45, 3:27] = True
+    plan = slice_plan(brain, slice_step=1, num_slabs=10, validation_slabs=(2, 6), gap=2)
+    for axis in range(3):
+        train = {index for part, a, index in plan if a == axis and part == "train"}
+        held = {index for part, a, index in plan if a == axis and part == "validation"}
+        assert train and held and not train & held
+        # No training slice within 2 voxels of a validation slice.
+        assert min(abs(t - v) for t in train for v in held) > 2
+    assert len({(a, i) for _, a, i in plan}) == len(plan)
+
+
+def test_slices_are_grey_pairs_of_the_atlas_classes(tmp_path):
+    t1, atlas = write_volume(tmp_path)
+    train, validation = inia19_slices(folder=tmp_path, gap_mm=0.5)
+    assert len(train) > len(validation) > 0
+    sizes = set()
+    for row in train:
+        image, label = row["image"], row["label"]
+        assert image.mode == "L" and image.size == label.size
+        sizes.add(image.size)
+        ids = np.asarray(label)
+        assert ids.max() < INIA19_NUM_CLASSES
+        assert ((np.asarray(image) > 0) | (ids == 0)).all()  # a region's pixels are brain
+    assert sizes == {(28, 20), (24, 20), (24, 28)}  # one size per axis
+
+
+def test_missing_inia19_files_say_how_to_get_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("FPL_INIA19_DIR", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="apt-get install mricron-data"):
+        inia19_slices()
+
+
+@pytest.mark.skipif(
+    not all((Path(DEFAULT_INIA19_DIR) / name).is_file() for name in INIA19_FILES), reason="mricron-data absent"
+)
+def test_the_inia19_development_set_from_debians_files(monkeypatch):
+    monkeypatch.delenv("FPL_INIA19_DIR", raising=False)
+    data = load_training_data(DataSource(dataset="inia19"), seed=10)
+    assert len(data.labeled) == 16 and len(data.class_names) == INIA19_NUM_CLASSES
+    assert len(data.unlabeled) > 200 and len(data.validation) > 60
+    # The unlabeled part's masks are diagnostics only: no `label` column reaches training.
+    assert "label" not in data.unlabeled.column_names and DIAGNOSTIC_LABEL in data.unlabeled.column_names
+    sizes = {image.size for image in data.validation["image"]}
+    assert sizes == {(206, 128), (168, 128), (168, 206)}
+    labels = np.concatenate([np.asarray(m).ravel() for m in data.validation["label"]])
+    assert set(np.unique(labels)) == set(range(INIA19_NUM_CLASSES))  # every class is scored
+    other = load_training_data(DataSource(dataset="inia19"), seed=11)
+    assert [np.asarray(i).tobytes() for i in data.labeled["image"]] != [
+        np.asarray(i).tobytes() for i in other.labeled["image"]
+    ]
+
+
+def test_one_channel_normalisation_keeps_equal_channels_grey_and_weighs_colours():
+    grey = torch.randint(0, 256, (2, 1, 6, 7), dtype=torch.uint8)
+    three = grey.expand(2, 3, 6, 7)
+    normalized = normalize_images(three, [0.5], [0.25])
+    assert normalized.shape == (2, 1, 6, 7)
+    torch.testing.assert_close(normalized, (grey.float() / 255 - 0.5) / 0.25)
+    red = torch.zeros(1, 3, 2, 2, dtype=torch.uint8)
+    red[:, 0] = 255
+    torch.testing.assert_close(normalize_images(red, [0.0], [1.0]), torch.full((1, 1, 2, 2), 0.299))
+    assert normalize_images(three, [0.5] * 3, [0.25] * 3).shape == (2, 3, 6, 7)
+
+
+def test_a_one_channel_model_takes_imagenet_weights_summed_over_colours(tmp_path):
+    from fpl_hf import DeepLabV3PlusForSemanticSegmentation
+
+    classifier = timm.create_model("test_resnet").state_dict()
+    weights = {name: torch.randn_like(v) if v.is_floating_point() else v for name, v in classifier.items()}
+    torch.save(weights, tmp_path / "w.pt")
+    grey = DeepLabV3PlusForSemanticSegmentation(tiny_config(num_channels=1))
+    grey.load_backbone_weights(tmp_path / "w.pt")
+    stem = next(name for name, value in grey.backbone.state_dict().items() if value.dim() == 4)
+    torch.testing.assert_close(grey.backbone.state_dict()[stem], weights[stem].sum(1, keepdim=True))
+    assert grey.eval()(torch.randn(1, 1, 32, 32)).logits.shape == (1, 4, 32, 32)
+
+
+def test_whole_resized_views_hold_the_whole_image_at_the_longer_side():
+    image = torch.zeros(3, 60, 30, dtype=torch.uint8)
+    image[:, 10:50, 5:25] = 200
+    mask = (image[0] > 0).long()
+    view = weak_augmentation(32, (1.0, 1.0), image_size=32, horizontal_flip=False)
+    out_image, out_mask = view(tv_tensors.Image(image), tv_tensors.Mask(mask))
+    assert out_image.shape[-2:] == (32, 32)
+    # 60x30 becomes 32x16: the whole image inside the crop, padding (mask 255) on the rest.
+    assert (out_mask != 255).sum() == 32 * 16
+    assert (out_mask == 1).sum() == pytest.approx(40 * 20 * (32 / 60) ** 2, rel=0.15)
+
+
+def test_rotation_turns_training_views_and_no_flip_never_mirrors():
+    image = torch.zeros(3, 32, 32, dtype=torch.uint8)
+    image[:, 4:10, 2:30] = 200  # a horizontal bar, off centre
+    mask = (image[0] > 0).long()
+    plain = weak_augmentation(32, (1.0, 1.0), horizontal_flip=False)
+    turned = weak_augmentation(32, (1.0, 1.0), rotation_degrees=30, horizontal_flip=False)
+    torch.manual_seed(0)
+    for _ in range(10):
+        out_image, out_mask = plain(tv_tensors.Image(image), tv_tensors.Mask(mask))
+        assert torch.equal(out_mask, mask)  # no flip, no rotation: the view is the image
+    changed = 0
+    for _ in range(10):
+        out_image, out_mask = turned(tv_tensors.Image(image), tv_tensors.Mask(mask))
+        changed += not torch.equal(out_mask, mask)
+        assert ((out_image[0] > 100) == (out_mask == 1)).float().mean() > 0.97  # image and mask turn together
+    assert changed >= 8
+
+
+def test_intensity_strong_views_perturb_grey_levels_and_keep_grey_grey():
+    torch.manual_seed(0)
+    flat = tv_tensors.Image(torch.full((3, 24, 24), 120, dtype=torch.uint8))
+    intensity, colour = strong_augmentation("intensity"), strong_augmentation("color")
+    views = [intensity(flat) for _ in range(10)]
+    assert all(torch.equal(view[0], view[1]) and torch.equal(view[0], view[2]) for view in views)
+    # Noise makes a flat image uneven; every colour perturbation keeps it flat.
+    assert sum(int(view.unique().numel() > 1) for view in views) >= 5
+    assert all(colour(flat).unique().numel() == 1 for _ in range(10))
+    with pytest.raises(ValueError, match="strong views must be one of"):
+        strong_augmentation("hue")
+
+
+def test_the_evaluation_resizes_to_the_longer_side_and_scores_at_the_mask_size():
+    seen = []
+
+    def model(pixels):
+        seen.append(pixels.shape[-2:])
+        return torch.stack([pixels[:, 0], -pixels[:, 0]], 1)
+
+    pixels = torch.randn(1, 3, 40, 20)
+    labels = torch.zeros(1, 40, 20, dtype=torch.long)
+    logits, scored = EvaluationProtocol(image_size=16)(model, pixels, labels)
+    assert seen[-1] == (16, 8) and logits.shape[-2:] == (40, 20) and torch.equal(scored, labels)
+    small = torch.nn.functional.interpolate(pixels, size=(16, 8), mode="bilinear", antialias=True)
+    reference = torch.nn.functional.interpolate(
+        torch.stack([small[:, 0], -small[:, 0]], 1), size=(40, 20), mode="bilinear", align_corners=False
+    )
+    torch.testing.assert_close(logits, reference)
+    assert "longer side 16" in EvaluationProtocol(image_size=16).description
+
+
+def test_the_medical_preset_sets_its_keys_under_flags_and_under_the_file_that_names_it(tmp_path):
+    preset = load_preset("medical")
+    model_args, _, args = run_fpl.parse_arguments(["--preset", "medical", "--output_dir", str(tmp_path)])
+    assert model_args.num_channels == preset["num_channels"] == 1
+    assert (args.image_size, args.crop_size, args.strong_view_kind) == (
+        preset["image_size"],
+        preset["crop_size"],
+        "intensity",
+    )
+    assert args.rotation_degrees == preset["rotation_degrees"] > 0
+    _, _, args = run_fpl.parse_arguments(["--preset", "medical", "--crop_size", "96", "--output_dir", str(tmp_path)])
+    assert args.crop_size == 96 and args.image_size == preset["image_size"]
+    config = tmp_path / "mine.yaml"
+    config.write_text("base: " + str(run_fpl.DEFAULT_CONFIG) + "\npreset: medical\nimage_size: 100\n")
+    _, _, args = run_fpl.parse_arguments(["--config", str(config), "--output_dir", str(tmp_path)])
+    assert args.image_size == 100 and args.crop_size == preset["crop_size"]
+    _, _, plain = run_fpl.parse_arguments(["--output_dir", str(tmp_path)])
+    assert plain.image_size is None and plain.strong_view_kind == "color" and plain.crop_size == 64
+    with pytest.raises(SystemExit):
+        run_fpl.parse_arguments(["--preset", "radiology", "--output_dir", str(tmp_path)])
+
+
+def test_a_grey_folder_trains_a_one_channel_model_resized_whole(tmp_path):
+    rng = np.random.default_rng(0)
+    for part, count in (("train", 6), ("val", 2)):
+        for kind in ("images", "masks"):
+            (tmp_path / part / kind).mkdir(parents=True)
+        for index in range(count):
+            mask = np.zeros((30, 40), dtype=np.uint8)
+            mask[5:20, 8 + index : 30] = 1
+            grey = (mask * 150 + rng.integers(0, 40, mask.shape)).astype(np.uint8)
+            Image.fromarray(np.stack([grey] * 3, -1)).save(tmp_path / part / "images" / f"{index}.png")
+            Image.fromarray(mask).save(tmp_path / part / "masks" / f"{index}.png")
+    flags = [
+        *"--dataset folders --num_labels 2 --num_labeled 2 --framework unimatch_v2 --preset medical".split(),
+        *"--backbone test_resnet --backbone_weights none --aspp_channels 16 --decoder_channels 16".split(),
+        *"--image_size 32 --crop_size 32 --max_steps 2 --burn_in_steps 1 --eval_steps 2 --logging_steps 1".split(),
+        *"--save_strategy no --per_device_train_batch_size 2 --per_device_eval_batch_size 2".split(),
+        *("--images_dir", str(tmp_path / "train/images"), "--masks_dir", str(tmp_path / "train/masks")),
+        *(
+            "--validation_images_dir",
+            str(tmp_path / "val/images"),
+            "--validation_masks_dir",
+            str(tmp_path / "val/masks"),
+        ),
+        *("--output_dir", str(tmp_path / "out")),
+    ]
+    summary = run_fpl.main(*run_fpl.parse_arguments(flags))
+    assert 0 <= summary["final_mean_iou"] <= 1
+    from fpl_hf import DeepLabV3PlusForSemanticSegmentation
+
+    model = DeepLabV3PlusForSemanticSegmentation.from_pretrained(tmp_path / "out")
+    assert model.config.num_channels == 1
+    processor = json.loads((tmp_path / "out" / "preprocessor_config.json").read_text())
+    assert len(processor["image_mean"]) == len(processor["image_std"]) == 1
+    assert processor["do_resize"] and processor["size"]["max_height"] == 32
+    # The saved model segments an RGB file of equal channels through `pipeline`, at the file's own size.
+    segments = pipeline("image-segmentation", model=str(tmp_path / "out"))(str(tmp_path / "val/images/0.png"))
+    assert segments and all(segment["mask"].size == (40, 30) for segment in segments)
