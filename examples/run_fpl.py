@@ -111,8 +111,13 @@ class ModelArguments:
 
 
 def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataSource, FPLConfig]:
+    """The run's arguments, checked: the values, and that the folders and files the data source names exist."""
     argv = import_plugins(argv)
-    return FPLArgumentParser([ModelArguments, DataSource, FPLConfig]).parse_with_config(argv, DEFAULT_CONFIG)
+    model_args, data_source, training_args = FPLArgumentParser(
+        [ModelArguments, DataSource, FPLConfig]
+    ).parse_with_config(argv, DEFAULT_CONFIG)
+    data_source.check_paths()
+    return model_args, data_source, training_args
 
 
 def use_every_core() -> None:
@@ -231,5 +236,20 @@ def main(model_args: ModelArguments, data_source: DataSource, training_args: FPL
     return summary
 
 
+def command_line(argv: list[str]) -> int:
+    """`main` for a person at a terminal: a mistake in the flags, the files or the data ends in one message naming
+    the problem and its fix, exit status 2; `--debug` (or FPL_DEBUG=1) shows the traceback instead."""
+    debug = "--debug" in argv or os.environ.get("FPL_DEBUG", "") not in ("", "0")
+    argv = [word for word in argv if word != "--debug"]
+    try:
+        main(*parse_arguments(argv))
+    except (ValueError, OSError, ImportError) as error:
+        if debug:
+            raise
+        print(f"run_fpl.py: error: {error}\n(--debug shows where it was raised)", file=sys.stderr)
+        return 2
+    return 0
+
+
 if __name__ == "__main__":
-    main(*parse_arguments(sys.argv[1:]))
+    sys.exit(command_line(sys.argv[1:]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from datasets import Dataset, IterableDataset
 
@@ -90,6 +91,22 @@ class DataSource:
     num_train_scenes: int = field(default=1000, metadata={"help": "embedded: training scenes."})
     num_validation_scenes: int = field(default=200, metadata={"help": "embedded: validation scenes."})
     scene_size: int = field(default=64, metadata={"help": "embedded: side of a scene."})
+
+    def check_paths(self) -> None:
+        """Raises a FileNotFoundError naming the first folder or file this source names that does not exist, so
+        that a typo is reported before a model is built or an image read."""
+        folders = ("data_root", "images_dir", "masks_dir", "unlabeled_dir", "unlabeled_masks_dir")
+        folders += ("validation_images_dir", "validation_masks_dir")
+        named = [(name, True) for name in folders] + [(name, False) for name in ("labeled_list", "unlabeled_list")]
+        for name, is_folder in named:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not (Path(value).is_dir() if is_folder else Path(value).is_file()):
+                kind = "folder" if is_folder else "file"
+                raise FileNotFoundError(
+                    f"`--{name}` {value}: no such {kind}. Check the path (relative to {Path.cwd()})."
+                )
 
     @property
     def drawn_labeled(self) -> int | None:

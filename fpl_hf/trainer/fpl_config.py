@@ -8,6 +8,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from transformers import TrainingArguments
 
 from ..data import STRONG_VIEW_KINDS, CutMixSettings
@@ -243,6 +244,8 @@ class FPLConfig(TrainingArguments):
         if self.per_device_unlabeled_batch_size is None:
             self.per_device_unlabeled_batch_size = self.per_device_train_batch_size
         self.eval_crop_size = self.eval_crop_size or self.crop_size
+        if self.dataloader_pin_memory and not torch.accelerator.is_available():
+            self.dataloader_pin_memory = False  # pinned host memory serves copies to an accelerator alone
         if self.optim == "sgd" and not self.optim_args:
             self.optim_args = f"momentum={self.momentum}"
 
@@ -273,6 +276,8 @@ class FPLConfig(TrainingArguments):
             raise ValueError(f"`rotation_degrees` must be >= 0, got {self.rotation_degrees}.")
         if self.strong_view_kind not in STRONG_VIEW_KINDS:
             raise ValueError(f"`strong_view_kind` must be one of {STRONG_VIEW_KINDS}, got {self.strong_view_kind!r}.")
+        if self.max_steps > 0:
+            self.check_burn_in(self.max_steps)
         if self.crop_size < 8:
             raise ValueError(f"`crop_size` must be >= 8, got {self.crop_size}.")
         if self.eval_mode not in EVALUATION_MODES:
@@ -296,6 +301,16 @@ class FPLConfig(TrainingArguments):
             )
         if self.cutmix_num_boxes < 1 or not 0 <= self.cutmix_probability <= 1:
             raise ValueError("`cutmix_num_boxes` must be >= 1 and `cutmix_probability` in [0, 1].")
+
+    def check_burn_in(self, num_training_steps: int) -> None:
+        """Refuses a semi-supervised run whose burn-in covers all `num_training_steps`: it would never train on an
+        unlabeled image. Checked when the config is made where `max_steps` is set, else once the trainer knows."""
+        if self.framework_declaration.unlabeled and self.burn_in_steps >= num_training_steps:
+            raise ValueError(
+                f"`burn_in_steps` ({self.burn_in_steps}) covers all {num_training_steps} steps of this run: "
+                f"framework {self.framework!r} would never see an unlabeled image. Lower `burn_in_steps`, train "
+                "longer, or train `--framework supervised`."
+            )
 
     @property
     def evaluation_protocol(self) -> EvaluationProtocol:

@@ -248,12 +248,7 @@ class FPLTrainer(ExplainedHubPushes, CheckpointedNetworks, SegmentationOptimizer
     def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
         """Trainer's, called once the run's length is known: a semi-supervised run whose burn-in covers every step
         would never train on an unlabeled image, so it is refused here, before the first step."""
-        if self.framework.unlabeled and self.args.burn_in_steps >= num_training_steps:
-            raise ValueError(
-                f"`burn_in_steps` ({self.args.burn_in_steps}) covers all {num_training_steps} steps of this run: "
-                f"framework {self.args.framework!r} would never see an unlabeled image. Lower `burn_in_steps`, train "
-                "longer, or train `--framework supervised`."
-            )
+        self.args.check_burn_in(num_training_steps)
         return super().create_scheduler(num_training_steps, optimizer)
 
     # Evaluation -----------------------------------------------------------------------------------------

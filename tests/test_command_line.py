@@ -1,0 +1,65 @@
+"""examples/run_fpl.py as a person meets it at a terminal: mistakes end in one message and exit status 2, runs are
+quiet."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, TINY_MODEL_FLAGS
+
+RUN_FPL = str(ROOT / "examples" / "run_fpl.py")
+
+
+def run(*flags: str, launcher: tuple[str, ...] = (sys.executable,), **environment: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **environment}
+    return subprocess.run([*launcher, RUN_FPL, *flags], capture_output=True, text=True, env=env, timeout=600)
+
+
+def assert_one_message(result: subprocess.CompletedProcess, *words: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("run_fpl.py: error:")]
+    assert len(errors) == 1 and all(word in errors[0] for word in words), result.stderr
+
+
+def test_a_missing_folder_is_one_message_before_anything_is_built(tmp_path):
+    result = run("--dataset", "folders", "--num_labels", "2", "--images_dir", "/nonexistent", "--masks_dir", "/x")
+    assert_one_message(result, "--images_dir", "/nonexistent", "no such folder")
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_a_burn_in_covering_the_run_is_refused_when_the_flags_are_read(tmp_path):
+    result = run("--max_steps", "2", "--output_dir", str(tmp_path / "run"))
+    assert_one_message(result, "`burn_in_steps` (200) covers all 2 steps", "Lower `burn_in_steps`")
+    assert not (tmp_path / "run").exists()
+
+
+def test_debug_shows_the_traceback():
+    result = run("--max_steps", "2", "--debug")
+    assert result.returncode != 0 and "Traceback" in result.stderr and "check_burn_in" in result.stderr
+    assert run("--max_steps", "2", FPL_DEBUG="1").stderr.count("Traceback") == 1
+
+
+def test_through_accelerate_launch_the_message_stands_out_without_frames_of_ours():
+    accelerate = os.path.join(os.path.dirname(sys.executable), "accelerate")
+    result = run("--max_steps", "2", launcher=(accelerate, "launch", "--num_processes", "1", "--cpu"))
+    assert result.returncode != 0
+    assert "run_fpl.py: error: `burn_in_steps` (200) covers all 2 steps" in result.stderr
+    assert 'run_fpl.py", line' not in result.stderr and "fpl_hf/" not in result.stderr
+
+
+def test_a_default_cpu_run_prints_no_warning_or_error_line(tmp_path):
+    flags = [*TINY_MODEL_FLAGS, "--max_steps", "3", "--burn_in_steps", "1", "--unsup_rampup_steps", "1"]
+    flags += ["--num_train_scenes", "24", "--num_validation_scenes", "4", "--eval_steps", "3", "--save_steps", "3"]
+    result = run(*flags, "--output_dir", str(tmp_path / "run"), "--disable_tqdm", "true")
+    assert result.returncode == 0, result.stderr
+    noisy = [line for line in result.stderr.splitlines() if any(w in line.lower() for w in ("warn", "error"))]
+    assert not noisy, noisy
+
+
+@pytest.mark.parametrize("flag", ["--preset", "--framework"])
+def test_an_unknown_choice_names_the_choices(flag):
+    result = run(flag, "radiology")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "radiology" in result.stderr
