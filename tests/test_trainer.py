@@ -353,3 +353,19 @@ def test_resuming_into_another_architecture_names_both(scenes, tmp_path):
         r".*test_efficientnet encoder",
     ):
         resumed.train(resume_from_checkpoint=str(tmp_path / "run" / "checkpoint-2"))
+
+
+def test_the_step_normalises_with_the_training_sets_own_mean_and_std_per_channel(scenes, tmp_path):
+    from fpl_hf.data import training_dataset
+
+    trainer = make_trainer(scenes, tmp_path, framework="supervised")
+    mean, std = [0.2, 0.4, 0.6], [0.1, 0.2, 0.3]
+    labeled, unlabeled, _ = scenes
+    trainer.train_dataset = training_dataset(
+        labeled, unlabeled, num_labels=11, image_mean=mean, image_std=std, **trainer.args.train_dataset_options()
+    )
+    items = [trainer.train_dataset[index] for index in range(2)]
+    batch = trainer._prepare_inputs(trainer.data_collator(items))
+    raw = torch.stack([item["pixel_values"] for item in items]).double() / 255
+    by_hand = (raw - torch.tensor(mean).double()[:, None, None]) / torch.tensor(std).double()[:, None, None]
+    torch.testing.assert_close(batch["pixel_values"].double(), by_hand, rtol=0, atol=1e-5)

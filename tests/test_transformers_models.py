@@ -198,3 +198,26 @@ def test_every_model_family_gives_logits_at_the_input_size(family):
         if network.supports_feature_perturbation:
             output = network(pixel_values=pixels, feature_perturbation=lambda features: features * 0.5)
             assert output.logits.shape == output.perturbed_logits.shape == (2, 11, 40, 56)
+
+
+@pytest.mark.parametrize("family", ["segformer", "dpt"])
+def test_a_transformers_models_logits_are_its_own_resized_bilinearly_to_the_input(family):
+    """A tiny random model's logits hardly vary, so the model's own logits are replaced by random ones of a quarter
+    of its input's size: what `segment` returns must be those, resized as a reference bilinear resize does."""
+    from transformers.modeling_outputs import SemanticSegmenterOutput
+
+    model = tiny_transformers_model(family).eval()
+    own, inputs = [], []
+
+    def forward(pixel_values):
+        inputs.append(pixel_values.shape[-2:])
+        own.append(torch.randn(pixel_values.shape[0], 11, pixel_values.shape[-2] // 4, pixel_values.shape[-1] // 4))
+        return SemanticSegmenterOutput(logits=own[-1])
+
+    model.forward = forward
+    pixels = torch.randn(2, 3, 40, 56)
+    logits = TransformersSegmenter(model).segment(pixels)
+    # DPT takes square inputs: padded right and bottom to 56x56, the logits cropped back.
+    assert inputs[-1] == ((56, 56) if family == "dpt" else (40, 56))
+    reference = torch.nn.functional.interpolate(own[-1], size=inputs[-1], mode="bilinear", align_corners=False)
+    torch.testing.assert_close(logits, reference[..., :40, :56])
