@@ -35,6 +35,14 @@ def displayable(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def enlarged(picture: Image.Image, display_side: int = 320) -> Image.Image:
+    """A small picture (a 64-pixel scene's overlay or K map) made larger for the page by the whole factor that
+    brings its longer side nearest `display_side` without passing it, each pixel repeated (nearest): every shown
+    pixel is one of the picture's exactly."""
+    factor = max(1, display_side // max(picture.size))
+    return picture.resize((picture.width * factor, picture.height * factor), Image.NEAREST)
+
+
 class DemoModel:
     """A model `run_fpl.py` saved (fpl_hf's or any transformers segmentation model; a folder or a Hub id) and its
     image processor, as `pipeline("image-segmentation")` loads them."""
@@ -97,4 +105,4 @@ class DemoModel:
         )
 
 
-__all__ = ["DemoModel", "Segmentation", "displayable"]
+__all__ = ["DemoModel", "Segmentation", "displayable", "enlarged"]

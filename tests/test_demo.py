@@ -15,7 +15,7 @@ import pytest
 from conftest import ROOT, make_trainer
 from PIL import Image
 
-from fpl_hf.demo import DemoModel
+from fpl_hf.demo import DemoModel, enlarged
 from fpl_hf.viz import overlay
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -64,6 +64,9 @@ def test_the_demo_reads_grey_transparent_and_odd_sized_images_and_refuses_a_fold
         legend = model.legend(result)
         assert legend.count("<tr>") == 1 + len(present)
         assert all(model.class_names[index] in legend for index in present)
+    big = Image.new("RGB", (400, 300))
+    assert enlarged(big).size == (400, 300)
+    assert enlarged(transparent).size == (45 * 7, 29 * 7)  # 315: the largest whole factor within 320
     (tmp_path / "not_a_model").mkdir()
     refused = subprocess.run(
         [sys.executable, "examples/demo/app.py", "--model", str(tmp_path / "not_a_model")],
@@ -123,7 +126,10 @@ def test_the_demo_in_a_browser_shows_the_pipelines_segmentation_and_a_k_map_that
                 return Image.open(io.BytesIO(page.request.get(source).body()))
 
             shown = picture("overlay")
-            assert np.array_equal(np.asarray(shown.convert("RGB")), np.asarray(pipeline_overlay(saved_model, image)))
+            factor = shown.width // image.width  # the 64-pixel scene is shown 5 times larger, each pixel repeated
+            assert factor == 5 and shown.size == (image.width * factor, image.height * factor)
+            exact = np.asarray(pipeline_overlay(saved_model, image))
+            assert np.array_equal(np.asarray(shown.convert("RGB")), exact.repeat(factor, 0).repeat(factor, 1))
             before = np.asarray(picture("k_map").convert("RGB"))
             before_source = page.locator("#k_map img").get_attribute("src")  # read before the slider moves
             page.locator("#threshold input[type=number]").fill("0.99")

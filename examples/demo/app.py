@@ -16,7 +16,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from fpl_hf.demo import DemoModel
+from fpl_hf.demo import DemoModel, enlarged
 
 EXAMPLES = sorted(str(path) for path in (Path(__file__).parent / "images").glob("*.png"))
 
@@ -44,10 +44,10 @@ def build(model: DemoModel) -> gr.Blocks:
             if picture is None:
                 return None, None, "", None
             result = model.segment(picture)
-            return result, model.overlay(result), model.legend(result), model.k_map(result, value)
+            return result, enlarged(model.overlay(result)), model.legend(result), enlarged(model.k_map(result, value))
 
         def on_threshold(result, value):
-            return None if result is None else model.k_map(result, value)
+            return None if result is None else enlarged(model.k_map(result, value))
 
         image.change(on_image, [image, threshold], [segmentation, shown, legend, k_map])
         threshold.change(on_threshold, [segmentation, threshold], k_map)
