@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import statistics
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -29,6 +32,20 @@ def median_seconds(fn: Callable[[], object], device: torch.device, repeats: int 
     return statistics.median(times)
 
 
+@contextlib.contextmanager
+def native_stderr_hidden() -> Iterator[None]:
+    """File descriptor 2 points to /dev/null inside: what native libraries print there is dropped."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def peak_bytes(fn: Callable[[], object], device: torch.device) -> int:
     """Peak of memory allocated by `fn` above what was allocated before it."""
     if device.type == "cuda":
@@ -38,8 +55,16 @@ def peak_bytes(fn: Callable[[], object], device: torch.device) -> int:
         fn()
         _sync(device)
         return torch.cuda.max_memory_allocated(device) - before
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as profiler:
+    profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True)
+    # Kineto writes its own lines to the process's stderr when it starts and stops, on a machine without a GPU an
+    # "ERROR ... gpuGetDeviceCount failed" that is no error of this run: hidden there, never around `fn` itself.
+    with native_stderr_hidden():
+        profiler.__enter__()
+    try:
         fn()
+    finally:
+        with native_stderr_hidden():
+            profiler.__exit__(None, None, None)
     events = sorted(
         (event for event in profiler.events() if event.cpu_memory_usage != 0), key=lambda event: event.time_range.start
     )

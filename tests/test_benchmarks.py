@@ -53,3 +53,16 @@ def test_the_overhead_benchmark_trains_the_same_weights_through_the_trainer_and_
     trainer_step, loop_step, ratio = float(row[1]), float(row[2]), float(row[3].rstrip("x"))
     assert trainer_step > 0 and loop_step > 0 and ratio == pytest.approx(trainer_step / loop_step, rel=0.02)
     assert float(row[5]) == 0.0, "the trainer and the plain loop ended at different weights"
+
+
+def test_the_metric_benchmark_prints_no_error_line_on_a_machine_without_a_gpu():
+    result = subprocess.run(
+        [sys.executable, "bench_metric.py", "--maps", "2", "--size", "64"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT / "benchmarks",
+        timeout=600,
+    )
+    assert result.returncode == 0 and "equal results: yes" in result.stdout
+    printed = (result.stdout + result.stderr).splitlines()
+    assert not [line for line in printed if "ERROR" in line or "USDT" in line], printed
