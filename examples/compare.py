@@ -25,7 +25,8 @@ import run_fpl
 from fpl_hf.comparison import Comparison, labels_only, oracle, setting, swept
 
 
-def main(argv: list[str]) -> Comparison:
+def argument_parser() -> argparse.ArgumentParser:
+    """compare.py's own flags; every other flag is run_fpl.py's (`parse_known_args` leaves them)."""
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], usage="%(prog)s [options] [run_fpl.py flags]"
     )
@@ -43,6 +44,11 @@ def main(argv: list[str]) -> Comparison:
     parser.add_argument("--sweep", metavar="OPTION=V1,V2", help="Each semi-supervised row once per value of a flag.")
     parser.add_argument("--jobs", type=int, default=1, help="Runs at once; the cores are shared among them.")
     parser.add_argument("--output_dir", default="outputs/compare")
+    return parser
+
+
+def main(argv: list[str]) -> Comparison:
+    parser = argument_parser()
     options, run_flags = parser.parse_known_args(argv)
 
     with tempfile.TemporaryDirectory() as scratch:  # the run flags are checked before anything runs

@@ -23,7 +23,7 @@ class TimmDPTConfig(TimmSegmentationConfig):
             (ViT-B: 96, 192, 384, 768).
         dpt_features (`int`, defaults to 64):
             Channels of the fusion stages (ViT-B: 128).
-        backbone_kwargs (`dict`, defaults to `{"dynamic_img_size": True}`):
+        backbone_kwargs (`dict`, defaults to `dict(dynamic_img_size=True)`):
             Extra arguments of `timm.create_model`; `dynamic_img_size` lets the ViT take any crop.
     """
 

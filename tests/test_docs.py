@@ -1,0 +1,138 @@
+"""The documentation site: the commands its pages tell a user to run work (the journey pages' at a tiny size, every
+other page's flags parse), and the configuration page is generated from the code."""
+
+import importlib.util
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ROOT, TINY_MODEL_FLAGS, run_fpl
+from PIL import Image
+
+from fpl_hf.trainer.argument_parser import FPLArgumentParser
+
+_spec = importlib.util.spec_from_file_location("compare", ROOT / "examples" / "compare.py")
+compare = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(compare)
+
+DOCS = ROOT / "docs"
+BIN = Path(sys.executable).parent
+SCRIPTS = ("run_fpl.py", "compare.py", "evaluate.py", "predict.py", "fpl_pictures.py")
+# A run of two steps of a tiny random model, one evaluation: what every documented training command gets appended.
+TINY_RUN = [
+    *TINY_MODEL_FLAGS,
+    *"--max_steps 2 --burn_in_steps 1 --unsup_rampup_steps 0 --eval_steps 2 --save_steps 2 --logging_steps 1".split(),
+    *"--num_train_scenes 24 --num_validation_scenes 2 --per_device_train_batch_size 2 --disable_tqdm true".split(),
+]
+
+
+def documented_commands(page: Path) -> list[list[str]]:
+    """The shell commands in a page's indented code blocks that run a script of examples/, continuation lines
+    joined, comments dropped, split into words (the part after `&&` where a setup step comes first)."""
+    commands, current = [], ""
+    for line in page.read_text().splitlines():
+        if not line.startswith("    ") or not (current or re.search(r"\.venv/bin|^\s+(bash|python)", line)):
+            continue
+        body = line.strip()
+        body = body[: body.index(" #")] if " #" in body else body
+        current += " " + body.rstrip("\\").strip()
+        if not body.endswith("\\"):
+            command = current.split("&&")[-1].strip()
+            if any(f"examples/{script}" in command for script in SCRIPTS):
+                commands.append(shlex.split(command))
+            current = ""
+    return commands
+
+
+def runnable(words: list[str]) -> list[str]:
+    """`.venv/bin/...` as this interpreter's environment has it."""
+    return [str(BIN / word.removeprefix(".venv/bin/")) if word.startswith(".venv/bin/") else word for word in words]
+
+
+def write_my_data(root: Path) -> None:
+    """The folders the "Your own data" page names: grey slices of 8 classes, labeled, unlabeled and validation."""
+    rng = np.random.default_rng(0)
+    for part, count, masks in (("train", 4, True), ("raw", 4, False), ("val", 2, True)):
+        (root / "my_data" / part / "images").mkdir(parents=True)
+        if masks:
+            (root / "my_data" / part / "masks").mkdir()
+        for index in range(count):
+            mask = rng.integers(0, 8, (24, 32), dtype=np.uint8)
+            Image.fromarray((mask * 30).astype(np.uint8)).save(root / "my_data" / part / "images" / f"{index}.png")
+            if masks:
+                Image.fromarray(mask).save(root / "my_data" / part / "masks" / f"{index}.png")
+
+
+def run_in(folder: Path, words: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(runnable(words), cwd=folder, capture_output=True, text=True, env=env, timeout=900)
+
+
+@pytest.fixture()
+def workspace(tmp_path: Path) -> Path:
+    """A folder where the documented commands run as in the repository root: examples/ and scripts linked."""
+    for name in ("examples", "scripts", "splits"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    write_my_data(tmp_path)
+    return tmp_path
+
+
+def tiny(words: list[str]) -> list[str]:
+    script = next(word for word in words if word.endswith(SCRIPTS))
+    if script.endswith("run_fpl.py"):
+        return [*words, *TINY_RUN]
+    if script.endswith("compare.py"):
+        return [*words, *TINY_RUN, "--seeds", "0", "--draws", "0", "--jobs", "1"]
+    return words
+
+
+def test_the_getting_started_and_your_own_data_pages_commands_run_at_a_tiny_size(workspace):
+    commands = documented_commands(DOCS / "getting-started.md") + documented_commands(DOCS / "your-data.md")
+    scripts = [next(Path(word).name for word in words if word.endswith(SCRIPTS)) for words in commands]
+    assert scripts == ["run_fpl.py", "compare.py", "run_fpl.py", "evaluate.py", "predict.py"]
+    for words in commands:
+        result = run_in(workspace, tiny(words))
+        assert result.returncode == 0, (words, result.stderr[-3000:])
+    assert (workspace / "outputs" / "mine" / "model.safetensors").is_file()
+    assert (workspace / "outputs" / "compare-mine" / "table.md").is_file()
+    assert (workspace / "outputs" / "report" / "report.json").is_file()
+    assert len(list((workspace / "outputs" / "predictions").rglob("*.png"))) >= 4
+
+
+def test_every_other_documented_training_command_parses(tmp_path):
+    journey = {"getting-started.md", "your-data.md", "medical.md"}
+    checked = 0
+    for page in sorted(DOCS.glob("*.md")):
+        for words in documented_commands(page):
+            if page.name in journey or not any(word.endswith(("run_fpl.py", "compare.py")) for word in words):
+                continue
+            flags = words[next(i for i, word in enumerate(words) if word.endswith(("run_fpl.py", "compare.py"))) + 1 :]
+            if "--config" in flags and not (ROOT / flags[flags.index("--config") + 1]).is_file():
+                position = flags.index("--config")  # a file of the user's own, e.g. my_voc.yaml
+                flags = flags[:position] + flags[position + 2 :]
+            if any(word.endswith("compare.py") for word in words):
+                _, flags = compare.argument_parser().parse_known_args(flags)
+            parser = FPLArgumentParser([run_fpl.ModelArguments, run_fpl.DataSource, run_fpl.FPLConfig])
+            os.chdir(ROOT)
+            parser.parse_with_config([*flags, "--output_dir", str(tmp_path)], run_fpl.DEFAULT_CONFIG)
+            checked += 1
+    assert checked >= 8
+
+
+def test_the_configuration_page_lists_every_option_of_the_code():
+    sys.path.insert(0, str(DOCS))
+    from hooks import configuration_markdown
+
+    from fpl_hf.trainer import FRAMEWORKS, UNSUPERVISED_LOSSES
+
+    text = configuration_markdown()
+    for name in ("--image_size", "--strong_view_kind", "--num_channels", "--dataset", "--burn_in_steps"):
+        assert f"`{name}`" in text
+    for entry in [*FRAMEWORKS.values(), *UNSUPERVISED_LOSSES.values()]:
+        assert entry.name in text and entry.description in text
+    assert "`medical`" in text
