@@ -6,11 +6,14 @@ all-labels oracle, at the same budget, over seeds and draws of the labeled split
     python examples/compare.py --oracle --dataset folders --num_labels 8 --images_dir train/images \
         --masks_dir train/masks --num_labeled 16 --validation_images_dir val/images --validation_masks_dir val/masks
     python examples/compare.py --settings unimatch_v2:fpl --sweep threshold=0.85,0.9,0.95
+    python examples/compare.py --gpus_per_run 2 ...          # a machine of 8 GPUs: 4 runs at once, 2 GPUs each
+    python examples/compare.py --launcher slurm --slurm_partition gpu --slurm_time 600 --slurm_option account=lab ...
 
 Every other flag is run_fpl.py's and applies to every run: the data, the model, the schedule (the same budget for
 every row). A draw is a `--data_seed`: which images are labeled (on the embedded data, the scenes too); data sets
 whose labeled part is fixed (split lists, an unlabeled folder) have one. Writes results.json (each run as it ends, so
-that the same command resumes a half-finished comparison), table.md and curves.png in --output_dir.
+that the same command resumes a half-finished comparison, and tries failed runs again), table.md (as runs end) and
+curves.png in --output_dir; each run's folder keeps its log.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 import run_fpl
 
 from fpl_hf.comparison import Comparison, labels_only, oracle, setting, swept
+from fpl_hf.launchers import LocalLauncher, SlurmLauncher
 
 
 def argument_parser() -> argparse.ArgumentParser:
@@ -42,7 +46,32 @@ def argument_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--oracle", action="store_true", help="Add the all-labels row (every training image labeled).")
     parser.add_argument("--sweep", metavar="OPTION=V1,V2", help="Each semi-supervised row once per value of a flag.")
-    parser.add_argument("--jobs", type=int, default=1, help="Runs at once; the cores are shared among them.")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="Runs at once on a machine without GPUs; the cores are shared among them."
+    )
+    parser.add_argument(
+        "--gpus_per_run",
+        type=int,
+        default=1,
+        help="GPUs of each run (accelerate launch over them when more than one); on a machine with GPUs, as many runs "
+        "go at once as they allow, each with its own (CUDA_VISIBLE_DEVICES).",
+    )
+    parser.add_argument(
+        "--launcher", choices=("local", "slurm"), default="local", help="Train here, or one SLURM job a run."
+    )
+    parser.add_argument("--slurm_partition", help="SLURM: the partition.")
+    parser.add_argument("--slurm_time", type=int, default=240, help="SLURM: a job's time limit in minutes.")
+    parser.add_argument("--slurm_cpus_per_run", type=int, default=8, help="SLURM: CPU cores of a job.")
+    parser.add_argument(
+        "--slurm_option",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="SLURM: further sbatch options, e.g. account=my-lab qos=high.",
+    )
+    parser.add_argument(
+        "--progress_seconds", type=float, default=60, help="How often the runs in progress are reported."
+    )
     parser.add_argument("--output_dir", default="outputs/compare")
     return parser
 
@@ -70,15 +99,33 @@ def main(argv: list[str]) -> Comparison:
     drawn = source.drawn_labeled or source.labeled_fraction
     if not drawn:
         print("The labeled part of this data is fixed: one draw.")
+    if options.launcher == "slurm":
+        extra = dict(option.split("=", 1) for option in options.slurm_option if "=" in option)
+        if len(extra) != len(options.slurm_option):
+            parser.error(f"--slurm_option takes KEY=VALUE pairs, got {options.slurm_option}.")
+        launcher = SlurmLauncher(
+            partition=options.slurm_partition,
+            time_minutes=options.slurm_time,
+            gpus_per_run=options.gpus_per_run,
+            cpus_per_run=options.slurm_cpus_per_run,
+            options=extra,
+        )
+    else:
+        launcher = LocalLauncher(jobs=options.jobs, gpus_per_run=options.gpus_per_run)
     comparison = Comparison(
         rows,
         Path(options.output_dir),
         seeds=options.seeds,
         draws=options.draws if drawn else [None],
         base_flags=run_flags,
-        jobs=options.jobs,
+        launcher=launcher,
+        progress_seconds=options.progress_seconds,
     )
-    comparison.run()
+    try:
+        comparison.run()
+    except KeyboardInterrupt:
+        print(f"\nLeft; the same command resumes (finished runs are kept in {comparison.results_path}).")
+        raise SystemExit(130) from None
     comparison.write()
     print(comparison.table())
     return comparison

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from fpl_hf.comparison import Comparison, labels_only, oracle, setting
+from fpl_hf.launchers import LocalLauncher
 
 ROWS = {"labels_only": labels_only(), "oracle": oracle()} | {
     f"{framework}:{loss}": setting(framework, loss)
@@ -43,7 +44,7 @@ def main(argv: list[str]) -> Comparison:
         seeds=options.seeds,
         draws=options.draws,
         base_flags=["--eval_steps", "100", "--logging_steps", "20", *run_flags],
-        jobs=options.jobs,
+        launcher=LocalLauncher(jobs=options.jobs),
     )
     if options.report_only:
         comparison.load()

@@ -7,17 +7,19 @@ all-labels oracle, at the same budget, over seeds and draws of the labeled split
 from __future__ import annotations
 
 import json
-import os
 import statistics
-import subprocess
-import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from matplotlib.figure import Figure
+
+from .launchers import RUN_LOG, LocalLauncher, SlurmLauncher
+from .trainer.callbacks import PROGRESS_FILE
 
 LABELS_ONLY, ORACLE = "labels only", "all labels (oracle)"
 # Statistics of the semi-supervised phase, against the unlabeled images' own labels where the data has them.
@@ -71,6 +73,9 @@ def swept(settings: Sequence[Setting], option: str, values: Sequence[str]) -> li
     return rows
 
 
+Job = tuple[Setting, "int | None", int]
+
+
 @dataclass
 class Comparison:
     """Every (setting, draw, seed) run of `run_fpl.py` with `base_flags`, in `output_dir`.
@@ -81,7 +86,9 @@ class Comparison:
         draws: `--data_seed` of each run (which images are labeled; on the embedded data, the scenes too); [None]
             where the labeled split is fixed (split lists, folders of unlabeled images).
         base_flags: the `run_fpl.py` flags common to every run (data, model, schedule).
-        jobs: runs at once; the cores are shared among them (`OMP_NUM_THREADS`).
+        launcher: where the runs train: this machine (`LocalLauncher`: its cores shared, or its GPUs, each run its
+            own) or a SLURM cluster (`SlurmLauncher`, one job a run).
+        progress_seconds: how often the step, latest mIoU and time left of each run in progress are printed.
     """
 
     settings: Sequence[Setting]
@@ -89,7 +96,8 @@ class Comparison:
     seeds: Sequence[int] = (0,)
     draws: Sequence[int | None] = (0,)
     base_flags: Sequence[str] = ()
-    jobs: int = 1
+    launcher: LocalLauncher | SlurmLauncher = field(default_factory=LocalLauncher)
+    progress_seconds: float = 60.0
     run_fpl: Path = Path(__file__).resolve().parents[1] / "examples" / "run_fpl.py"
     results: list[dict] = field(default_factory=list)
 
@@ -97,7 +105,7 @@ class Comparison:
     def results_path(self) -> Path:
         return Path(self.output_dir) / "results.json"
 
-    def planned(self) -> list[tuple[Setting, int | None, int]]:
+    def planned(self) -> list[Job]:
         return [(row, draw, seed) for draw in self.draws for seed in self.seeds for row in self.settings]
 
     def load(self) -> list[dict]:
@@ -105,54 +113,131 @@ class Comparison:
         self.results = json.loads(self.results_path.read_text()) if self.results_path.is_file() else []
         return self.results
 
-    def run(self, report: Callable[[str], None] = print) -> list[dict]:
-        """Runs what `results.json` does not hold yet (a half-finished comparison resumes), `jobs` at a time."""
-        Path(self.output_dir).mkdir(parents=True, exist_ok=True)
-        self.load()
-        done = {(result["setting"], result["draw"], result["seed"]) for result in self.results}
-        plan = self.planned()
-        todo = [job for job in plan if (job[0].name, job[1], job[2]) not in done]
-        report(f"{len(plan)} runs, {len(plan) - len(todo)} done already, {len(todo)} to go, {self.jobs} at a time")
-        start = time.perf_counter()
-        with ThreadPoolExecutor(self.jobs) as pool:
-            for finished, result in enumerate(pool.map(lambda job: self._run(*job), todo), start=1):
-                self.results.append(result)
-                self.results_path.write_text(json.dumps(self.results, indent=1))
-                left = (time.perf_counter() - start) / finished * (len(todo) - finished)
-                report(
-                    f"[{finished}/{len(todo)}] {result['setting']}, draw {result['draw']}, seed {result['seed']}: "
-                    f"{100 * result['final_mean_iou']:.2f} mIoU in {result['seconds'] / 60:.1f} min; about "
-                    f"{left / 60:.0f} min left"
-                )
-        return self.results
+    def directory(self, row: Setting, draw: int | None, seed: int) -> Path:
+        return Path(self.output_dir) / "runs" / f"{_slug(row.name)}-draw{draw}-seed{seed}"
 
-    def _run(self, row: Setting, draw: int | None, seed: int) -> dict:
-        directory = Path(self.output_dir) / "runs" / f"{_slug(row.name)}-draw{draw}-seed{seed}"
+    def flags(self, row: Setting, draw: int | None, seed: int) -> list[str]:
         flags = [
             *self.base_flags,
             *row.flags,
             "--seed",
             str(seed),
             "--output_dir",
-            str(directory),
-            "--save_strategy",
-            "no",
-            "--report_to",
-            "none",
-            "--disable_tqdm",
-            "true",
+            str(self.directory(row, draw, seed)),
         ]
-        if draw is not None:
-            flags += ["--data_seed", str(draw)]
-        threads = str(max(1, (os.cpu_count() or 1) // self.jobs))
-        process = subprocess.run(
-            [sys.executable, str(self.run_fpl), *flags],
-            capture_output=True,
-            text=True,
-            env={**os.environ, "OMP_NUM_THREADS": threads},
-        )
-        if process.returncode != 0:
-            raise RuntimeError(f"{row.name}, draw {draw}, seed {seed} failed ({directory}):\n{process.stderr[-3000:]}")
+        flags += ["--save_strategy", "no", "--report_to", "none", "--disable_tqdm", "true"]
+        return flags + (["--data_seed", str(draw)] if draw is not None else [])
+
+    def to_go(self, report: Callable[[str], None] = print) -> list[Job]:
+        """The runs of the plan without a result yet: a half-finished comparison resumes, and a failed run is tried
+        again (its failure is dropped from `results.json` when it starts anew)."""
+        Path(self.output_dir).mkdir(parents=True, exist_ok=True)
+        self.load()
+        done = {(r["setting"], r["draw"], r["seed"]) for r in self.results if not r.get("failed")}
+        plan = self.planned()
+        todo = [job for job in plan if (job[0].name, job[1], job[2]) not in done]
+        retried = {(row.name, draw, seed) for row, draw, seed in todo}
+        self.results = [r for r in self.results if (r["setting"], r["draw"], r["seed"]) not in retried]
+        where = f"{self.launcher.parallel} at a time" if isinstance(self.launcher, LocalLauncher) else "as SLURM jobs"
+        report(f"{len(plan)} runs, {len(plan) - len(todo)} done already, {len(todo)} to go, {where}")
+        return todo
+
+    def run(self, report: Callable[[str], None] = print) -> list[dict]:
+        """Trains every run still to go and records each as it ends (`results.json`, `table.md`); a failed run is
+        recorded as failed, with its log and last error line, and the others go on."""
+        todo = self.to_go(report)
+        if isinstance(self.launcher, SlurmLauncher):
+            self.wait(self.submit(todo, report), report)
+            return self.results
+        start, running = time.perf_counter(), {}
+
+        def train(job: Job) -> dict:
+            directory = self.directory(*job)
+            running[directory] = job
+            try:
+                status = self.launcher.run(self.run_fpl, self.flags(*job), directory)
+            finally:
+                running.pop(directory, None)
+            return self._result(*job, status == 0, directory / RUN_LOG)
+
+        with ThreadPoolExecutor(self.launcher.parallel) as pool, self._progress(running, report):
+            for finished, future in enumerate(as_completed([pool.submit(train, job) for job in todo]), start=1):
+                left = (time.perf_counter() - start) / finished * (len(todo) - finished)
+                self._record(future.result(), f"[{finished}/{len(todo)}]", f"about {left / 60:.0f} min left", report)
+        return self.results
+
+    def submit(self, todo: Sequence[Job], report: Callable[[str], None] = print) -> dict[Path, tuple[Job, object]]:
+        """SLURM: a job for each run still to go, except those whose job is still queued or running (they are not
+        started twice) and those that finished while nobody watched (read back from their folders)."""
+        jobs = {}
+        for job in todo:
+            directory = self.directory(*job)
+            earlier = self.launcher.job(directory)
+            if earlier is not None and earlier.done() and (directory / "run_summary.json").is_file():
+                self._record(self._result(*job, True, None), "[finished meanwhile]", "", report)
+            elif earlier is not None and not earlier.done():
+                report(f"{job[0].name}, draw {job[1]}, seed {job[2]}: job {earlier.job_id} still queued or running")
+                jobs[directory] = (job, earlier)
+            else:
+                (directory / "run_summary.json").unlink(missing_ok=True)
+                jobs[directory] = (job, self.launcher.submit(self.run_fpl, self.flags(*job), directory))
+        return jobs
+
+    def wait(self, jobs: dict[Path, tuple[Job, object]], report: Callable[[str], None] = print) -> None:
+        """Records each SLURM job's run as it ends; the comparison can be left (Ctrl-C) and resumed at any time."""
+        running = {directory: job for directory, (job, _) in jobs.items()}
+        with self._progress(running, report):
+            while jobs:
+                for directory in [d for d, (_, handle) in jobs.items() if handle.done()]:
+                    job, _ = jobs.pop(directory)
+                    running.pop(directory, None)
+                    succeeded = (directory / "run_summary.json").is_file()
+                    self._record(self._result(*job, succeeded, SlurmLauncher.log(directory)), "[job ended]", "", report)
+                time.sleep(min(self.progress_seconds, 10) if jobs else 0)
+
+    def _record(self, result: dict, prefix: str, suffix: str, report: Callable[[str], None]) -> None:
+        self.results.append(result)
+        self.results_path.write_text(json.dumps(self.results, indent=1))
+        (Path(self.output_dir) / "table.md").write_text(self.table())
+        name = f"{result['setting']}, draw {result['draw']}, seed {result['seed']}"
+        if result.get("failed"):
+            report(f"{prefix} {name}: FAILED: {result['error']} (log: {result['log']})")
+        else:
+            minutes = result["seconds"] / 60
+            report(f"{prefix} {name}: {100 * result['final_mean_iou']:.2f} mIoU in {minutes:.1f} min; {suffix}")
+
+    @contextmanager
+    def _progress(self, running: dict[Path, Job], report: Callable[[str], None]) -> Iterator[None]:
+        """Every `progress_seconds`, a line for each run in progress: its step, latest mIoU and the time left."""
+        stop = threading.Event()
+
+        def watch() -> None:
+            while not stop.wait(self.progress_seconds):
+                for directory, (row, draw, seed) in list(running.items()):
+                    progress = read_progress(directory)
+                    if progress:
+                        report(f"  {row.name}, draw {draw}, seed {seed}: {describe_progress(progress)}")
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            watcher.join()
+
+    def _result(self, row: Setting, draw: int | None, seed: int, succeeded: bool, log: Path | None) -> dict:
+        directory = self.directory(row, draw, seed)
+        if not succeeded or not (directory / "run_summary.json").is_file():
+            return {
+                "setting": row.name,
+                "draw": draw,
+                "seed": seed,
+                "flags": list(row.flags),
+                "failed": True,
+                "log": str(log),
+                "error": last_error_line(log),
+            }
         summary = json.loads((directory / "run_summary.json").read_text())
         history = summary["log_history"]
         semi_supervised = [entry for entry in history if "unsup" in entry]
@@ -184,9 +269,7 @@ class Comparison:
         baseline = self._final(LABELS_ONLY)
         summaries = []
         for row in self.settings:
-            runs = sorted(
-                (r for r in self.results if r["setting"] == row.name), key=lambda r: (r["draw"] or 0, r["seed"])
-            )
+            runs = sorted(self.succeeded(row.name), key=lambda r: (r["draw"] or 0, r["seed"]))
             if not runs:
                 continue
             final = [100 * r["final_mean_iou"] for r in runs]
@@ -221,8 +304,16 @@ class Comparison:
             summaries.append(summary)
         return summaries
 
+    def succeeded(self, name: str) -> list[dict]:
+        return [r for r in self.results if r["setting"] == name and not r.get("failed")]
+
+    def failed(self) -> list[dict]:
+        """The runs of this comparison's settings that failed (rerunning the command tries them again)."""
+        names = {row.name for row in self.settings}
+        return [r for r in self.results if r.get("failed") and r["setting"] in names]
+
     def _final(self, name: str) -> dict:
-        return {(r["draw"], r["seed"]): 100 * r["final_mean_iou"] for r in self.results if r["setting"] == name}
+        return {(r["draw"], r["seed"]): 100 * r["final_mean_iou"] for r in self.succeeded(name)}
 
     def table(self) -> str:
         """Markdown: mean +- std over every run of a setting, the gain over labels-only, each draw's gain, FPL against
@@ -243,6 +334,12 @@ class Comparison:
                 f"| {row['setting']} | {row['mean']:.2f} +- {row['std']:.2f} ({row['runs']}) | {gain} | "
                 f"{per_draw} | {versus} | {runs} | {' | '.join(shown)} | {row['minutes']:.1f} |"
             )
+        failures = [
+            f"- FAILED: {r['setting']}, draw {r['draw']}, seed {r['seed']}: {r['error']} (log: {r['log']})"
+            for r in self.failed()
+        ]
+        if failures:
+            lines += ["", f"{len(failures)} failed (the same command tries them again):", *failures]
         return "\n".join(lines) + "\n"
 
     def curves_figure(self, path: Path) -> None:
@@ -251,7 +348,7 @@ class Comparison:
         figure = Figure(figsize=(12, 4.5))
         miou_axis, k_axis = figure.subplots(1, 2)
         for index, row in enumerate(self.settings):
-            runs = [r for r in self.results if r["setting"] == row.name]
+            runs = self.succeeded(row.name)
             if not runs:
                 continue
             style = dict(color=f"C{index % 10}", linestyle="-" if index < 10 else "--")
@@ -276,6 +373,33 @@ class Comparison:
         Path(self.output_dir).mkdir(parents=True, exist_ok=True)
         (Path(self.output_dir) / "table.md").write_text(self.table())
         self.curves_figure(Path(self.output_dir) / "curves.png")
+
+
+def read_progress(directory: Path) -> dict | None:
+    """What a run in progress wrote of itself (`progress.json`, `fpl_hf.trainer.callbacks.ProgressCallback`)."""
+    try:
+        return json.loads((Path(directory) / PROGRESS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def describe_progress(progress: dict) -> str:
+    step, total, seconds = progress["step"], progress["max_steps"], progress["seconds"]
+    text = f"step {step}/{total}"
+    if progress.get("eval_mean_iou") is not None:
+        text += f", mIoU {100 * progress['eval_mean_iou']:.2f} (step {progress['eval_step']})"
+    if step:
+        text += f", about {seconds / step * (total - step) / 60:.0f} min left"
+    return text
+
+
+def last_error_line(log: Path | None) -> str:
+    """The line of a failed run's log that says what went wrong: the last that names an error, else the last."""
+    if log is None or not Path(log).is_file():
+        return "no log"
+    lines = [line.strip() for line in Path(log).read_text(errors="replace").splitlines() if line.strip()]
+    errors = [line for line in lines if "error" in line.lower()]
+    return (errors or lines or ["empty log"])[-1][:300]
 
 
 def _std(values: list[float]) -> float:

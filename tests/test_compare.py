@@ -2,14 +2,18 @@
 
 import importlib.util
 import json
+import os
+import pickle
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import ROOT
 from PIL import Image
 from test_run_fpl import TINY, write_slices
 
-from fpl_hf.comparison import LABELS_ONLY, Comparison, labels_only, setting, swept
+from fpl_hf.comparison import LABELS_ONLY, Comparison, Setting, labels_only, setting, swept
+from fpl_hf.launchers import JOB_ID, RUN_LOG, LocalLauncher, SlurmLauncher, training_command
 
 _spec = importlib.util.spec_from_file_location("compare", ROOT / "examples" / "compare.py")
 compare = sys.modules["compare"] = importlib.util.module_from_spec(_spec)
@@ -118,3 +122,160 @@ def test_fpl_is_compared_with_the_ce_it_replaces_on_the_runs_both_have(tmp_path)
     assert "versus_replaced" not in ce
     line = next(line for line in comparison.table().splitlines() if line.startswith("| cps + fpl"))
     assert "| +2.00 (2) |" in line
+
+
+def _tiny_folder_flags(tmp_path):
+    write_slices(tmp_path / "train", 8)
+    write_slices(tmp_path / "validation", 3, seed=2)
+    return [
+        *TINY,
+        *("--dataset", "folders", "--num_labels", "8", "--num_labeled", "3"),
+        *("--images_dir", str(tmp_path / "train" / "images"), "--masks_dir", str(tmp_path / "train" / "masks")),
+        *("--validation_images_dir", str(tmp_path / "validation" / "images")),
+        *("--validation_masks_dir", str(tmp_path / "validation" / "masks")),
+    ]
+
+
+def _fake_runs(monkeypatch, seconds=0.3):
+    """Replaces the process a launcher starts: each call is recorded (command, environment, start, end) and leaves
+    the run_summary.json a finished run leaves."""
+    import subprocess
+    import threading
+    import time
+
+    import fpl_hf.launchers
+
+    calls, lock = [], threading.Lock()
+
+    def fake_run(command, stdout=None, stderr=None, env=None):
+        start = time.perf_counter()
+        time.sleep(seconds)
+        output = Path(command[command.index("--output_dir") + 1])
+        summary = {"final_mean_iou": 0.5, "best_mean_iou": 0.5, "seconds": 1.0, "log_history": []}
+        (output / "run_summary.json").write_text(json.dumps(summary))
+        with lock:
+            calls.append((command, env, start, time.perf_counter()))
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(fpl_hf.launchers.subprocess, "run", fake_run)
+    return calls
+
+
+def test_on_a_machine_of_four_gpus_two_runs_of_two_gpus_go_at_once_each_on_its_own(tmp_path, monkeypatch):
+    calls = _fake_runs(monkeypatch)
+    launcher = LocalLauncher(gpus=4, gpus_per_run=2)
+    assert launcher.parallel == 2
+    Comparison([labels_only(), setting("cps", "fpl")], tmp_path, seeds=[0, 1, 2], launcher=launcher).run()
+    assert len(calls) == 6
+    for command, env, start, end in calls:
+        assert env["CUDA_VISIBLE_DEVICES"] in ("0,1", "2,3")
+        assert command[1:6] == ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+        # The runs training when this one started (itself included): at most two, never two on the same GPUs.
+        devices = [other[1]["CUDA_VISIBLE_DEVICES"] for other in calls if other[2] <= start < other[3]]
+        assert len(devices) <= 2 and len(set(devices)) == len(devices), devices
+    one_gpu = LocalLauncher(gpus=3, gpus_per_run=1)
+    assert one_gpu.parallel == 3 and training_command(Path("run_fpl.py"), ["--x"], 1)[1:] == ["run_fpl.py", "--x"]
+    with pytest.raises(ValueError, match="more GPUs than this machine has"):
+        LocalLauncher(gpus=2, gpus_per_run=4)
+
+
+def test_without_gpus_the_runs_share_the_cores(tmp_path, monkeypatch):
+    calls = _fake_runs(monkeypatch, seconds=0.05)
+    launcher = LocalLauncher(jobs=2, gpus=0)
+    Comparison([labels_only()], tmp_path, seeds=[0, 1], launcher=launcher).run()
+    assert launcher.parallel == 2 and len(calls) == 2
+    for command, env, _, _ in calls:
+        assert "CUDA_VISIBLE_DEVICES" not in env or env["CUDA_VISIBLE_DEVICES"] == os.environ.get(
+            "CUDA_VISIBLE_DEVICES"
+        )
+        assert env["OMP_NUM_THREADS"] == str(max(1, (os.cpu_count() or 1) // 2))
+        assert command[0] == sys.executable and command[1].endswith("run_fpl.py")
+
+
+def test_a_failing_run_is_recorded_the_others_go_on_and_the_same_command_retries_it(tmp_path):
+    broken = Setting("cps + fpl, broken", ("--framework", "cps", "--unsup_loss", "fpl", "--threshold", "2"))
+    lines = []
+    comparison = Comparison(
+        [labels_only(), broken],
+        tmp_path / "comparison",
+        base_flags=[
+            *_tiny_folder_flags(tmp_path),
+            "--max_steps",
+            "12",
+            "--eval_strategy",
+            "steps",
+            "--eval_steps",
+            "4",
+        ],
+        progress_seconds=0.5,
+    )
+    comparison.run(report=lines.append)
+    by_setting = {r["setting"]: r for r in comparison.results}
+    assert 0 <= by_setting[LABELS_ONLY]["final_mean_iou"] <= 1
+    failure = by_setting["cps + fpl, broken"]
+    assert failure["failed"] and "threshold" in failure["error"] and Path(failure["log"]).is_file()
+    assert "`threshold` must be in (0, 1)" in Path(failure["log"]).read_text()
+    table = (tmp_path / "comparison" / "table.md").read_text()
+    assert "FAILED: cps + fpl, broken, draw 0, seed 0" in table and "| labels only |" in table
+    # Every run keeps its log, success or not.
+    assert all((comparison.directory(row, 0, 0) / RUN_LOG).is_file() for row in comparison.settings)
+    # Progress lines came while the labels-only run trained, before it ended.
+    ended = next(index for index, line in enumerate(lines) if line.startswith("[") and "labels only" in line)
+    assert any("labels only" in line and "step " in line for line in lines[:ended]), lines
+    retried = []
+    comparison.run(report=retried.append)
+    assert retried[0] == "2 runs, 1 done already, 1 to go, 1 at a time"
+    assert sum(r["setting"] == "cps + fpl, broken" for r in comparison.results) == 1  # replaced, not added
+
+
+def test_the_slurm_launcher_runs_a_tiny_comparison_through_submitits_local_executor(tmp_path):
+    pytest.importorskip("submitit")
+    launcher = SlurmLauncher(cluster="local", gpus_per_run=0, cpus_per_run=1, time_minutes=10)
+    flags = [*_tiny_folder_flags(tmp_path), "--max_steps", "2"]
+    comparison = Comparison([labels_only()], tmp_path / "comparison", seeds=[0, 1], base_flags=flags, launcher=launcher)
+    comparison.progress_seconds = 1
+    comparison.run(report=print)
+    assert sorted(r["seed"] for r in comparison.results if not r.get("failed")) == [0, 1], comparison.results
+    for seed in (0, 1):
+        directory = comparison.directory(labels_only(), 0, seed)
+        assert (directory / JOB_ID).is_file() and list((directory / "slurm").glob("*_log.out"))
+    lines = []
+    comparison.run(report=lines.append)
+    assert lines[0] == "2 runs, 2 done already, 0 to go, as SLURM jobs"
+
+
+def test_a_fake_sbatch_receives_the_resources_and_a_queued_job_is_not_submitted_twice(tmp_path, monkeypatch):
+    pytest.importorskip("submitit")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text(
+        f'#!/bin/sh\necho "$@" >> {tmp_path}/sbatch_calls\ncat "$1" >> {tmp_path}/sbatch_scripts\n'
+        'echo "Submitted batch job 4242"\n'
+    )
+    (bin_dir / "sacct").write_text('#!/bin/sh\nprintf "JobID|State|NodeList\\n4242|PENDING|None\\n"\n')
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 1\n")  # submitit looks for it to know it is on a cluster
+    for tool in ("sbatch", "sacct", "srun"):
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    launcher = SlurmLauncher(
+        partition="gpu", time_minutes=90, gpus_per_run=2, cpus_per_run=6, options={"account": "my-lab"}
+    )
+    comparison = Comparison(
+        [labels_only()], tmp_path / "comparison", base_flags=["--max_steps", "5"], launcher=launcher
+    )
+    jobs = comparison.submit(comparison.to_go())
+    script = (tmp_path / "sbatch_scripts").read_text()
+    for line in ("--partition=gpu", "--time=90", "--gpus-per-node=2", "--cpus-per-task=6", "--account=my-lab"):
+        assert f"#SBATCH {line}" in script, script
+    directory = comparison.directory(labels_only(), 0, 0)
+    assert (directory / JOB_ID).read_text() == "4242" and str(directory / "slurm") in script
+    pickled = next((directory / "slurm").glob("*_submitted.pkl"))
+    function = pickle.loads(pickled.read_bytes()).function  # the submitted command line
+    assert function.command[1:6] == ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    assert function.command[function.command.index("--output_dir") + 1] == str(directory)
+    assert "--max_steps" in function.command and len(jobs) == 1
+    # Left and resumed: the job is still queued, so it is waited for, not submitted again.
+    lines = []
+    again = comparison.submit(comparison.to_go(), report=lines.append)
+    assert (tmp_path / "sbatch_calls").read_text().count("\n") == 1 and len(again) == 1
+    assert "job 4242 still queued or running" in lines[-1]

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import time
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -51,4 +55,32 @@ class DatasetEpochCallback(TrainerCallback):
         self.dataset.set_epoch(math.floor(state.epoch + 1e-9))
 
 
-__all__ = ["DatasetEpochCallback", "EMATeacherCallback", "ema_update"]
+PROGRESS_FILE = "progress.json"
+
+
+class ProgressCallback(TrainerCallback):
+    """Keeps `progress.json` in the output directory: the step, the run's length, the seconds since the start and
+    the latest validation mIoU, so that whoever started the run (`compare.py`, a SLURM job's owner) can follow it.
+    Written whole or not at all (a temporary file renamed)."""
+
+    def __init__(self):
+        self.start, self.evaluation = time.perf_counter(), {}
+
+    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+        if metrics and "eval_mean_iou" in metrics:
+            self.evaluation = {"eval_mean_iou": metrics["eval_mean_iou"], "eval_step": state.global_step}
+        self.on_log(args, state, control)
+
+    def on_log(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        path = Path(args.output_dir, PROGRESS_FILE)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        progress = {"step": state.global_step, "max_steps": state.max_steps, **self.evaluation}
+        progress["seconds"] = time.perf_counter() - self.start
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(progress))
+        os.replace(temporary, path)
+
+
+__all__ = ["PROGRESS_FILE", "DatasetEpochCallback", "EMATeacherCallback", "ProgressCallback", "ema_update"]

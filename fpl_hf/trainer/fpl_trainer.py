@@ -31,7 +31,7 @@ from ..metrics import ConfusionMatrix
 from ..modeling import SegmentationNetwork
 from ..modeling.transformers_segmenter import exported, image_processor_for
 from ..statistics import pseudo_label_statistics
-from .callbacks import DatasetEpochCallback, EMATeacherCallback
+from .callbacks import DatasetEpochCallback, EMATeacherCallback, ProgressCallback
 from .fpl_config import FPLConfig
 from .frameworks import PseudoLabelPair
 from .frameworks.supervised import step as supervised_step
@@ -104,6 +104,7 @@ class FPLTrainer(ExplainedHubPushes, CheckpointedNetworks, SegmentationOptimizer
         super().__init__(model=module, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset, **kwargs)
         if hasattr(train_dataset, "set_epoch"):
             self.add_callback(DatasetEpochCallback(train_dataset))
+        self.add_callback(ProgressCallback())
         if args.picture_images:
             self.add_callback(TrackerPictures(self, args.picture_images))
         self.teacher = ema_teacher(self.framework, module)
