@@ -167,7 +167,7 @@ def test_on_a_machine_of_four_gpus_two_runs_of_two_gpus_go_at_once_each_on_its_o
     assert launcher.parallel == 2
     Comparison([labels_only(), setting("cps", "fpl")], tmp_path, seeds=[0, 1, 2], launcher=launcher).run()
     assert len(calls) == 6
-    for command, env, start, end in calls:
+    for command, env, start, _ in calls:
         assert env["CUDA_VISIBLE_DEVICES"] in ("0,1", "2,3")
         assert command[1:6] == ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
         # The runs training when this one started (itself included): at most two, never two on the same GPUs.
