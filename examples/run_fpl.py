@@ -117,6 +117,12 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataSource, FPLCon
         [ModelArguments, DataSource, FPLConfig]
     ).parse_with_config(argv, DEFAULT_CONFIG)
     data_source.check_paths()
+    resume = training_args.resume_from_checkpoint
+    if resume and not Path(resume).is_dir():
+        raise FileNotFoundError(
+            f"`--resume_from_checkpoint` {resume}: no such folder. Give a checkpoint folder of an earlier run "
+            "(its output directory's checkpoint-N)."
+        )
     return model_args, data_source, training_args
 
 

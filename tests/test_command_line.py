@@ -35,6 +35,11 @@ def test_a_burn_in_covering_the_run_is_refused_when_the_flags_are_read(tmp_path)
     assert not (tmp_path / "run").exists()
 
 
+def test_a_missing_checkpoint_to_resume_from_is_one_message(tmp_path):
+    result = run("--resume_from_checkpoint", str(tmp_path / "checkpoint-9"), "--output_dir", str(tmp_path / "run"))
+    assert_one_message(result, "checkpoint-9: no such folder")
+
+
 def test_debug_shows_the_traceback():
     result = run("--max_steps", "2", "--debug")
     assert result.returncode != 0 and "Traceback" in result.stderr and "check_burn_in" in result.stderr
