@@ -136,3 +136,21 @@ def test_the_configuration_page_lists_every_option_of_the_code():
     for entry in [*FRAMEWORKS.values(), *UNSUPERVISED_LOSSES.values()]:
         assert entry.name in text and entry.description in text
     assert "`medical`" in text
+
+
+@pytest.mark.skipif(
+    not Path("/usr/share/mricron/templates/inia19-NeuroMaps.nii.gz").is_file() and "FPL_INIA19_DIR" not in os.environ,
+    reason="mricron-data absent (scripts/setup.sh --test installs it)",
+)
+def test_the_medical_pages_commands_run_at_a_tiny_size(workspace):
+    commands = documented_commands(DOCS / "medical.md")
+    scripts = [next(Path(word).name for word in words if word.endswith(SCRIPTS)) for words in commands]
+    assert scripts == ["compare.py", "run_fpl.py", "evaluate.py", "run_fpl.py", "compare.py"]
+    for words in commands:
+        result = run_in(workspace, tiny(words))
+        assert result.returncode == 0, (words, result.stderr[-3000:])
+    assert (workspace / "outputs" / "medical" / "model.safetensors").is_file()
+    assert (workspace / "outputs" / "medical-report" / "report.json").is_file()
+    assert (workspace / "outputs" / "fpl-inia19" / "model.safetensors").is_file()
+    table = (workspace / "outputs" / "compare" / "table.md").read_text()
+    assert "all labels (oracle)" in table and "unimatch_v2 + ce" in table
