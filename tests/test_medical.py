@@ -258,3 +258,52 @@ def test_a_grey_folder_trains_a_one_channel_model_resized_whole(tmp_path):
     # The saved model segments an RGB file of equal channels through `pipeline`, at the file's own size.
     segments = pipeline("image-segmentation", model=str(tmp_path / "out"))(str(tmp_path / "val/images/0.png"))
     assert segments and all(segment["mask"].size == (40, 30) for segment in segments)
+
+
+def test_the_configs_view_options_reach_the_training_items(tmp_path):
+    from datasets import Dataset
+
+    from fpl_hf.data import DIAGNOSTIC_LABEL, training_dataset
+    from fpl_hf.trainer import FPLConfig
+
+    image = np.zeros((60, 30), dtype=np.uint8)
+    image[5:25, 3:12] = 200  # off centre, so that a flip or a turn shows
+    labeled = Dataset.from_dict(
+        {"image": [Image.fromarray(image)], "label": [Image.fromarray((image > 0).astype(np.uint8))]}
+    )
+    flat = Dataset.from_dict(
+        {DIAGNOSTIC_LABEL: [Image.fromarray(np.zeros((32, 32), np.uint8))], "image": [Image.new("L", (32, 32), 120)]}
+    )
+
+    def items(**options):
+        args = FPLConfig(
+            output_dir=str(tmp_path), framework="unimatch_v2", crop_size=32, scale_range=[1.0, 1.0], **options
+        )
+        dataset = training_dataset(
+            labeled, flat, num_labels=2, image_mean=[0.5], image_std=[0.5], **args.train_dataset_options()
+        )
+        views = []
+        for epoch in range(8):
+            dataset.set_epoch(epoch)
+            views.append(dataset[0])
+        return views
+
+    def content(view):  # the mask inside the crop's padding (the crop places the image anywhere in it)
+        rows, columns = (view["labels"] != 255).nonzero(as_tuple=True)
+        return view["labels"][rows.min() : rows.max() + 1, columns.min() : columns.max() + 1]
+
+    assert FPLConfig(output_dir=str(tmp_path), image_size=40).evaluation_protocol.image_size == 40
+    plain = items(image_size=32, horizontal_flip=False)
+    assert all((view["labels"] != 255).sum() == 32 * 16 for view in plain)  # the whole image, longer side 32
+    assert all(torch.equal(content(view), content(plain[0])) for view in plain)  # never flipped nor turned
+    flipped = items(image_size=32)
+    assert any(torch.equal(content(view), content(plain[0]).flip(-1)) for view in flipped)
+    turned = items(image_size=32, horizontal_flip=False, rotation_degrees=30)
+    assert any((view["labels"] != 255).sum() < 32 * 16 * 0.97 for view in turned)  # corners turned out of the image
+    noisy = items(image_size=32, strong_view_kind="intensity")
+    strong = [view["unlabeled_strong_pixel_values"] for view in noisy]
+    assert any(
+        view.unique().numel() > 1 for views in strong for view in views.flatten(0, -4)
+    )  # a flat grey image (32x32, no padding) turned uneven
+    coloured = [view["unlabeled_strong_pixel_values"] for view in items(image_size=32)]
+    assert all(view.unique().numel() == 1 for views in coloured for view in views.flatten(0, -4))
