@@ -91,13 +91,21 @@ def tiny(words: list[str]) -> list[str]:
     return words
 
 
-def test_the_getting_started_and_your_own_data_pages_commands_run_at_a_tiny_size(workspace):
-    commands = documented_commands(DOCS / "getting-started.md") + documented_commands(DOCS / "your-data.md")
-    scripts = [next(Path(word).name for word in words if word.endswith(SCRIPTS)) for words in commands]
-    assert scripts == ["run_fpl.py", "compare.py", "run_fpl.py", "evaluate.py", "predict.py"]
+def run_pages(workspace: Path, pages: list[str], scripts: list[str]) -> None:
+    """Runs, at a tiny size, every command of `pages`, which must be those of `scripts` in that order."""
+    commands = [words for page in pages for words in documented_commands(DOCS / page)]
+    assert [next(Path(word).name for word in words if word.endswith(SCRIPTS)) for words in commands] == scripts
     for words in commands:
         result = run_in(workspace, tiny(words))
         assert result.returncode == 0, (words, result.stderr[-3000:])
+
+
+def test_the_getting_started_and_your_own_data_pages_commands_run_at_a_tiny_size(workspace):
+    run_pages(
+        workspace,
+        ["getting-started.md", "your-data.md"],
+        ["run_fpl.py", "compare.py", "run_fpl.py", "evaluate.py", "predict.py"],
+    )
     assert (workspace / "outputs" / "mine" / "model.safetensors").is_file()
     assert (workspace / "outputs" / "compare-mine" / "table.md").is_file()
     assert (workspace / "outputs" / "report" / "report.json").is_file()
@@ -143,12 +151,7 @@ def test_the_configuration_page_lists_every_option_of_the_code():
     reason="mricron-data absent (scripts/setup.sh --test installs it)",
 )
 def test_the_medical_pages_commands_run_at_a_tiny_size(workspace):
-    commands = documented_commands(DOCS / "medical.md")
-    scripts = [next(Path(word).name for word in words if word.endswith(SCRIPTS)) for words in commands]
-    assert scripts == ["compare.py", "run_fpl.py", "evaluate.py", "run_fpl.py", "compare.py"]
-    for words in commands:
-        result = run_in(workspace, tiny(words))
-        assert result.returncode == 0, (words, result.stderr[-3000:])
+    run_pages(workspace, ["medical.md"], ["compare.py", "run_fpl.py", "evaluate.py", "run_fpl.py", "compare.py"])
     assert (workspace / "outputs" / "medical" / "model.safetensors").is_file()
     assert (workspace / "outputs" / "medical-report" / "report.json").is_file()
     assert (workspace / "outputs" / "fpl-inia19" / "model.safetensors").is_file()
