@@ -94,7 +94,8 @@ class EvaluationProtocol:
         return f"single scale, {region}" + (", flip" if self.flip else "") + resized
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "description": self.description}
+        recorded = {name: value for name, value in asdict(self).items() if name != "image_size" or value is not None}
+        return {**recorded, "description": self.description}
 
     def __call__(
         self, model: nn.Module, pixel_values: torch.Tensor, labels: torch.Tensor, ignore_index: int = 255

@@ -14,9 +14,9 @@ from fpl_hf.trainer.frameworks import FRAMEWORKS, Framework, unimatch_v2
 from fpl_hf.trainer.frameworks.base import eval_mode_logits, mix
 
 
-def readme_block(heading: str) -> str:
-    """The first python block after `heading` in README.md: the file README says a user writes."""
-    text = (ROOT / "README.md").read_text()
+def documented_block(heading: str) -> str:
+    """The first python block after `heading` in docs/extending.md: the file the documentation says a user writes."""
+    text = (ROOT / "docs" / "extending.md").read_text()
     after = text[text.index(heading) :]
     return after[after.index("```python\n") + len("```python\n") :].split("```", 1)[0]
 
@@ -72,9 +72,9 @@ def tiny_run(tmp_path, *flags):
     ]
 
 
-def test_readmes_framework_file_is_listed_trains_resumes_and_gets_its_card(tmp_path, registries, capsys):
+def test_the_documented_framework_file_is_listed_trains_resumes_and_gets_its_card(tmp_path, registries, capsys):
     plugin = tmp_path / "my_self_training.py"
-    plugin.write_text(readme_block("### Adding a framework"))
+    plugin.write_text(documented_block("## Adding a framework"))
     with pytest.raises(SystemExit):
         run_fpl.parse_arguments(["--plugin", str(plugin), "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
@@ -101,9 +101,9 @@ def test_readmes_framework_file_is_listed_trains_resumes_and_gets_its_card(tmp_p
         torch.testing.assert_close(resumed[name], value, msg=name)
 
 
-def test_readmes_loss_file_trains_every_framework_and_feeds_the_logs(tmp_path, registries):
+def test_the_documented_loss_file_trains_every_framework_and_feeds_the_logs(tmp_path, registries):
     plugin = tmp_path / "my_weighted_ce.py"
-    plugin.write_text(readme_block("### Adding a loss"))
+    plugin.write_text(documented_block("## Adding a loss"))
     flags = tiny_run(
         tmp_path,
         "--plugin",
