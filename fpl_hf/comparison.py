@@ -74,6 +74,7 @@ def swept(settings: Sequence[Setting], option: str, values: Sequence[str]) -> li
 
 
 Job = tuple[Setting, "int | None", int]
+RUN_SUMMARY = "run_summary.json"  # what run_fpl.py writes once a run has ended and been evaluated
 
 
 @dataclass
@@ -173,13 +174,14 @@ class Comparison:
         for job in todo:
             directory = self.directory(*job)
             earlier = self.launcher.job(directory)
-            if earlier is not None and earlier.done() and (directory / "run_summary.json").is_file():
+            ended = earlier is None or earlier.done()  # each done() can ask SLURM (sacct) once
+            if earlier is not None and ended and (directory / RUN_SUMMARY).is_file():
                 self._record(self._result(*job, True, None), "[finished meanwhile]", "", report)
-            elif earlier is not None and not earlier.done():
+            elif not ended:
                 report(f"{job[0].name}, draw {job[1]}, seed {job[2]}: job {earlier.job_id} still queued or running")
                 jobs[directory] = (job, earlier)
             else:
-                (directory / "run_summary.json").unlink(missing_ok=True)
+                (directory / RUN_SUMMARY).unlink(missing_ok=True)
                 jobs[directory] = (job, self.launcher.submit(self.run_fpl, self.flags(*job), directory))
         return jobs
 
@@ -191,7 +193,7 @@ class Comparison:
                 for directory in [d for d, (_, handle) in jobs.items() if handle.done()]:
                     job, _ = jobs.pop(directory)
                     running.pop(directory, None)
-                    succeeded = (directory / "run_summary.json").is_file()
+                    succeeded = (directory / RUN_SUMMARY).is_file()
                     self._record(self._result(*job, succeeded, SlurmLauncher.log(directory)), "[job ended]", "", report)
                 time.sleep(min(self.progress_seconds, 10) if jobs else 0)
 
@@ -228,7 +230,7 @@ class Comparison:
 
     def _result(self, row: Setting, draw: int | None, seed: int, succeeded: bool, log: Path | None) -> dict:
         directory = self.directory(row, draw, seed)
-        if not succeeded or not (directory / "run_summary.json").is_file():
+        if not succeeded or not (directory / RUN_SUMMARY).is_file():
             return {
                 "setting": row.name,
                 "draw": draw,
@@ -238,7 +240,7 @@ class Comparison:
                 "log": str(log),
                 "error": last_error_line(log),
             }
-        summary = json.loads((directory / "run_summary.json").read_text())
+        summary = json.loads((directory / RUN_SUMMARY).read_text())
         history = summary["log_history"]
         semi_supervised = [entry for entry in history if "unsup" in entry]
         late = semi_supervised[len(semi_supervised) // 2 :]  # the second half of the phase, pseudo-labels settled

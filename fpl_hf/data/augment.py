@@ -11,10 +11,21 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
+from ..modeling.image_processing_timm_segmentation import grey
 from .normal_form import IGNORE_INDEX
 
 
-class RandomScale(v2.Transform):
+class JointResize(v2.Transform):
+    """Resizes image and masks together to the `size` its subclass's `make_params` draws (masks with nearest)."""
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if isinstance(inpt, tv_tensors.Mask):
+            # torchvision's default "nearest" samples half a pixel off; nearest-exact keeps masks on the image.
+            return TF.resize(inpt, size=params["size"], interpolation=v2.InterpolationMode.NEAREST_EXACT)
+        return self._call_kernel(TF.resize, inpt, size=params["size"], antialias=True)
+
+
+class RandomScale(JointResize):
     """Resizes image and masks together by a factor drawn from `scale_range` (masks with nearest)."""
 
     def __init__(self, scale_range: tuple[float, float] = (0.5, 2.0)):
@@ -27,14 +38,8 @@ class RandomScale(v2.Transform):
         factor = low + (high - low) * torch.rand(()).item()
         return {"size": [max(1, int(height * factor + 0.5)), max(1, int(width * factor + 0.5))]}
 
-    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
-        if isinstance(inpt, tv_tensors.Mask):
-            # torchvision's default "nearest" samples half a pixel off; nearest-exact keeps masks on the image.
-            return TF.resize(inpt, size=params["size"], interpolation=v2.InterpolationMode.NEAREST_EXACT)
-        return self._call_kernel(TF.resize, inpt, size=params["size"], antialias=True)
 
-
-class ResizeLongestSide(v2.Transform):
+class ResizeLongestSide(JointResize):
     """Resizes image and masks together so that the longer side is `size` pixels (masks with nearest)."""
 
     def __init__(self, size: int):
@@ -43,11 +48,6 @@ class ResizeLongestSide(v2.Transform):
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
         return {"size": longest_side_size(v2.query_size(flat_inputs), self.size)}
-
-    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
-        if isinstance(inpt, tv_tensors.Mask):
-            return TF.resize(inpt, size=params["size"], interpolation=v2.InterpolationMode.NEAREST_EXACT)
-        return self._call_kernel(TF.resize, inpt, size=params["size"], antialias=True)
 
 
 def longest_side_size(size: Sequence[int], longest_side: int) -> list[int]:
@@ -123,12 +123,10 @@ def strong_augmentation(kind: str = "color") -> v2.Compose:
 def normalize_images(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """uint8 images (..., 3, H, W) as the network takes them: float32, scaled to [0, 1], minus `mean`, over `std`.
 
-    With one `mean` and `std` (a one-channel network) colour images become grey first: ITU-R 601 luma, whose
-    weights add up to 1, so that an image saved as three equal channels keeps its grey levels."""
+    With one `mean` and `std` (a one-channel network) colour images become grey first (`grey`)."""
     images = TF.to_dtype(images, torch.float32, scale=True)
     if len(mean) == 1 and images.shape[-3] == 3:
-        luma = images.new_tensor([0.299, 0.587, 0.114])
-        images = (images * luma[:, None, None]).sum(-3, keepdim=True)
+        images = grey(images)
     return TF.normalize(images, list(mean), list(std))
 
 

@@ -80,7 +80,7 @@ def region_groups(atlas: np.ndarray, num_groups: int = INIA19_NUM_CLASSES - 1, i
         if np.allclose(updated, centers):
             break
         centers = updated
-    # Classes numbered from front to back (axis 1 of the grid), so that their order means something.
+    # Classes numbered from back to front (axis 1 of the grid points forward), so that their order means something.
     order = np.argsort(np.argsort(centers[:, 1]))
     table = np.zeros(int(atlas.max()) + 1, dtype=np.uint8)
     for region, group in zip(regions, order[assignment]):

@@ -10,6 +10,13 @@ from transformers.image_processing_backends import TorchvisionBackend
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling
 
 
+def grey(images: torch.Tensor) -> torch.Tensor:
+    """Float colour images (..., 3, H, W) as grey (..., 1, H, W): ITU-R 601 luma, whose weights add up to 1, so
+    that an image saved as three equal channels keeps its grey levels."""
+    luma = images.new_tensor([0.299, 0.587, 0.114])
+    return (images * luma[:, None, None]).sum(-3, keepdim=True)
+
+
 class TimmSegmentationImageProcessor(TorchvisionBackend):
     r"""Turns images into `pixel_values` for fpl_hf's networks (`DeepLabV3PlusForSemanticSegmentation`,
     `TimmDPTForSemanticSegmentation`).
@@ -34,9 +41,7 @@ class TimmSegmentationImageProcessor(TorchvisionBackend):
         image = super().process_image(*args, **kwargs)
         mean = self.image_mean
         if isinstance(mean, (list, tuple)) and len(mean) == 1 and image.shape[0] in (3, 4):
-            luma = torch.tensor([0.299, 0.587, 0.114], device=image.device)
-            grey = (image[:3].float() * luma[:, None, None]).sum(0, keepdim=True)
-            image = grey.round().clamp(0, 255).to(image.dtype)
+            image = grey(image[:3].float()).round().clamp(0, 255).to(image.dtype)
         return image
 
     def to_dict(self) -> dict:
@@ -64,4 +69,4 @@ class TimmSegmentationImageProcessor(TorchvisionBackend):
         return maps
 
 
-__all__ = ["TimmSegmentationImageProcessor"]
+__all__ = ["TimmSegmentationImageProcessor", "grey"]
