@@ -307,3 +307,35 @@ def test_the_configs_view_options_reach_the_training_items(tmp_path):
     )  # a flat grey image (32x32, no padding) turned uneven
     coloured = [view["unlabeled_strong_pixel_values"] for view in items(image_size=32)]
     assert all(view.unique().numel() == 1 for views in coloured for view in views.flatten(0, -4))
+
+
+@pytest.mark.parametrize("framework", ["supervised", "cps", "mean_teacher", "unimatch", "unimatch_v2"])
+def test_the_presets_view_options_reach_the_items_of_every_framework(framework, tmp_path):
+    from datasets import Dataset
+
+    from fpl_hf.data import DIAGNOSTIC_LABEL, training_dataset
+    from fpl_hf.trainer import FPLConfig
+
+    labeled = Dataset.from_dict({"image": [Image.new("L", (30, 60), 90)], "label": [Image.new("L", (30, 60), 1)]})
+    flat = Dataset.from_dict(
+        {DIAGNOSTIC_LABEL: [Image.new("L", (32, 32), 0)], "image": [Image.new("L", (32, 32), 120)]}
+    )
+    args = FPLConfig(
+        output_dir=str(tmp_path), framework=framework, crop_size=32, scale_range=[1.0, 1.0], image_size=32,
+        rotation_degrees=30, strong_view_kind="intensity",
+    )  # fmt: skip
+    dataset = training_dataset(
+        labeled, flat, num_labels=2, image_mean=[0.5], image_std=[0.5], **args.train_dataset_options()
+    )
+    views = []
+    for epoch in range(6):
+        dataset.set_epoch(epoch)
+        views.append(dataset[0])
+    # The labeled 60x30 image resized whole to 32x16, and turned: some corners leave the image.
+    assert all((view["labels"] != 255).sum() <= 32 * 16 for view in views)
+    assert any((view["labels"] != 255).sum() < 32 * 16 * 0.97 for view in views)
+    if args.framework_declaration.data_options(args.cutmix, args.framework_options).get("num_strong_views"):
+        strong = [view["unlabeled_strong_pixel_values"].flatten(0, -4) for view in views]
+        assert any(image.unique().numel() > 1 for images in strong for image in images)  # noise on a flat image
+    else:
+        assert "unlabeled_strong_pixel_values" not in views[0]
