@@ -107,14 +107,6 @@ class FPLConfig(TrainingArguments):
             "(AEL's mean teacher 0.99)."
         },
     )
-    distribution_alignment: bool = field(
-        default=False,
-        metadata={
-            "help": "Align the teacher's class probabilities with the labeled pixels' class shares before they "
-            "become targets (ReMixMatch's distribution alignment, against a running mean of the teacher's own "
-            "shares), so that self-training does not drive out a class the few labels hold rarely."
-        },
-    )
     ohem: bool = field(
         default=False, metadata={"help": "OHEM cross-entropy for the supervised loss (the Cityscapes recipe)."}
     )

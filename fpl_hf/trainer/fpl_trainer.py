@@ -31,7 +31,6 @@ from ..metrics import ConfusionMatrix
 from ..modeling import SegmentationNetwork
 from ..modeling.transformers_segmenter import exported, image_processor_for
 from ..statistics import pseudo_label_statistics
-from .alignment import DistributionAlignment
 from .callbacks import DatasetEpochCallback, EMATeacherCallback, ProgressCallback
 from .fpl_config import FPLConfig
 from .frameworks import PseudoLabelPair
@@ -111,9 +110,6 @@ class FPLTrainer(ExplainedHubPushes, CheckpointedNetworks, SegmentationOptimizer
         self.teacher = ema_teacher(self.framework, module)
         if self.teacher is not None:
             self.add_callback(EMATeacherCallback(self.teacher, args.ema_decay, self.schedule))
-        self.alignment = (
-            DistributionAlignment(self.num_labels, self.ignore_index) if args.distribution_alignment else None
-        )
         self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
         self.model_card_info = model_card_info or ModelCardInfo()
         self.last_metrics: dict[str, float] | None = None
@@ -173,8 +169,6 @@ class FPLTrainer(ExplainedHubPushes, CheckpointedNetworks, SegmentationOptimizer
         if self.teacher is not None:
             self.teacher.to(inputs["pixel_values"].device)
         step = self.state.global_step
-        if self.alignment is not None:
-            self.alignment.observe_labels(inputs["labels"])
         # accelerate puts autocast around the prepared model's forward alone; teacher passes need it too.
         with self.accelerator.autocast():
             if self.schedule.in_burn_in(step):
@@ -209,9 +203,7 @@ class FPLTrainer(ExplainedHubPushes, CheckpointedNetworks, SegmentationOptimizer
 
     def unsupervised_loss(self, *pairs: PseudoLabelPair) -> list[torch.Tensor]:
         """The `args.unsup_loss` term of each pair, on its valid (non-padding) pixels, with the statistics of the
-        sets it trained logged; with `distribution_alignment`, the teachers' logits aligned first."""
-        if self.alignment is not None:
-            pairs = tuple(pair._replace(teacher=self.alignment(pair.teacher, pair.valid)) for pair in pairs)
+        sets it trained logged."""
         outputs = self.args.unsupervised_loss.compute(pairs, self.args.loss_options)
         for output, pair in zip(outputs, pairs):
             self.record(**pseudo_label_statistics(output, pair.diagnostic_labels, self.ignore_index))
