@@ -201,22 +201,19 @@ def test_the_evaluation_resizes_to_the_longer_side_and_scores_at_the_mask_size()
 
 def test_the_medical_preset_sets_its_keys_under_flags_and_under_the_file_that_names_it(tmp_path):
     preset = load_preset("medical")
-    model_args, _, args = run_fpl.parse_arguments(["--preset", "medical", "--output_dir", str(tmp_path)])
-    assert model_args.num_channels == preset["num_channels"] == 1
-    assert (args.image_size, args.crop_size, args.strong_view_kind) == (
-        preset["image_size"],
-        preset["crop_size"],
-        "intensity",
-    )
-    assert args.rotation_degrees == preset["rotation_degrees"] > 0
-    _, _, args = run_fpl.parse_arguments(["--preset", "medical", "--crop_size", "96", "--output_dir", str(tmp_path)])
-    assert args.crop_size == 96 and args.image_size == preset["image_size"]
+    assert preset == {"num_channels": 1, "cutmix_probability": 0}
+
+    def parsed(*flags):
+        model_args, _, args = run_fpl.parse_arguments([*flags, "--output_dir", str(tmp_path)])
+        return model_args.num_channels, args.cutmix_probability
+
+    channels, probability = parsed()
+    assert channels == 3 and probability > 0  # the default framework's own CutMix
+    assert parsed("--preset", "medical") == (1, 0)
+    assert parsed("--preset", "medical", "--cutmix_probability", "0.5") == (1, 0.5)  # a flag over the preset
     config = tmp_path / "mine.yaml"
-    config.write_text("base: " + str(run_fpl.DEFAULT_CONFIG) + "\npreset: medical\nimage_size: 100\n")
-    _, _, args = run_fpl.parse_arguments(["--config", str(config), "--output_dir", str(tmp_path)])
-    assert args.image_size == 100 and args.crop_size == preset["crop_size"]
-    _, _, plain = run_fpl.parse_arguments(["--output_dir", str(tmp_path)])
-    assert plain.image_size is None and plain.strong_view_kind == "color" and plain.crop_size == 64
+    config.write_text("base: " + str(run_fpl.DEFAULT_CONFIG) + "\npreset: medical\nnum_channels: 3\n")
+    assert parsed("--config", str(config)) == (3, 0)  # the file's own key over its preset
     with pytest.raises(SystemExit):
         run_fpl.parse_arguments(["--preset", "radiology", "--output_dir", str(tmp_path)])
 
@@ -310,7 +307,7 @@ def test_the_configs_view_options_reach_the_training_items(tmp_path):
 
 
 @pytest.mark.parametrize("framework", ["supervised", "cps", "mean_teacher", "unimatch", "unimatch_v2"])
-def test_the_presets_view_options_reach_the_items_of_every_framework(framework, tmp_path):
+def test_the_medical_view_options_reach_the_items_of_every_framework(framework, tmp_path):
     from datasets import Dataset
 
     from fpl_hf.data import DIAGNOSTIC_LABEL, training_dataset
