@@ -257,10 +257,27 @@ def test_a_grey_folder_trains_a_one_channel_model_resized_whole(tmp_path):
     assert segments and all(segment["mask"].size == (40, 30) for segment in segments)
 
 
+def epoch_views(labeled, unlabeled, epochs, **options):
+    """The first training item of a two-class set of `labeled` and `unlabeled` images at each of `epochs` epochs,
+    with 32-pixel crops at scale 1 and `options` (FPLConfig fields)."""
+    from fpl_hf.data import training_dataset
+    from fpl_hf.trainer import FPLConfig
+
+    args = FPLConfig(crop_size=32, scale_range=[1.0, 1.0], **options)
+    dataset = training_dataset(
+        labeled, unlabeled, num_labels=2, image_mean=[0.5], image_std=[0.5], **args.train_dataset_options()
+    )
+    views = []
+    for epoch in range(epochs):
+        dataset.set_epoch(epoch)
+        views.append(dataset[0])
+    return views
+
+
 def test_the_configs_view_options_reach_the_training_items(tmp_path):
     from datasets import Dataset
 
-    from fpl_hf.data import DIAGNOSTIC_LABEL, training_dataset
+    from fpl_hf.data import DIAGNOSTIC_LABEL
     from fpl_hf.trainer import FPLConfig
 
     image = np.zeros((60, 30), dtype=np.uint8)
@@ -273,17 +290,7 @@ def test_the_configs_view_options_reach_the_training_items(tmp_path):
     )
 
     def items(**options):
-        args = FPLConfig(
-            output_dir=str(tmp_path), framework="unimatch_v2", crop_size=32, scale_range=[1.0, 1.0], **options
-        )
-        dataset = training_dataset(
-            labeled, flat, num_labels=2, image_mean=[0.5], image_std=[0.5], **args.train_dataset_options()
-        )
-        views = []
-        for epoch in range(8):
-            dataset.set_epoch(epoch)
-            views.append(dataset[0])
-        return views
+        return epoch_views(labeled, flat, 8, output_dir=str(tmp_path), framework="unimatch_v2", **options)
 
     def content(view):  # the mask inside the crop's padding (the crop places the image anywhere in it)
         rows, columns = (view["labels"] != 255).nonzero(as_tuple=True)
@@ -310,27 +317,19 @@ def test_the_configs_view_options_reach_the_training_items(tmp_path):
 def test_the_medical_view_options_reach_the_items_of_every_framework(framework, tmp_path):
     from datasets import Dataset
 
-    from fpl_hf.data import DIAGNOSTIC_LABEL, training_dataset
+    from fpl_hf.data import DIAGNOSTIC_LABEL
     from fpl_hf.trainer import FPLConfig
 
     labeled = Dataset.from_dict({"image": [Image.new("L", (30, 60), 90)], "label": [Image.new("L", (30, 60), 1)]})
     flat = Dataset.from_dict(
         {DIAGNOSTIC_LABEL: [Image.new("L", (32, 32), 0)], "image": [Image.new("L", (32, 32), 120)]}
     )
-    args = FPLConfig(
-        output_dir=str(tmp_path), framework=framework, crop_size=32, scale_range=[1.0, 1.0], image_size=32,
-        rotation_degrees=30, strong_view_kind="intensity",
-    )  # fmt: skip
-    dataset = training_dataset(
-        labeled, flat, num_labels=2, image_mean=[0.5], image_std=[0.5], **args.train_dataset_options()
-    )
-    views = []
-    for epoch in range(6):
-        dataset.set_epoch(epoch)
-        views.append(dataset[0])
+    options = dict(framework=framework, image_size=32, rotation_degrees=30, strong_view_kind="intensity")
+    views = epoch_views(labeled, flat, 6, output_dir=str(tmp_path), **options)
     # The labeled 60x30 image resized whole to 32x16, and turned: some corners leave the image.
     assert all((view["labels"] != 255).sum() <= 32 * 16 for view in views)
     assert any((view["labels"] != 255).sum() < 32 * 16 * 0.97 for view in views)
+    args = FPLConfig(output_dir=str(tmp_path), framework=framework)
     if args.framework_declaration.data_options(args.cutmix, args.framework_options).get("num_strong_views"):
         # The flat image's centre, inside the image whatever the turn: noise makes it uneven, colour jitter would not.
         strong = [view["unlabeled_strong_pixel_values"].flatten(0, -4)[..., 10:22, 10:22] for view in views]
