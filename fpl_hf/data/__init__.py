@@ -9,6 +9,7 @@ from .augment import (
     strong_augmentation,
     weak_augmentation,
 )
+from .borders import FAINT_CONTRAST, BorderContrast, border_contrast, faint_border_note
 from .check import DataCheckError, check_run_data, check_samples
 from .collate import GROUPED_FIELDS, pad_collate, prepared_batch, semi_supervised_collate
 from .embedded import EMBEDDED_CLASSES, load_embedded, load_fashion_mnist, make_fashion_scenes, stream_fashion_scenes
@@ -39,6 +40,10 @@ from .training_dataset import training_dataset
 from .training_items import CutMixSettings, SemiSupervisedDataset, TrainingItems
 
 __all__ = [
+    "FAINT_CONTRAST",
+    "BorderContrast",
+    "border_contrast",
+    "faint_border_note",
     "CITYSCAPES_CLASSES",
     "INIA19_CLASSES",
     "INIA19_NUM_CLASSES",

@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader, RandomSampler
 from transformers import Trainer
 from transformers.trainer_utils import IntervalStrategy
+from transformers.utils import logging
 
 from ..data import (
     IGNORE_INDEX,
@@ -21,6 +22,7 @@ from ..data import (
     SemiSupervisedStream,
     TrainingItems,
     check_run_data,
+    faint_border_note,
     prepared_batch,
     semi_supervised_collate,
 )
@@ -38,6 +40,8 @@ from .frameworks.supervised import step as supervised_step
 from .networks import CheckpointedNetworks, ema_teacher, evaluated_network, trained_module
 from .optimization import SegmentationOptimizer
 from .pictures import TrackerPictures
+
+logger = logging.get_logger(__name__)
 
 
 class FPLTrainer(ExplainedHubPushes, CheckpointedNetworks, SegmentationOptimizer, StreamedEvaluation, Trainer):
@@ -90,6 +94,11 @@ class FPLTrainer(ExplainedHubPushes, CheckpointedNetworks, SegmentationOptimizer
         if args.channels_last:
             module = module.to(memory_format=torch.channels_last)
         self.num_labels = module.config.num_labels
+        if train_dataset is not None and self.framework.unlabeled and not args.skip_data_check:
+            names = [module.config.id2label[index] for index in range(self.num_labels)]
+            note = faint_border_note(train_dataset.labeled, names, train_dataset.palette)
+            if note:
+                logger.warning(note)
         self.ignore_index = IGNORE_INDEX  # the data's, whatever name a model config gives its own
         self._confusion = ConfusionMatrix(self.num_labels, self.ignore_index)
         statistics = train_dataset if train_dataset is not None else eval_dataset

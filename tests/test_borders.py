@@ -1,0 +1,59 @@
+"""How plainly the images show their class borders, and the warning a semi-supervised run gets where they do not."""
+
+import numpy as np
+from conftest import make_trainer
+from datasets import Dataset, Features, Image
+
+from fpl_hf.data import FAINT_CONTRAST, border_contrast, faint_border_note, split_labeled_unlabeled
+
+SIZE = 24
+
+
+def halves(drawn: bool, count: int = 6, seed: int = 0) -> Dataset:
+    """Images whose left half is class 0 and right half class 1, with a column of ignored pixels; `drawn`: the
+    halves differ in grey level (a border the image shows), else one noisy grey throughout (a border by position)."""
+    generator = np.random.default_rng(seed)
+    images, labels = [], []
+    for _ in range(count):
+        grey = generator.normal(128, 6, (SIZE, SIZE))
+        if drawn:
+            grey[:, SIZE // 2 :] += 60
+        label = np.zeros((SIZE, SIZE), np.uint8)
+        label[:, SIZE // 2 :] = 1
+        label[:, 3] = 255
+        images.append(Image().encode_example(np.clip(grey, 0, 255).astype(np.uint8)))
+        labels.append(Image().encode_example(label))
+    features = Features({"image": Image(), "label": Image()})
+    return Dataset.from_dict({"image": images, "label": labels}, features=features)
+
+
+def test_a_drawn_border_is_plain_and_a_border_by_position_is_not():
+    drawn, positional = border_contrast(halves(drawn=True), 2), border_contrast(halves(drawn=False), 2)
+    # One pair of touching classes: the ignored column makes no border with either.
+    assert [border.classes for border in drawn] == [(0, 1)] == [border.classes for border in positional]
+    assert drawn[0].length == positional[0].length == 6 * SIZE
+    assert drawn[0].contrast > 3 * FAINT_CONTRAST  # a step of 60 grey levels against noise of 6
+    assert 0.7 < positional[0].contrast < 1.3
+
+
+def test_the_note_names_the_faint_borders_only_where_they_are_a_large_share():
+    names = ["left", "right"]
+    assert faint_border_note(halves(drawn=True), names) is None
+    note = faint_border_note(halves(drawn=False), names)
+    assert note.startswith("100% of the labeled images' class borders barely show")
+    assert "left/right" in note and "compare.py" in note
+
+
+def test_a_semi_supervised_run_on_faint_borders_is_warned_and_a_supervised_one_is_not(tmp_path, caplog):
+    labeled, unlabeled = split_labeled_unlabeled(halves(drawn=False, count=8), num_labeled=4, seed=0)
+    data = (labeled, unlabeled, halves(drawn=False, count=2, seed=1))
+    with caplog.at_level("WARNING"):
+        make_trainer(data, tmp_path, framework="supervised", crop_size=SIZE)
+    assert "barely show" not in caplog.text
+    with caplog.at_level("WARNING"):
+        make_trainer(data, tmp_path, framework="unimatch", crop_size=SIZE)
+    assert "barely show" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        make_trainer(data, tmp_path, framework="unimatch", crop_size=SIZE, skip_data_check=True)
+    assert "barely show" not in caplog.text
