@@ -72,6 +72,12 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--progress_seconds", type=float, default=60, help="How often the runs in progress are reported."
     )
+    parser.add_argument(
+        "--start_from",
+        metavar="DIR",
+        help="An earlier comparison's output_dir: every run starts from its labels-only model of the same draw and "
+        "seed (labels alone here train that model on, at the same total budget).",
+    )
     parser.add_argument("--output_dir", default="outputs/compare")
     return parser
 
@@ -120,7 +126,14 @@ def main(argv: list[str]) -> Comparison:
         base_flags=run_flags,
         launcher=launcher,
         progress_seconds=options.progress_seconds,
+        start_from=options.start_from and Path(options.start_from),
     )
+    if comparison.start_from:  # a missing start fails now, not hours later
+        try:
+            for _, draw, seed in comparison.planned():
+                comparison.start_model(draw, seed)
+        except FileNotFoundError as error:
+            parser.error(str(error))
     try:
         comparison.run()
     except KeyboardInterrupt:

@@ -90,6 +90,9 @@ class Comparison:
         launcher: where the runs train: this machine (`LocalLauncher`: its cores shared, or its GPUs, each run its
             own) or a SLURM cluster (`SlurmLauncher`, one job a run).
         progress_seconds: how often the step, latest mIoU and time left of each run in progress are printed.
+        start_from: the output directory of an earlier comparison: every run starts from its labels-only model of the
+            same draw and seed (self-training from converged labels alone; this comparison's labels-only row then
+            trains that model on for the same steps, the baseline at the same total budget).
     """
 
     settings: Sequence[Setting]
@@ -99,6 +102,7 @@ class Comparison:
     base_flags: Sequence[str] = ()
     launcher: LocalLauncher | SlurmLauncher = field(default_factory=LocalLauncher)
     progress_seconds: float = 60.0
+    start_from: Path | None = None
     run_fpl: Path = Path(__file__).resolve().parents[1] / "examples" / "run_fpl.py"
     results: list[dict] = field(default_factory=list)
 
@@ -115,7 +119,7 @@ class Comparison:
         return self.results
 
     def directory(self, row: Setting, draw: int | None, seed: int) -> Path:
-        return Path(self.output_dir) / "runs" / f"{_slug(row.name)}-draw{draw}-seed{seed}"
+        return _run_directory(self.output_dir, row.name, draw, seed)
 
     def flags(self, row: Setting, draw: int | None, seed: int) -> list[str]:
         flags = [
@@ -127,7 +131,19 @@ class Comparison:
             str(self.directory(row, draw, seed)),
         ]
         flags += ["--save_strategy", "no", "--report_to", "none", "--disable_tqdm", "true"]
+        if self.start_from is not None:
+            flags += ["--model_name_or_path", str(self.start_model(draw, seed))]
         return flags + (["--data_seed", str(draw)] if draw is not None else [])
+
+    def start_model(self, draw: int | None, seed: int) -> Path:
+        """`start_from`'s labels-only model of a draw and seed (a missing one is an error that says so)."""
+        model = _run_directory(self.start_from, LABELS_ONLY, draw, seed)
+        if not (model / "config.json").is_file():
+            raise FileNotFoundError(
+                f"--start_from {self.start_from}: no labels-only model of draw {draw}, seed {seed} ({model}). Run "
+                "the earlier comparison with these draws and seeds first (its labels-only row is enough)."
+            )
+        return model
 
     def to_go(self, report: Callable[[str], None] = print) -> list[Job]:
         """The runs of the plan without a result yet: a half-finished comparison resumes, and a failed run is tried
@@ -406,6 +422,10 @@ def last_error_line(log: Path | None) -> str:
 
 def _std(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def _run_directory(output_dir: Path, name: str, draw: int | None, seed: int) -> Path:
+    return Path(output_dir) / "runs" / f"{_slug(name)}-draw{draw}-seed{seed}"
 
 
 def _slug(name: str) -> str:
