@@ -192,6 +192,28 @@ def test_without_gpus_the_runs_share_the_cores(tmp_path, monkeypatch):
         assert command[0] == sys.executable and command[1].endswith("run_fpl.py")
 
 
+def test_start_from_starts_every_run_from_the_earlier_labels_only_model_of_its_draw_and_seed(
+    tmp_path, monkeypatch, capsys
+):
+    earlier = Comparison([labels_only()], tmp_path / "earlier", seeds=[0, 1], draws=[3, 4])
+    for _, draw, seed in earlier.planned():
+        earlier.directory(labels_only(), draw, seed).mkdir(parents=True)
+        (earlier.directory(labels_only(), draw, seed) / "config.json").write_text("{}")
+    calls = _fake_runs(monkeypatch, seconds=0.0)
+    rows = [labels_only(), setting("unimatch_v2", "fpl")]
+    Comparison(rows, tmp_path / "later", seeds=[0, 1], draws=[3, 4], start_from=tmp_path / "earlier").run()
+    assert len(calls) == 8
+    for command, *_ in calls:
+        draw, seed = command[command.index("--data_seed") + 1], command[command.index("--seed") + 1]
+        start = command[command.index("--model_name_or_path") + 1]
+        assert start == str(tmp_path / "earlier" / "runs" / f"labels_only-draw{draw}-seed{seed}")
+    # A draw the earlier comparison did not run is named before anything trains.
+    with pytest.raises(SystemExit):
+        compare.main(["--start_from", str(tmp_path / "earlier"), "--draws", "5", "--seeds", "0", *TINY])
+    assert "no labels-only model of draw 5, seed 0" in capsys.readouterr().err
+    assert len(calls) == 8
+
+
 def test_a_failing_run_is_recorded_the_others_go_on_and_the_same_command_retries_it(tmp_path):
     broken = Setting("cps + fpl, broken", ("--framework", "cps", "--unsup_loss", "fpl", "--threshold", "2"))
     lines = []
