@@ -145,7 +145,8 @@ class FPLConfig(TrainingArguments):
         default=False,
         metadata={
             "help": "Skip the check of the data before training (every labeled and validation image and mask, a "
-            "sample of the unlabeled pool); a bad sample then stops the run when it is read."
+            "sample of the unlabeled pool; for a semi-supervised run, how plainly the labeled images show their "
+            "class borders); a bad sample then stops the run when it is read."
         },
     )
     crop_size: int = field(default=512, metadata={"help": "Side of the square training crops."})
