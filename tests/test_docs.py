@@ -151,9 +151,14 @@ def test_the_configuration_page_lists_every_option_of_the_code():
     reason="mricron-data absent (scripts/setup.sh --test installs it)",
 )
 def test_the_medical_pages_commands_run_at_a_tiny_size(workspace):
-    run_pages(workspace, ["medical.md"], ["compare.py", "run_fpl.py", "evaluate.py", "run_fpl.py", "compare.py"])
+    run_pages(
+        workspace, ["medical.md"], ["compare.py", "run_fpl.py", "evaluate.py", "run_fpl.py", "compare.py", "compare.py"]
+    )
     assert (workspace / "outputs" / "medical" / "model.safetensors").is_file()
     assert (workspace / "outputs" / "medical-report" / "report.json").is_file()
     assert (workspace / "outputs" / "fpl-inia19" / "model.safetensors").is_file()
     table = (workspace / "outputs" / "compare" / "table.md").read_text()
     assert "all labels (oracle)" in table and "unimatch_v2 + ce" in table
+    # Self-training from the labels-only models of that comparison.
+    run = workspace / "outputs" / "compare-inia19-from-labels" / "runs" / "unimatch_v2___fpl-draw0-seed0"
+    assert "outputs/compare/runs/labels_only-draw0-seed0" in (run / "README.md").read_text()  # the card's start
