@@ -197,8 +197,9 @@ def test_start_from_starts_every_run_from_the_earlier_labels_only_model_of_its_d
 ):
     earlier = Comparison([labels_only()], tmp_path / "earlier", seeds=[0, 1], draws=[3, 4])
     for _, draw, seed in earlier.planned():
-        earlier.directory(labels_only(), draw, seed).mkdir(parents=True)
-        (earlier.directory(labels_only(), draw, seed) / "config.json").write_text("{}")
+        model = earlier.directory(labels_only(), draw, seed)
+        model.mkdir(parents=True)
+        (model / "config.json").write_text("{}")
     calls = _fake_runs(monkeypatch, seconds=0.0)
     rows = [labels_only(), setting("unimatch_v2", "fpl")]
     Comparison(rows, tmp_path / "later", seeds=[0, 1], draws=[3, 4], start_from=tmp_path / "earlier").run()

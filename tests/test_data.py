@@ -619,3 +619,11 @@ def test_the_check_passes_good_samples_and_names_each_bad_one(tmp_path):
         DataCheckError, match=r"1 of the 6 samples.*\n.*labeled sample 0 \(.*0.png\): mask holds class ids"
     ):
         check_run_data(labeled, None, None, num_labels=8)
+
+
+def test_spread_indices_cover_the_data_set_evenly_and_never_repeat():
+    from fpl_hf.data.samples import spread_indices
+
+    assert spread_indices(10, 4) == [0, 3, 6, 9]
+    assert spread_indices(3, 1000) == [0, 1, 2]
+    assert spread_indices(0, 5) == []

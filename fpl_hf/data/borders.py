@@ -17,7 +17,7 @@ import numpy as np
 from datasets import Dataset
 
 from .normal_form import label_array, rgb_image
-from .samples import Palette, read_image
+from .samples import Palette, read_image, spread_indices
 
 # Border steps below this multiple of the classes' inner steps count as barely visible: between INIA19's atlas
 # regions most pairs step 0.7-1.8x, between the embedded scenes' garments and backgrounds 3-9x (one pair 1.95).
@@ -46,8 +46,7 @@ def border_contrast(
     left out."""
     pair_steps, pair_counts = np.zeros(num_labels * num_labels), np.zeros(num_labels * num_labels)
     inner_steps, inner_counts = np.zeros(num_labels), np.zeros(num_labels)
-    count = min(max_images, len(dataset))
-    for index in np.unique(np.linspace(0, len(dataset) - 1, count).round().astype(int)).tolist():
+    for index in spread_indices(len(dataset), max_images):
         row, where = dataset[index], f"labeled sample {index}"
         grey = np.asarray(rgb_image(read_image(row["image"], "image", where), where).convert("L"), dtype=np.float32)
         label = label_array(read_image(row["label"], "label", where), where, palette=palette).astype(np.int64)

@@ -8,12 +8,11 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import numpy as np
 from datasets import Dataset
 from PIL import Image as PILImage
 
 from .normal_form import check_image_mode, check_pair, label_array, upright_size
-from .samples import Palette, read_image, sample_name, undecoded
+from .samples import Palette, read_image, sample_name, spread_indices, undecoded
 from .splits import DIAGNOSTIC_LABEL
 
 
@@ -98,8 +97,7 @@ def check_run_data(
     a map-style pool spread over it (a streamed pool is checked as it is read)."""
     parts = [(labeled, "label", "labeled", range(len(labeled)))]
     if isinstance(unlabeled, Dataset) and len(unlabeled):
-        count = min(unlabeled_sample, len(unlabeled))
-        indices = np.unique(np.linspace(0, len(unlabeled) - 1, count).round().astype(int)).tolist()
+        indices = spread_indices(len(unlabeled), unlabeled_sample)
         diagnostic = DIAGNOSTIC_LABEL if DIAGNOSTIC_LABEL in unlabeled.column_names else None
         parts.append((unlabeled, diagnostic, "unlabeled", indices))
     if validation is not None:

@@ -17,6 +17,11 @@ Sample = tuple[tv_tensors.Image, tv_tensors.Mask]
 Palette = dict[tuple[int, int, int], int] | None
 
 
+def spread_indices(length: int, count: int) -> list[int]:
+    """Up to `count` indices of a data set of `length` items, spread evenly over it, first and last included."""
+    return np.unique(np.linspace(0, length - 1, min(count, length)).round().astype(int)).tolist()
+
+
 def undecoded(dataset: Dataset) -> Dataset:
     """`dataset` with its image columns left undecoded (`{"path", "bytes"}`): `read_image` decodes them where a
     missing or corrupt file can be named with its sample."""
@@ -67,4 +72,13 @@ def load_sample(
     return checked_sample(image, label, where, num_labels, palette)
 
 
-__all__ = ["Palette", "Sample", "checked_sample", "load_sample", "read_image", "sample_name", "undecoded"]
+__all__ = [
+    "Palette",
+    "Sample",
+    "checked_sample",
+    "load_sample",
+    "read_image",
+    "sample_name",
+    "spread_indices",
+    "undecoded",
+]
