@@ -111,13 +111,8 @@ class FPLConfig(TrainingArguments):
         default=False, metadata={"help": "OHEM cross-entropy for the supervised loss (the Cityscapes recipe)."}
     )
     ohem_threshold: float = field(default=0.7, metadata={"help": "OHEM keeps pixels whose true-class p is below this."})
-    ohem_min_kept: int = field(
-        default=50_000,
-        metadata={
-            "help": "OHEM keeps at least this many pixels per image (the released code: 50,000 x the images of "
-            "each process's batch)."
-        },
-    )
+    # The released code keeps 50,000 pixels times the images of each process's batch.
+    ohem_min_kept: int = field(default=50_000, metadata={"help": "OHEM keeps at least this many pixels per image."})
     per_device_unlabeled_batch_size: int | None = field(
         default=None,
         metadata={

@@ -13,7 +13,6 @@ from datasets import Dataset
 from torch import nn
 from torch.utils.data import DataLoader, RandomSampler
 from transformers import Trainer
-from transformers.trainer_utils import IntervalStrategy
 from transformers.utils import logging
 
 from ..data import (
@@ -184,7 +183,8 @@ class FPLTrainer(ExplainedHubPushes, CheckpointedNetworks, SegmentationOptimizer
                 loss = (self.framework.burn_in_step or supervised_step)(self, model, inputs)
             else:
                 loss = self.framework.step(self, model, inputs)
-                self.record(unsup_weight=self.unsup_weight)
+                if self.framework.unlabeled:  # a supervised run has no unsupervised term to weigh
+                    self.record(unsup_weight=self.unsup_weight)
         if not torch.isfinite(loss):
             terms = {name: float(values[-1]) for name, values in self._metrics["train"].items() if values}
             raise FloatingPointError(
@@ -237,29 +237,6 @@ class FPLTrainer(ExplainedHubPushes, CheckpointedNetworks, SegmentationOptimizer
         logs = {**logs, **averaged}
         self._metrics[mode].clear()
         super().log(logs, start_time)
-
-    def _get_grad_norm(self, model: nn.Module, grad_norm: torch.Tensor | float | None = None):
-        """Trainer's gradient norm for the logs, which is a pass over every gradient when nothing is clipped: taken
-        only at the steps that log it (benchmarks/bench_overhead.py's profile found it the trainer's one extra cost
-        over a plain loop, 6 ms of a 120 ms step on 2 CPU threads)."""
-        if grad_norm is None and not self._logs_after_this_step():
-            return None
-        return super()._get_grad_norm(model, grad_norm=grad_norm)
-
-    def _logs_after_this_step(self) -> bool:
-        """Whether the default flow logs once the current step ends (epoch-wise logging: always, to be safe)."""
-        step, args = self.state.global_step + 1, self.args
-        if args.logging_strategy == IntervalStrategy.EPOCH:
-            return True
-        every_n = args.logging_strategy == IntervalStrategy.STEPS and step % self.state.logging_steps == 0
-        return every_n or (step == 1 and args.logging_first_step)
-
-    # Optimizer ------------------------------------------------------------------------------------------
-    def create_scheduler(self, num_training_steps: int, optimizer: torch.optim.Optimizer | None = None):
-        """Trainer's, called once the run's length is known: a semi-supervised run whose burn-in covers every step
-        would never train on an unlabeled image, so it is refused here, before the first step."""
-        self.args.check_burn_in(num_training_steps)
-        return super().create_scheduler(num_training_steps, optimizer)
 
     # Evaluation -----------------------------------------------------------------------------------------
     def _evaluated_network(self, model: nn.Module) -> SegmentationNetwork:

@@ -20,6 +20,7 @@ from ..losses import (
     pseudo_label_cross_entropy,
 )
 from .frameworks import NoOptions, PseudoLabelPair
+from .frameworks.base import register
 
 
 @dataclass(frozen=True)
@@ -50,10 +51,7 @@ UNSUPERVISED_LOSSES: dict[str, UnsupervisedLoss] = {}
 
 def register_loss(loss: UnsupervisedLoss) -> UnsupervisedLoss:
     """Makes `loss` selectable by its name."""
-    if loss.name in UNSUPERVISED_LOSSES:
-        raise ValueError(f"A loss named {loss.name!r} is registered already.")
-    UNSUPERVISED_LOSSES[loss.name] = loss
-    return loss
+    return register(UNSUPERVISED_LOSSES, loss, "loss")
 
 
 @dataclass

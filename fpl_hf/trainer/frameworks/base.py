@@ -131,6 +131,17 @@ class StudentViews:
     )
 
 
+# The declaration of a framework whose student may learn on strong views: its options, and one strong view of each
+# unlabeled image when they say so.
+STUDENT_VIEWS = dict(options=StudentViews, strong_views=lambda options: int(options.strong_views))
+
+
+def total_loss(context: StepContext, sup: torch.Tensor, unsup: torch.Tensor, **terms: torch.Tensor) -> torch.Tensor:
+    """A step's total, sup + beta * unsup, with its terms recorded for the logs."""
+    context.record(sup=sup, unsup=unsup, **terms)
+    return sup + context.unsup_weight * unsup
+
+
 def student_images(batch: SemiSupervisedBatch, strong: bool) -> torch.Tensor:
     """The unlabeled images a student sees (Bu, U, 3, S, S): the first strong view of each, or the weak ones."""
     return batch["unlabeled_strong_pixel_values"][:, :, 0] if strong else batch["unlabeled_pixel_values"]
@@ -215,12 +226,20 @@ class Framework:
 FRAMEWORKS: dict[str, Framework] = {}
 
 
+Entry = TypeVar("Entry")
+
+
+def register(registry: dict[str, Entry], entry: Entry, kind: str) -> Entry:
+    """Makes `entry` selectable by its name in `registry` (of frameworks, of losses); a name is taken once."""
+    if entry.name in registry:
+        raise ValueError(f"A {kind} named {entry.name!r} is registered already.")
+    registry[entry.name] = entry
+    return entry
+
+
 def register_framework(framework: Framework) -> Framework:
     """Makes `framework` selectable by its name; each framework module registers its own declaration."""
-    if framework.name in FRAMEWORKS:
-        raise ValueError(f"A framework named {framework.name!r} is registered already.")
-    FRAMEWORKS[framework.name] = framework
-    return framework
+    return register(FRAMEWORKS, framework, "framework")
 
 
 def framework_names(selected: Callable[[Framework], bool] = lambda framework: True) -> str:
@@ -301,14 +320,17 @@ __all__ = [
     "SemiSupervisedBatch",
     "Step",
     "StepContext",
+    "STUDENT_VIEWS",
     "StudentViews",
     "Targets",
     "eval_mode_logits",
     "framework_names",
     "mix",
+    "register",
     "register_framework",
     "student_images",
     "teacher_pass",
+    "total_loss",
     "unlabeled_targets",
     "without_dropout",
 ]

@@ -13,6 +13,7 @@ from torch import nn
 from ...modeling import SegmentationNetwork
 from ...modeling.transformers_segmenter import as_segmenter, exported
 from .base import (
+    STUDENT_VIEWS,
     Framework,
     SemiSupervisedBatch,
     StepContext,
@@ -21,6 +22,7 @@ from .base import (
     register_framework,
     student_images,
     teacher_pass,
+    total_loss,
     unlabeled_targets,
     without_dropout,
 )
@@ -108,9 +110,7 @@ def step(context: StepContext[StudentViews], model: BranchPair, batch: SemiSuper
 
     # Branch 1 learns from branch 2's pseudo-labels (or fuzzy sets), and branch 2 from branch 1's.
     unsup_12, unsup_21 = context.unsupervised_loss(targets_2.for_student(student_1), targets_1.for_student(student_2))
-    unsup = unsup_12 + unsup_21
-    context.record(sup=sup, unsup=unsup)
-    return sup + context.unsup_weight * unsup
+    return total_loss(context, sup, unsup_12 + unsup_21)
 
 
 FRAMEWORK = register_framework(
@@ -118,8 +118,7 @@ FRAMEWORK = register_framework(
         name="cps",
         step=step,
         description="cross pseudo supervision: two differently initialised branches label images for each other",
-        options=StudentViews,
-        strong_views=lambda options: int(options.strong_views),
+        **STUDENT_VIEWS,
         pair=BranchPair.for_model,
         burn_in_step=burn_in_step,
     )

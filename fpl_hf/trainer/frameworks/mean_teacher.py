@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from .base import (
+    STUDENT_VIEWS,
     Framework,
     SemiSupervisedBatch,
     StepContext,
@@ -15,6 +16,7 @@ from .base import (
     mix,
     register_framework,
     student_images,
+    total_loss,
     unlabeled_targets,
 )
 
@@ -34,8 +36,7 @@ def step(context: StepContext[StudentViews], model: nn.Module, batch: SemiSuperv
     student_logits = model(pixel_values=student_input).logits
 
     (unsup,) = context.unsupervised_loss(targets.for_student(student_logits))
-    context.record(sup=sup, unsup=unsup)
-    return sup + context.unsup_weight * unsup
+    return total_loss(context, sup, unsup)
 
 
 FRAMEWORK = register_framework(
@@ -43,8 +44,7 @@ FRAMEWORK = register_framework(
         name="mean_teacher",
         step=step,
         description="mean teacher (AEL style): an EMA of the student labels the images that the student sees mixed",
-        options=StudentViews,
-        strong_views=lambda options: int(options.strong_views),
+        **STUDENT_VIEWS,
         ema_decay=0.99,
     )
 )

@@ -22,6 +22,7 @@ from .base import (
     eval_mode_logits,
     mix,
     register_framework,
+    total_loss,
     unlabeled_targets,
     without_dropout,
 )
@@ -57,9 +58,15 @@ def feature_dropout(rate: float) -> Callable[[torch.Tensor], torch.Tensor]:
     return partial(F.dropout2d, p=rate, training=True)
 
 
+def mixed_strong_views(batch: SemiSupervisedBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two strong views of each item's image, each CutMixed with the same view of its partner by its own box."""
+    strong, boxes = batch["unlabeled_strong_pixel_values"], batch["cutmix_masks"]
+    return mix(strong[:, 0, 0], strong[:, 1, 0], boxes[:, 0]), mix(strong[:, 0, 1], strong[:, 1, 1], boxes[:, 1])
+
+
 def step(context: StepContext[UniMatchOptions], model: nn.Module, batch: SemiSupervisedBatch) -> torch.Tensor:
     labeled, labels = batch["pixel_values"], batch["labels"]
-    weak, strong, boxes = batch["unlabeled_pixel_values"], batch["unlabeled_strong_pixel_values"], batch["cutmix_masks"]
+    weak, boxes = batch["unlabeled_pixel_values"], batch["cutmix_masks"]
 
     # The mixing partner's weak prediction, in eval mode as in UniMatch.
     partner = eval_mode_logits(model, weak[:, 1])
@@ -71,9 +78,7 @@ def step(context: StepContext[UniMatchOptions], model: nn.Module, batch: SemiSup
         outputs = model(pixel_values=torch.cat([labeled, weak[:, 0]]), feature_perturbation=channel_dropout)
     labeled_logits, weak_logits = outputs.logits.split([labeled.shape[0], weak.shape[0]])
     perturbed_logits = outputs.perturbed_logits[labeled.shape[0] :]
-    strong_1 = mix(strong[:, 0, 0], strong[:, 1, 0], boxes[:, 0])
-    strong_2 = mix(strong[:, 0, 1], strong[:, 1, 1], boxes[:, 1])
-    strong_logits_1, strong_logits_2 = model(pixel_values=torch.cat([strong_1, strong_2])).logits.chunk(2)
+    strong_logits_1, strong_logits_2 = model(pixel_values=torch.cat(mixed_strong_views(batch))).logits.chunk(2)
 
     weak_logits = weak_logits.detach()
     sup = context.supervised_loss(labeled_logits, labels)
@@ -84,8 +89,7 @@ def step(context: StepContext[UniMatchOptions], model: nn.Module, batch: SemiSup
     )
     unsup_strong = 0.5 * (unsup_strong_1 + unsup_strong_2)
     unsup = 0.5 * unsup_strong + 0.5 * unsup_perturbed
-    context.record(sup=sup, unsup=unsup, unsup_strong=unsup_strong, unsup_perturbed=unsup_perturbed)
-    return (sup + context.unsup_weight * unsup) / 2
+    return total_loss(context, sup, unsup, unsup_strong=unsup_strong, unsup_perturbed=unsup_perturbed) / 2
 
 
 FRAMEWORK = register_framework(

@@ -12,11 +12,11 @@ from .base import (
     SemiSupervisedBatch,
     StepContext,
     eval_mode_logits,
-    mix,
     register_framework,
+    total_loss,
     unlabeled_targets,
 )
-from .unimatch import WEAK_TO_STRONG
+from .unimatch import WEAK_TO_STRONG, mixed_strong_views
 
 
 def complementary_channel_dropout(features: torch.Tensor) -> torch.Tensor:
@@ -35,15 +35,15 @@ def complementary_channel_dropout(features: torch.Tensor) -> torch.Tensor:
 
 def step(context: StepContext, model: nn.Module, batch: SemiSupervisedBatch) -> torch.Tensor:
     labeled, labels = batch["pixel_values"], batch["labels"]
-    weak, strong, boxes = batch["unlabeled_pixel_values"], batch["unlabeled_strong_pixel_values"], batch["cutmix_masks"]
+    weak, boxes = batch["unlabeled_pixel_values"], batch["cutmix_masks"]
 
     # The EMA teacher predicts each item's image and its mixing partner in eval mode.
     teacher_logits, partner_logits = eval_mode_logits(context.teacher, torch.cat([weak[:, 0], weak[:, 1]])).chunk(2)
 
     sup = context.supervised_loss(model(pixel_values=labeled).logits, labels)
-    strong_1 = mix(strong[:, 0, 0], strong[:, 1, 0], boxes[:, 0])
-    strong_2 = mix(strong[:, 0, 1], strong[:, 1, 1], boxes[:, 1])
-    outputs = model(pixel_values=torch.cat([strong_1, strong_2]), feature_perturbation=complementary_channel_dropout)
+    outputs = model(
+        pixel_values=torch.cat(mixed_strong_views(batch)), feature_perturbation=complementary_channel_dropout
+    )
     student_1, student_2 = outputs.perturbed_logits.chunk(2)
 
     unsup_1, unsup_2 = context.unsupervised_loss(
@@ -51,8 +51,7 @@ def step(context: StepContext, model: nn.Module, batch: SemiSupervisedBatch) -> 
         unlabeled_targets(batch, teacher_logits, partner_logits, boxes[:, 1]).for_student(student_2),
     )
     unsup = 0.5 * (unsup_1 + unsup_2)
-    context.record(sup=sup, unsup=unsup)
-    return (sup + context.unsup_weight * unsup) / 2
+    return total_loss(context, sup, unsup) / 2
 
 
 FRAMEWORK = register_framework(
