@@ -40,6 +40,7 @@ from fpl_hf import (
 )
 from fpl_hf.data import DataSource, EvaluationDataset, load_training_data, training_dataset
 from fpl_hf.hub import ModelCardInfo, describe_run
+from fpl_hf.modeling.pretrained import encoder_statistics
 from fpl_hf.modeling.transformers_segmenter import (
     image_processor_for,
     label_fields,
@@ -174,11 +175,7 @@ def main(model_args: ModelArguments, data_source: DataSource, training_args: FPL
         raise ValueError(f"`architecture` must be 'deeplabv3plus' or 'dpt', got {model_args.architecture!r}.")
     if not (source or model_args.config_name) and model_args.backbone_weights != "none":
         model.load_backbone_weights(model_args.backbone_weights)
-    defaults = getattr(getattr(model, "backbone", None), "pretrained_cfg", None)  # a timm encoder's own
-    statistics = dict(image_mean=defaults["mean"], image_std=defaults["std"]) if defaults else {}
-    if statistics and model.config.num_channels == 1:  # a grey image's statistics: those of the colours' mean
-        statistics = {name: [sum(values) / len(values)] for name, values in statistics.items()}
-    processor = image_processor_for(model, source, **statistics)
+    processor = image_processor_for(model, source, **encoder_statistics(model))
     if training_args.image_size and isinstance(processor, TimmSegmentationImageProcessor):
         # The saved model's pipeline sees images at the size training and evaluation gave them.
         processor.do_resize = True

@@ -136,9 +136,9 @@ def _tiny_folder_flags(tmp_path):
     ]
 
 
-def _fake_runs(monkeypatch, seconds=0.3):
+def _fake_runs(monkeypatch, seconds=0.3, returncode=0):
     """Replaces the process a launcher starts: each call is recorded (command, environment, start, end) and leaves
-    the run_summary.json a finished run leaves."""
+    the run_summary.json a finished run leaves, whatever its exit status."""
     import subprocess
     import threading
     import time
@@ -155,10 +155,29 @@ def _fake_runs(monkeypatch, seconds=0.3):
         (output / "run_summary.json").write_text(json.dumps(summary))
         with lock:
             calls.append((command, env, start, time.perf_counter()))
-        return subprocess.CompletedProcess(command, 0)
+        return subprocess.CompletedProcess(command, returncode)
 
     monkeypatch.setattr(fpl_hf.launchers.subprocess, "run", fake_run)
     return calls
+
+
+def test_draw_0_is_a_data_seed_like_any_other_and_no_draw_passes_none():
+    comparison = Comparison([labels_only()], Path("out"), seeds=[1], draws=[0])
+    flags = comparison.flags(labels_only(), 0, 1)
+    assert flags[flags.index("--data_seed") + 1] == "0" and flags[flags.index("--seed") + 1] == "1"
+    assert "--data_seed" not in comparison.flags(labels_only(), None, 1)
+
+
+def test_a_run_that_exits_non_zero_is_failed_and_retried_even_with_a_summary_in_its_folder(tmp_path, monkeypatch):
+    # A summary written before a failing final save or push, or left by an earlier attempt, is no proof of success.
+    _fake_runs(monkeypatch, seconds=0.0, returncode=1)
+    comparison = Comparison([labels_only()], tmp_path, seeds=[0], draws=[3])
+    (result,) = comparison.run(report=lambda line: None)
+    assert result["failed"] and "final_mean_iou" not in result
+    calls = _fake_runs(monkeypatch, seconds=0.0)
+    lines = []
+    (result,) = Comparison([labels_only()], tmp_path, seeds=[0], draws=[3]).run(report=lines.append)
+    assert "1 runs, 0 done already, 1 to go" in lines[0] and len(calls) == 1 and not result.get("failed")
 
 
 def test_on_a_machine_of_four_gpus_two_runs_of_two_gpus_go_at_once_each_on_its_own(tmp_path, monkeypatch):

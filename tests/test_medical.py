@@ -58,6 +58,17 @@ def test_region_groups_are_deterministic_bilateral_and_spatially_ordered(tmp_pat
     assert means == sorted(means)
 
 
+def test_regions_that_differ_only_in_distance_from_the_midline_fall_in_different_groups():
+    # Region 1 hugs the midline, region 2 lies far out, in both hemispheres (right ids + 1000), at the same height
+    # and depth: mirrored into one hemisphere their centroids differ; unmirrored both sit on the midline.
+    x = np.arange(40)[:, None, None] + np.zeros((1, 10, 10), dtype=int)
+    distance = np.abs(x - 19.5)
+    region = np.where(distance < 5, 1, np.where(distance > 14, 2, 0))
+    atlas = np.where((x >= 20) & (region > 0), region + 1000, region)
+    table = region_groups(atlas, num_groups=2)
+    assert table[1] == table[1001] and table[2] == table[1002] and table[1] != table[2]
+
+
 def test_slice_plan_keeps_validation_slabs_apart_from_training_slices():
     brain = np.zeros((40, 50, 30), dtype=bool)
     brain[5:35, 5:45, 3:27] = True
@@ -84,6 +95,8 @@ def test_slices_are_grey_pairs_of_the_atlas_classes(tmp_path):
         assert ids.max() < INIA19_NUM_CLASSES
         assert ((np.asarray(image) > 0) | (ids == 0)).all()  # a region's pixels are brain
     assert sizes == {(28, 20), (24, 20), (24, 28)}  # one size per axis
+    # Grey levels span 0-255: the brain's brightest voxels (its 99.5th percentile and above) are white.
+    assert max(np.asarray(row["image"]).max() for row in train) == 255
 
 
 def test_missing_inia19_files_say_how_to_get_them(tmp_path, monkeypatch):
@@ -137,6 +150,19 @@ def test_a_one_channel_model_takes_imagenet_weights_summed_over_colours(tmp_path
     assert grey.eval()(torch.randn(1, 1, 32, 32)).logits.shape == (1, 4, 32, 32)
 
 
+def test_a_one_channel_encoder_takes_the_mean_of_the_colours_statistics():
+    from fpl_hf import DeepLabV3PlusForSemanticSegmentation
+    from fpl_hf.modeling.pretrained import encoder_statistics
+
+    # An encoder trained on ImageNet (test_efficientnet_ln's config says so): three different means and stds.
+    colour = DeepLabV3PlusForSemanticSegmentation(tiny_config(backbone="test_efficientnet_ln"))
+    grey = DeepLabV3PlusForSemanticSegmentation(tiny_config(backbone="test_efficientnet_ln", num_channels=1))
+    assert encoder_statistics(colour) == {"image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}
+    statistics = encoder_statistics(grey)
+    assert statistics["image_mean"] == pytest.approx([(0.485 + 0.456 + 0.406) / 3])
+    assert statistics["image_std"] == pytest.approx([(0.229 + 0.224 + 0.225) / 3])
+
+
 def test_whole_resized_views_hold_the_whole_image_at_the_longer_side():
     image = torch.zeros(3, 60, 30, dtype=torch.uint8)
     image[:, 10:50, 5:25] = 200
@@ -165,6 +191,22 @@ def test_rotation_turns_training_views_and_no_flip_never_mirrors():
         changed += not torch.equal(out_mask, mask)
         assert ((out_image[0] > 100) == (out_mask == 1)).float().mean() > 0.97  # image and mask turn together
     assert changed >= 8
+
+
+def test_rotation_angles_spread_over_both_directions_up_to_the_limit():
+    # A vertical line through the centre: the tilt of the turned line is the angle of the view.
+    mask = torch.zeros(65, 65, dtype=torch.long)
+    mask[8:57, 32] = 1
+    turned = weak_augmentation(65, (1.0, 1.0), rotation_degrees=30, horizontal_flip=False)
+    torch.manual_seed(0)
+    angles = []
+    for _ in range(40):
+        _, out_mask = turned(tv_tensors.Image(torch.zeros(3, 65, 65, dtype=torch.uint8)), tv_tensors.Mask(mask))
+        rows, columns = (out_mask == 1).nonzero(as_tuple=True)
+        slope = np.polyfit(rows.numpy(), columns.numpy(), 1)[0]
+        angles.append(np.degrees(np.arctan(slope)))
+    assert max(abs(angle) for angle in angles) <= 31
+    assert min(angles) < -15 and max(angles) > 15  # both ways, over most of the range
 
 
 def test_intensity_strong_views_perturb_grey_levels_and_keep_grey_grey():
@@ -250,7 +292,8 @@ def test_a_grey_folder_trains_a_one_channel_model_resized_whole(tmp_path):
     model = DeepLabV3PlusForSemanticSegmentation.from_pretrained(tmp_path / "out")
     assert model.config.num_channels == 1
     processor = json.loads((tmp_path / "out" / "preprocessor_config.json").read_text())
-    assert len(processor["image_mean"]) == len(processor["image_std"]) == 1
+    colours = timm.create_model("test_resnet").pretrained_cfg  # what run_fpl.py gives the processor: the encoder's
+    assert processor["image_mean"] == pytest.approx([sum(colours["mean"]) / 3])
     assert processor["do_resize"] and processor["size"]["max_height"] == 32
     # The saved model segments an RGB file of equal channels through `pipeline`, at the file's own size.
     segments = pipeline("image-segmentation", model=str(tmp_path / "out"))(str(tmp_path / "val/images/0.png"))

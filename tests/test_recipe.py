@@ -127,6 +127,13 @@ def test_burn_in_is_supervised_then_the_unsupervised_weight_ramps_up(scenes, tmp
     assert all("unsup" in logs[step] and "k1" in logs[step] for step in (3, 4, 5))
 
 
+def test_a_supervised_run_logs_no_unsupervised_weight(scenes, tmp_path):
+    trainer = make_trainer(scenes, tmp_path, framework="supervised", max_steps=2)
+    trainer.train()
+    logs = logged_steps(trainer)
+    assert all("sup" in logs[step] and not {"unsup", "unsup_weight"} & set(logs[step]) for step in (1, 2))
+
+
 def test_burn_in_trains_both_cps_branches_on_the_labels(scenes, tmp_path):
     trainer = make_trainer(scenes, tmp_path, framework="cps", burn_in_steps=2, max_steps=3)
     before = {name: value.detach().clone() for name, value in trainer.model.named_parameters()}

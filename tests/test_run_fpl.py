@@ -2,6 +2,7 @@
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -226,6 +227,57 @@ def test_a_burn_in_that_covers_the_whole_run_is_refused_before_the_first_step(tm
     with pytest.raises(ValueError, match=r"`burn_in_steps` \(50\) covers all 2 steps"):
         run_fpl.main(*run_fpl.parse_arguments(flags))
     assert not list((tmp_path / "run").glob("*"))  # nothing written
+
+
+def test_a_burn_in_one_step_short_of_the_run_is_accepted_and_one_equal_to_it_refused(tmp_path):
+    flags = folder_flags(tmp_path, "--framework", "cps", "--num_labeled", "2", "--max_steps", "2")
+    with pytest.raises(ValueError, match=r"`burn_in_steps` \(2\) covers all 2 steps"):
+        run_fpl.parse_arguments([*flags, "--burn_in_steps", "2"])
+    summary = run_fpl.main(*run_fpl.parse_arguments([*flags, "--burn_in_steps", "1"]))
+    assert (summary["burn_in_steps"], summary["semi_supervised_steps"]) == (1, 1)
+    # Without max_steps the trainer knows the length only at the start: the same boundary, before the first step.
+    # An epoch is 2 steps: 4 unlabeled images, 2 a step.
+    by_epochs = [*flags, "--max_steps", "-1", "--num_train_epochs", "1", "--burn_in_steps", "2"]
+    with pytest.raises(ValueError, match=r"`burn_in_steps` \(2\) covers all 2 steps"):
+        run_fpl.main(*run_fpl.parse_arguments(by_epochs))
+
+
+def test_the_data_seed_draws_the_labeled_images_and_the_seed_does_not(tmp_path, monkeypatch):
+    from datasets import Image as ImageFeature
+
+    from fpl_hf.data import DataSource, load_training_data
+    from fpl_hf.trainer import FPLTrainer
+
+    class Drawn(Exception):
+        pass
+
+    def names(dataset):
+        return sorted(
+            Path(cell["path"]).name for cell in dataset.cast_column("image", ImageFeature(decode=False))["image"]
+        )
+
+    def trained_on(self, *args, **kwargs):  # what the trainer was given, read where training would start
+        raise Drawn(names(self.train_dataset.labeled))
+
+    monkeypatch.setattr(FPLTrainer, "train", trained_on)
+    flags = folder_flags(tmp_path, "--framework", "supervised", "--num_labeled", "2", "--seed", "1")
+    source = DataSource(
+        dataset="folders",
+        images_dir=str(tmp_path / "labeled" / "images"),
+        masks_dir=str(tmp_path / "labeled" / "masks"),
+        validation_images_dir=str(tmp_path / "validation" / "images"),
+        validation_masks_dir=str(tmp_path / "validation" / "masks"),
+        num_labeled=2,
+        num_labels=8,
+    )
+    by_data_seed, by_seed = (names(load_training_data(source, seed=seed).labeled) for seed in (4, 1))
+    assert by_data_seed != by_seed  # the two seeds draw different images: the test can tell them apart
+    with pytest.raises(Drawn) as drawn:
+        run_fpl.main(*run_fpl.parse_arguments([*flags, "--data_seed", "4"]))
+    assert drawn.value.args[0] == by_data_seed
+    with pytest.raises(Drawn) as drawn:  # without a data seed, the seed draws
+        run_fpl.main(*run_fpl.parse_arguments(flags))
+    assert drawn.value.args[0] == by_seed
 
 
 def test_the_model_is_saved_before_the_final_evaluation_by_run_fpl_itself(tmp_path, monkeypatch):

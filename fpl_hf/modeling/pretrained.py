@@ -148,7 +148,21 @@ def _check_hub_reachable(backbone: str) -> None:
         )
 
 
+def encoder_statistics(model: torch.nn.Module) -> dict[str, list[float]]:
+    """`image_mean` and `image_std` of the images a timm encoder (`model.backbone`) was trained on, as its
+    `pretrained_cfg` gives them; for a one-channel network, one value each: the mean over the colours, since a grey
+    image is their mean. Empty where the model has no timm encoder (a transformers model's processor says)."""
+    defaults = getattr(getattr(model, "backbone", None), "pretrained_cfg", None)
+    if not defaults:
+        return {}
+    statistics = {"image_mean": list(defaults["mean"]), "image_std": list(defaults["std"])}
+    if model.config.num_channels == 1:
+        statistics = {name: [sum(values) / len(values)] for name, values in statistics.items()}
+    return statistics
+
+
 __all__ = [
+    "encoder_statistics",
     "check_fits",
     "read_state_dict",
     "efficientnet_pytorch_to_timm",
