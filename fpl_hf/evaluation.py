@@ -152,6 +152,15 @@ class EvaluationProtocol:
 
 
 @torch.no_grad()
+def resized_longer_side(processor: Any) -> int | None:
+    """The longer side that an fpl_hf image processor resizes images to (a run with `image_size` saves it), or None
+    where it keeps their size (or is another library's, whose resizing is not to a longer side)."""
+    size = getattr(processor, "size", None) or {}
+    if getattr(processor, "do_resize", False) and "max_height" in size and "max_width" in size:
+        return max(size["max_height"], size["max_width"])
+    return None
+
+
 def evaluate_model(
     model: nn.Module,
     dataset: Dataset,
@@ -277,5 +286,6 @@ __all__ = [
     "StreamedEvaluation",
     "center_crop",
     "evaluate_model",
+    "resized_longer_side",
     "write_report",
 ]

@@ -2,6 +2,7 @@
 other page's flags parse), and the configuration page is generated from the code."""
 
 import importlib.util
+import json
 import os
 import re
 import shlex
@@ -162,3 +163,22 @@ def test_the_medical_pages_commands_run_at_a_tiny_size(workspace):
     # Self-training from the labels-only models of that comparison.
     run = workspace / "outputs" / "compare-inia19-from-labels" / "runs" / "unimatch_v2___fpl-draw0-seed0"
     assert "outputs/compare/runs/labels_only-draw0-seed0" in (run / "README.md").read_text()  # the card's start
+
+
+def test_the_camvid_pages_commands_run_at_a_tiny_size_on_a_fake_tree(workspace):
+    from test_camvid import write_camvid
+
+    write_camvid(workspace / "CamVid", {"train": 13, "val": 2, "test": 2})  # the config labels 11
+    run_pages(workspace, ["camvid.md"], ["compare.py", "run_fpl.py", "evaluate.py", "evaluate.py"])
+    results = json.loads((workspace / "outputs" / "compare-camvid" / "results.json").read_text())
+    assert {r["setting"] for r in results if not r.get("failed")} == {
+        "labels only",
+        "all labels (oracle)",
+        "unimatch_v2 + fpl",
+        "unimatch_v2 + ce",
+    }
+    # The model trained at a longer side of 240 is scored so, on the test split's images, at their masks' size.
+    report = json.loads((workspace / "outputs" / "camvid-test" / "report.json").read_text())
+    assert report["evaluation"]["image_size"] == 240
+    masks = [np.asarray(Image.open(path)) for path in sorted((workspace / "CamVid" / "testannot").iterdir())]
+    assert sum(values["pixels"] for values in report["per_class"].values()) == sum((m != 11).sum() for m in masks)
