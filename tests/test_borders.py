@@ -1,6 +1,7 @@
 """How plainly the images show their class borders, and the warning a semi-supervised run gets where they do not."""
 
 import numpy as np
+import pytest
 from conftest import make_trainer
 from datasets import Dataset, Features, Image
 
@@ -34,6 +35,22 @@ def test_a_drawn_border_is_plain_and_a_border_by_position_is_not():
     assert drawn[0].length == positional[0].length == 6 * SIZE
     assert drawn[0].contrast > 3 * FAINT_CONTRAST  # a step of 60 grey levels against noise of 6
     assert 0.7 < positional[0].contrast < 1.3
+
+
+def test_the_inside_of_both_classes_sets_the_scale_of_a_border():
+    # Class 0 flat at 100 on the left; class 1 on the right in columns of 140 and 160: only class 1 varies inside.
+    grey = np.full((SIZE, SIZE), 100, np.uint8)
+    grey[:, SIZE // 2 :: 2], grey[:, SIZE // 2 + 1 :: 2] = 140, 160
+    label = (np.arange(SIZE) >= SIZE // 2).astype(np.uint8)[None].repeat(SIZE, 0)
+    data = Dataset.from_dict(
+        {"image": [Image().encode_example(grey)], "label": [Image().encode_example(label)]},
+        features=Features({"image": Image(), "label": Image()}),
+    )
+    (border,) = border_contrast(data, 2)
+    half = SIZE // 2
+    # Inside steps of both classes, pooled: 20 between class 1's columns, 0 elsewhere (rows and columns both).
+    inside = (SIZE * (half - 1) * 20) / (2 * SIZE * (half - 1) + 2 * (SIZE - 1) * half)
+    assert border.contrast == pytest.approx(40 / inside)  # across: |100 - 140| = 40
 
 
 def test_the_note_names_the_faint_borders_only_where_they_are_a_large_share():

@@ -82,6 +82,26 @@ def test_slice_plan_keeps_validation_slabs_apart_from_training_slices():
     assert len({(a, i) for _, a, i in plan}) == len(plan)
 
 
+def test_the_validation_slices_are_those_of_the_named_slabs():
+    brain = np.zeros((40, 8, 8), dtype=bool)
+    brain[5:35] = True  # 30 slices along axis 0: ten slabs of 3
+    plan = slice_plan(brain, slice_step=1, num_slabs=10, validation_slabs=(2, 6), gap=0)
+    assert sorted(index for part, axis, index in plan if axis == 0 and part == "validation") == [11, 12, 13, 23, 24, 25]
+
+
+def test_slices_show_the_top_of_the_head_at_the_top():
+    from fpl_hf.data.inia19 import _slice
+
+    # Grey level = height (axis 2, superior upwards) or, for axial slices, the forward axis 1 (anterior).
+    height = np.broadcast_to(np.arange(6)[None, None, :], (4, 5, 6))
+    forward = np.broadcast_to(np.arange(5)[None, :, None], (4, 5, 6))
+    for axis in (0, 1):
+        image = _slice(height, axis, 2)
+        assert (image[0] == 5).all() and (image[-1] == 0).all()
+    image = _slice(forward, 2, 3)
+    assert image.shape == (5, 4) and (image[0] == 4).all() and (image[-1] == 0).all()
+
+
 def test_slices_are_grey_pairs_of_the_atlas_classes(tmp_path):
     t1, atlas = write_volume(tmp_path)
     train, validation = inia19_slices(folder=tmp_path, gap_mm=0.5)
@@ -207,6 +227,16 @@ def test_rotation_angles_spread_over_both_directions_up_to_the_limit():
         angles.append(np.degrees(np.arctan(slope)))
     assert max(abs(angle) for angle in angles) <= 31
     assert min(angles) < -15 and max(angles) > 15  # both ways, over most of the range
+
+
+def test_intensity_gammas_spread_on_both_sides_of_one_within_the_range():
+    from fpl_hf.data import RandomIntensity
+
+    torch.manual_seed(0)
+    gammas = [RandomIntensity((0.7, 1.5)).make_params([])["gamma"] for _ in range(200)]
+    assert 0.7 <= min(gammas) < 0.8 and 1.4 < max(gammas) <= 1.5
+    # Drawn on a log scale: as many darker as lighter views (gamma 1 is the middle of log 0.7 and log 1.5, nearly).
+    assert 0.35 < np.mean(np.array(gammas) < 1) < 0.65
 
 
 def test_intensity_strong_views_perturb_grey_levels_and_keep_grey_grey():
