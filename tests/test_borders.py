@@ -37,16 +37,50 @@ def test_a_drawn_border_is_plain_and_a_border_by_position_is_not():
     assert 0.7 < positional[0].contrast < 1.3
 
 
+def encoded(images: list[np.ndarray], labels: list[np.ndarray]) -> Dataset:
+    columns = {
+        "image": [Image().encode_example(i) for i in images],
+        "label": [Image().encode_example(m) for m in labels],
+    }
+    return Dataset.from_dict(columns, features=Features({"image": Image(), "label": Image()}))
+
+
+def test_a_pair_of_classes_is_one_border_whichever_side_each_is_on():
+    # Class 1 right of class 0 in the top half and left of it in the bottom half.
+    label = np.zeros((SIZE, SIZE), np.uint8)
+    label[: SIZE // 2, SIZE // 2 :] = label[SIZE // 2 :, : SIZE // 2] = 1
+    grey = np.where(label == 1, 180, 60).astype(np.uint8)
+    borders = border_contrast(encoded([grey], [label]), 2)
+    assert [(border.classes, border.length) for border in borders] == [((0, 1), 2 * SIZE)]
+
+
+def corner_block(side: int, count: int = 4) -> Dataset:
+    """Class 0 left, class 1 right (a border of 60 grey levels), and a block of class 2 in class 1's corner, as grey
+    as class 1 (a border by position) whose border is `2 * side` pixels of each image's `SIZE + 2 * side`."""
+    generator, images, labels = np.random.default_rng(0), [], []
+    for _ in range(count):
+        label = np.zeros((SIZE, SIZE), np.uint8)
+        label[:, SIZE // 2 :] = 1
+        label[SIZE - side :, SIZE - side :] = 2
+        grey = generator.normal(100, 6, (SIZE, SIZE)) + 60 * (label > 0)
+        images.append(np.clip(grey, 0, 255).astype(np.uint8))
+        labels.append(label)
+    return encoded(images, labels)
+
+
+def test_the_note_comes_from_a_quarter_of_the_border_length_on():
+    names = ["left", "right", "corner"]
+    assert faint_border_note(corner_block(3), names) is None  # 6 of 30 pixels of border faint: 20%
+    note = faint_border_note(corner_block(5), names)  # 10 of 34: 29%
+    assert note.startswith("29% of the labeled images' class borders barely show") and "right/corner" in note
+
+
 def test_the_inside_of_both_classes_sets_the_scale_of_a_border():
     # Class 0 flat at 100 on the left; class 1 on the right in columns of 140 and 160: only class 1 varies inside.
     grey = np.full((SIZE, SIZE), 100, np.uint8)
     grey[:, SIZE // 2 :: 2], grey[:, SIZE // 2 + 1 :: 2] = 140, 160
     label = (np.arange(SIZE) >= SIZE // 2).astype(np.uint8)[None].repeat(SIZE, 0)
-    data = Dataset.from_dict(
-        {"image": [Image().encode_example(grey)], "label": [Image().encode_example(label)]},
-        features=Features({"image": Image(), "label": Image()}),
-    )
-    (border,) = border_contrast(data, 2)
+    (border,) = border_contrast(encoded([grey], [label]), 2)
     half = SIZE // 2
     # Inside steps of both classes, pooled: 20 between class 1's columns, 0 elsewhere (rows and columns both).
     inside = (SIZE * (half - 1) * 20) / (2 * SIZE * (half - 1) + 2 * (SIZE - 1) * half)
