@@ -19,21 +19,27 @@ curves.png in --output_dir; each run's folder keeps its log.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path
 
 import run_fpl
 
-from fpl_hf.comparison import Comparison, labels_only, oracle, setting, swept
+from fpl_hf.comparison import Comparison, check_comparison_data, labels_only, oracle, run_name, setting, swept
 from fpl_hf.launchers import LocalLauncher, SlurmLauncher
+
+
+class OneLineErrors(argparse.ArgumentParser):
+    """A mistake in compare.py's own flags raises, so that `command_line` says it in one line, as any other."""
+
+    def error(self, message: str):
+        raise ValueError(f"{message} (see --help)")
 
 
 def argument_parser() -> argparse.ArgumentParser:
     """compare.py's own flags; every other flag is run_fpl.py's (`parse_known_args` leaves them)."""
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], usage="%(prog)s [options] [run_fpl.py flags]"
-    )
+    parser = OneLineErrors(description=__doc__.split("\n\n")[0], usage="%(prog)s [options] [run_fpl.py flags]")
     parser.add_argument(
         "--settings",
         nargs="+",
@@ -83,6 +89,7 @@ def argument_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str]) -> Comparison:
+    """Runs the comparison; a mistake in the flags, files or data raises before any run starts."""
     parser = argument_parser()
     options, run_flags = parser.parse_known_args(argv)
 
@@ -92,13 +99,15 @@ def main(argv: list[str]) -> Comparison:
     for text in options.settings or [f"{args.framework}:fpl", f"{args.framework}:ce"]:
         framework, _, loss = text.partition(":")
         if not loss:
-            parser.error(f"--settings takes FRAMEWORK:LOSS pairs, got {text!r}.")
+            raise ValueError(f"--settings takes FRAMEWORK:LOSS pairs, got {text!r}.")
         rows.append(setting(framework, loss))
     if options.sweep:
         name, _, values = options.sweep.partition("=")
         rows = swept(rows, name, values.split(","))
     if options.oracle and (source.unlabeled_dir or source.unlabeled_dataset or source.labeled_list):
-        parser.error("--oracle trains on every training image's mask, and the unlabeled images of this data have none.")
+        raise ValueError(
+            "--oracle trains on every training image's mask, and the unlabeled images of this data have none."
+        )
     with tempfile.TemporaryDirectory() as scratch:  # and each row's, so that a typo fails now, not hours later
         for row in rows:
             run_fpl.parse_arguments([*run_flags, *row.flags, "--output_dir", scratch])
@@ -108,7 +117,7 @@ def main(argv: list[str]) -> Comparison:
     if options.launcher == "slurm":
         extra = dict(option.split("=", 1) for option in options.slurm_option if "=" in option)
         if len(extra) != len(options.slurm_option):
-            parser.error(f"--slurm_option takes KEY=VALUE pairs, got {options.slurm_option}.")
+            raise ValueError(f"--slurm_option takes KEY=VALUE pairs, got {options.slurm_option}.")
         launcher = SlurmLauncher(
             partition=options.slurm_partition,
             time_minutes=options.slurm_time,
@@ -129,11 +138,14 @@ def main(argv: list[str]) -> Comparison:
         start_from=options.start_from and Path(options.start_from),
     )
     if comparison.start_from:  # a missing start fails now, not hours later
-        try:
-            for _, draw, seed in comparison.planned():
-                comparison.start_model(draw, seed)
-        except FileNotFoundError as error:
-            parser.error(str(error))
+        for _, draw, seed in comparison.planned():
+            comparison.start_model(draw, seed)
+    # The data are checked once here, and every run skips its own check: a bad mask fails now, not in every run.
+    draw = args.data_seed if args.data_seed is not None else options.draws[0] if drawn else args.seed
+    note = check_comparison_data(source, draw, semi_supervised=any(row.semi_supervised for row in rows))
+    if note:
+        print(f"Note: {note}")
+    comparison.base_flags = [*run_flags, "--skip_data_check", "true"]
     try:
         comparison.run()
     except KeyboardInterrupt:
@@ -144,5 +156,24 @@ def main(argv: list[str]) -> Comparison:
     return comparison
 
 
+def command_line(argv: list[str]) -> int:
+    """`main` for a person at a terminal, as run_fpl.py's: a mistake in the flags, files or data is one line and exit
+    status 2 (`--debug` or FPL_DEBUG=1: the traceback); a comparison in which a run failed names each failure and
+    exits 1 (the same command tries them again)."""
+    debug = "--debug" in argv or os.environ.get("FPL_DEBUG", "") not in ("", "0")
+    try:
+        comparison = main([word for word in argv if word != "--debug"])
+    except (ValueError, OSError, ImportError) as error:
+        if debug:
+            raise
+        print(f"compare.py: error: {error}\n(--debug shows where it was raised)", file=sys.stderr)
+        return 2
+    failures = comparison.failed()
+    for failure in failures:
+        name = f"{failure['setting']}, {run_name(failure['draw'], failure['seed'])}"
+        print(f"compare.py: run failed: {name}: {failure['error']} (log: {failure['log']})", file=sys.stderr)
+    return 1 if failures else 0
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(command_line(sys.argv[1:]))

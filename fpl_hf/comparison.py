@@ -16,8 +16,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from datasets.utils.tqdm import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 from matplotlib.figure import Figure
 
+from .data import DataSource, check_run_data, faint_border_note, load_training_data
 from .launchers import RUN_LOG, LocalLauncher, SlurmLauncher
 from .trainer.callbacks import PROGRESS_FILE
 
@@ -71,6 +73,22 @@ def swept(settings: Sequence[Setting], option: str, values: Sequence[str]) -> li
             for value in values
         ]
     return rows
+
+
+def check_comparison_data(source: DataSource, seed: int, semi_supervised: bool) -> str | None:
+    """The data check of a run, once for a whole comparison (its runs then skip their own): the data of the draw
+    `seed`, every labeled and validation sample and a sample of the unlabeled pool; a problem raises a
+    `DataCheckError` that names each bad sample. Returns the note on faint class borders for semi-supervised rows."""
+    quiet = not are_progress_bars_disabled()
+    if quiet:  # the comparison's own lines are its progress; the data set's building is no news
+        disable_progress_bars()
+    try:
+        data = load_training_data(source, seed=seed)
+        check_run_data(data.labeled, data.unlabeled, data.validation, len(data.class_names))
+        return faint_border_note(data.labeled, data.class_names) if semi_supervised else None
+    finally:
+        if quiet:
+            enable_progress_bars()
 
 
 Job = tuple[Setting, "int | None", int]
@@ -140,7 +158,7 @@ class Comparison:
         model = _run_directory(self.start_from, LABELS_ONLY, draw, seed)
         if not (model / "config.json").is_file():
             raise FileNotFoundError(
-                f"--start_from {self.start_from}: no labels-only model of draw {draw}, seed {seed} ({model}). Run "
+                f"--start_from {self.start_from}: no labels-only model of {run_name(draw, seed)} ({model}). Run "
                 "the earlier comparison with these draws and seeds first (its labels-only row is enough)."
             )
         return model
@@ -194,7 +212,7 @@ class Comparison:
             if earlier is not None and ended and (directory / RUN_SUMMARY).is_file():
                 self._record(self._result(*job, True, None), "[finished meanwhile]", "", report)
             elif not ended:
-                report(f"{job[0].name}, draw {job[1]}, seed {job[2]}: job {earlier.job_id} still queued or running")
+                report(f"{job[0].name}, {run_name(job[1], job[2])}: job {earlier.job_id} still queued or running")
                 jobs[directory] = (job, earlier)
             else:
                 (directory / RUN_SUMMARY).unlink(missing_ok=True)
@@ -217,7 +235,7 @@ class Comparison:
         self.results.append(result)
         self.results_path.write_text(json.dumps(self.results, indent=1))
         (Path(self.output_dir) / "table.md").write_text(self.table())
-        name = f"{result['setting']}, draw {result['draw']}, seed {result['seed']}"
+        name = f"{result['setting']}, {run_name(result['draw'], result['seed'])}"
         if result.get("failed"):
             report(f"{prefix} {name}: FAILED: {result['error']} (log: {result['log']})")
         else:
@@ -234,7 +252,7 @@ class Comparison:
                 for directory, (row, draw, seed) in list(running.items()):
                     progress = read_progress(directory)
                     if progress:
-                        report(f"  {row.name}, draw {draw}, seed {seed}: {describe_progress(progress)}")
+                        report(f"  {row.name}, {run_name(draw, seed)}: {describe_progress(progress)}")
 
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
@@ -337,23 +355,29 @@ class Comparison:
         """Markdown: mean +- std over every run of a setting, the gain over labels-only, each draw's gain, FPL against
         the CE it replaces (same runs, their number in brackets), each run, and the pseudo-label statistics (where
         the unlabeled images' own labels are known)."""
+        runs_of = "seed" if list(self.draws) == [None] else "draw/seed"
         lines = [
             "| setting | final mIoU (mean +- std) | vs. labels only | per draw: gain | vs. CE, same runs "
-            "| runs (draw/seed: mIoU) | pseudo-labels right | truth outside the trained set | K = 1 | minutes a run |",
+            f"| runs ({runs_of}: mIoU) | pseudo-labels right | truth outside the trained set | K = 1 | minutes a run |",
             "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for row in self.rows():
             gain = f"{row['gain']:+.2f}" if "gain" in row else ""
             versus = f"{row['versus_replaced']:+.2f} ({row['paired_runs']})" if "versus_replaced" in row else ""
-            per_draw = ", ".join(f"{draw}: {value:+.1f}" for draw, value in row.get("gain_per_draw", {}).items())
-            runs = ", ".join(f"{draw}/{seed}: {value:.1f}" for (draw, seed), value in row["per_run"].items())
+            per_draw = ", ".join(
+                f"{draw}: {value:+.1f}" for draw, value in row.get("gain_per_draw", {}).items() if draw is not None
+            )
+            runs = ", ".join(
+                f"{seed if draw is None else f'{draw}/{seed}'}: {value:.1f}"
+                for (draw, seed), value in row["per_run"].items()
+            )
             shown = [f"{row[name]:.0f}%" if name in row else "" for name in STATISTICS]
             lines.append(
                 f"| {row['setting']} | {row['mean']:.2f} +- {row['std']:.2f} ({row['runs']}) | {gain} | "
                 f"{per_draw} | {versus} | {runs} | {' | '.join(shown)} | {row['minutes']:.1f} |"
             )
         failures = [
-            f"- FAILED: {r['setting']}, draw {r['draw']}, seed {r['seed']}: {r['error']} (log: {r['log']})"
+            f"- FAILED: {r['setting']}, {run_name(r['draw'], r['seed'])}: {r['error']} (log: {r['log']})"
             for r in self.failed()
         ]
         if failures:
@@ -420,6 +444,11 @@ def last_error_line(log: Path | None) -> str:
     return (errors or lines or ["empty log"])[-1][:300]
 
 
+def run_name(draw: int | None, seed: int) -> str:
+    """A run as progress lines and tables name it: its draw and seed, or its seed where the labeled part is fixed."""
+    return f"seed {seed}" if draw is None else f"draw {draw}, seed {seed}"
+
+
 def _std(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
@@ -432,4 +461,15 @@ def _slug(name: str) -> str:
     return "".join(character if character.isalnum() else "_" for character in name).strip("_")
 
 
-__all__ = ["LABELS_ONLY", "ORACLE", "Comparison", "Setting", "labels_only", "oracle", "setting", "swept"]
+__all__ = [
+    "LABELS_ONLY",
+    "ORACLE",
+    "Comparison",
+    "Setting",
+    "check_comparison_data",
+    "labels_only",
+    "oracle",
+    "run_name",
+    "setting",
+    "swept",
+]

@@ -4,6 +4,7 @@ import importlib.util
 import json
 import os
 import pickle
+import subprocess
 import sys
 from pathlib import Path
 
@@ -228,9 +229,9 @@ def test_start_from_starts_every_run_from_the_earlier_labels_only_model_of_its_d
         start = command[command.index("--model_name_or_path") + 1]
         assert start == str(tmp_path / "earlier" / "runs" / f"labels_only-draw{draw}-seed{seed}")
     # A draw the earlier comparison did not run is named before anything trains.
-    with pytest.raises(SystemExit):
-        compare.main(["--start_from", str(tmp_path / "earlier"), "--draws", "5", "--seeds", "0", *TINY])
-    assert "no labels-only model of draw 5, seed 0" in capsys.readouterr().err
+    assert compare.command_line(["--start_from", str(tmp_path / "earlier"), "--draws", "5", "--seeds", "0", *TINY]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("compare.py: error: --start_from") and "no labels-only model of draw 5, seed 0" in error
     assert len(calls) == 8
 
 
@@ -321,3 +322,63 @@ def test_a_fake_sbatch_receives_the_resources_and_a_queued_job_is_not_submitted_
     again = comparison.submit(comparison.to_go(), report=lines.append)
     assert (tmp_path / "sbatch_calls").read_text().count("\n") == 1 and len(again) == 1
     assert "job 4242 still queued or running" in lines[-1]
+
+
+def compare_at_a_terminal(*flags: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, str(ROOT / "examples" / "compare.py"), *flags]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+
+
+@pytest.mark.parametrize(
+    "mistake, words",
+    [
+        (["--images_dir", "/nonexistent"], ["--images_dir", "/nonexistent", "no such folder"]),
+        (["--settings", "nonsense:fpl"], ["`framework` must be one of", "'nonsense'"]),
+        (["--settings", "cps"], ["--settings takes FRAMEWORK:LOSS pairs"]),
+        (["--seeds", "one"], ["--seeds", "invalid int value"]),
+        # The masks hold 8 classes: the data check (once, not in each run) lists every bad sample under the line.
+        (["--num_labels", "4"], ["of the 11 samples checked", "labeled sample 0", "outside [0, 4)"]),
+    ],
+)
+def test_a_mistake_is_one_line_and_exit_2_before_any_run(tmp_path, mistake, words):
+    output = tmp_path / "comparison"
+    result = compare_at_a_terminal(*_tiny_folder_flags(tmp_path), "--output_dir", str(output), *mistake)
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and errors[0].startswith("compare.py: error: "), result.stderr
+    assert all(word in result.stderr for word in words) and "Traceback" not in result.stderr, result.stderr
+    assert not (output / "runs").exists()  # found before anything ran
+
+
+def test_an_output_folder_that_cannot_be_written_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("")
+    result = compare_at_a_terminal(*_tiny_folder_flags(tmp_path), "--output_dir", str(tmp_path / "file" / "out"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("compare.py: error: ") and str(tmp_path / "file") in result.stderr
+
+
+def test_a_comparison_with_a_failed_run_finishes_the_others_names_the_failure_and_exits_1(tmp_path):
+    output = tmp_path / "comparison"
+    flags = [*_tiny_folder_flags(tmp_path), "--output_dir", str(output), "--seeds", "0", "--draws", "3"]
+    result = compare_at_a_terminal(*flags, "--settings", "cps:fpl", "--threshold", "0.9", "--cps_breaks", "x")
+    assert result.returncode == 2  # an unknown flag of a run is a mistake found before any run
+    # A run that fails as it trains: a framework whose options only fail once the run has started.
+    result = compare_at_a_terminal(*flags, "--settings", "mean_teacher:fpl", "--per_device_train_batch_size", "16")
+    assert result.returncode == 1, result.stderr
+    failed = [line for line in result.stderr.splitlines() if line.startswith("compare.py: run failed: ")]
+    assert len(failed) == 2 and "labels only, draw 3, seed 0" in failed[0], result.stderr
+    assert "fewer than one batch" in failed[0]
+
+
+def test_a_source_without_draws_names_its_runs_by_seed(tmp_path):
+    comparison = Comparison([labels_only(), setting("cps", "fpl")], tmp_path, seeds=[0, 1], draws=[None])
+    run = dict(seconds=60.0, curve=[], k1_curve=[])
+    comparison.results = [
+        dict(setting=LABELS_ONLY, draw=None, seed=0, final_mean_iou=0.30, **run),
+        dict(setting="cps + fpl", draw=None, seed=0, final_mean_iou=0.35, **run),
+        dict(setting="cps + fpl", draw=None, seed=1, failed=True, log="x.log", error="boom"),
+    ]
+    table = comparison.table()
+    assert "None" not in table and "runs (seed: mIoU)" in table and "| 0: 35.0 |" in table
+    assert "cps + fpl, seed 1: boom" in table
