@@ -68,3 +68,13 @@ def test_an_unknown_choice_names_the_choices(flag):
     result = run(flag, "radiology")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "radiology" in result.stderr
+
+
+def test_a_misspelt_flag_gets_a_short_usage_and_the_flag_meant():
+    result = run("--learnin_rate", "0.1", "--per_device_batch_size", "4", "--zzz", "1")
+    assert result.returncode == 2 and len(result.stderr.splitlines()) <= 15, result.stderr
+    error = result.stderr.splitlines()[-1]
+    assert error.startswith("run_fpl.py: error: unrecognized arguments: --learnin_rate 0.1"), result.stderr
+    assert "--learnin_rate: did you mean --learning_rate?" in error
+    assert "did you mean --per_device_eval_batch_size or --per_device_train_batch_size?" in error
+    assert "--zzz:" not in error  # nothing near: no guess

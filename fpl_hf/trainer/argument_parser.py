@@ -4,6 +4,7 @@ registered framework's and loss's own options as flags of their own."""
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import importlib
 import importlib.util
 import sys
@@ -133,8 +134,7 @@ class FPLArgumentParser(HfArgumentParser):
             choices=preset_names(),
             help="A named recipe whose keys become defaults: as a flag, over the config file's keys; as a key of a "
             "config file, over its base's keys and under its own; flags override it either way. 'medical': grey "
-            "slices whose classes depend on where a pixel is (one input channel, whole resized slices, rotations, "
-            "intensity strong views, CutMix half of the time).",
+            "slices whose classes depend on where a pixel is (one input channel, no CutMix).",
         )
         self.add_argument(
             "--plugin",
@@ -142,6 +142,22 @@ class FPLArgumentParser(HfArgumentParser):
             help="Python files or modules to import first: the frameworks and losses "
             "they register become choices of --framework and --unsup_loss, their options flags.",
         )
+
+    def error(self, message: str) -> typing.NoReturn:
+        """argparse's error, with a one-line usage instead of all the flags, and for a flag it does not know the
+        nearest ones (`--learnin_rate`: did you mean --learning_rate?)."""
+        flags = {}  # each flag by its name with dashes as underscores, spelt as the dataclass field is
+        for flag in (flag for action in self._actions for flag in action.option_strings if flag[:2] == "--"):
+            flags.setdefault(flag.replace("-", "_"), flag)
+        words = message.partition("unrecognized arguments:")[2].split()
+        near = {
+            word: [flags[match] for match in difflib.get_close_matches(word.replace("-", "_"), flags, 2, 0.8)]
+            for word in words
+            if word.startswith("--")
+        }
+        hints = "; ".join(f"{word}: did you mean {' or '.join(found)}?" for word, found in near.items() if found)
+        print(f"usage: {self.prog} [--config FILE] [--FLAG VALUE ...] ({self.prog} --help lists them)", file=sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}{f' ({hints})' if hints else ''}\n")
 
     def parse_with_config(self, argv: list[str], default_config: Path | None = None) -> tuple:
         """One instance of each dataclass type, from `argv`; `--config FILE` (default `default_config`) gives the
