@@ -87,6 +87,18 @@ def test_the_inside_of_both_classes_sets_the_scale_of_a_border():
     assert border.contrast == pytest.approx(40 / inside)  # across: |100 - 140| = 40
 
 
+def test_a_border_of_hue_alone_is_plain_in_colour():
+    # Red against green of the same grey level (ITU-R 601 luma 0.299 R = 0.587 G): no step in grey, a large one in
+    # colour; the noise inside is the same in both.
+    generator = np.random.default_rng(0)
+    label = (np.arange(SIZE) >= SIZE // 2).astype(np.uint8)[None].repeat(SIZE, 0)
+    colour = np.where(label[..., None] == 1, [0, 102, 0], [200, 0, 0]) + generator.normal(0, 3, (SIZE, SIZE, 3))
+    image = np.clip(colour, 0, 255).astype(np.uint8)
+    (border,) = border_contrast(encoded([image], [label]), 2)
+    assert border.contrast > 3 * FAINT_CONTRAST
+    assert faint_border_note(encoded([image], [label]), ["red", "green"]) is None
+
+
 def test_the_note_names_the_faint_borders_only_where_they_are_a_large_share():
     names = ["left", "right"]
     assert faint_border_note(halves(drawn=True), names) is None

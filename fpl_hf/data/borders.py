@@ -29,9 +29,9 @@ FAINT_SHARE = 0.25
 
 @dataclass(frozen=True)
 class BorderContrast:
-    """Two classes that touch in the images: the mean grey-level step between neighbouring pixels across their
-    border, over that between neighbouring pixels inside the two classes (`contrast`), and how many border steps
-    were counted (`length`)."""
+    """Two classes that touch in the images: the mean colour step between neighbouring pixels across their border,
+    over that between neighbouring pixels inside the two classes (`contrast`), and how many border steps were
+    counted (`length`)."""
 
     classes: tuple[int, int]
     contrast: float
@@ -48,11 +48,13 @@ def border_contrast(
     inner_steps, inner_counts = np.zeros(num_labels), np.zeros(num_labels)
     for index in spread_indices(len(dataset), max_images):
         row, where = dataset[index], f"labeled sample {index}"
-        grey = np.asarray(rgb_image(read_image(row["image"], "image", where), where).convert("L"), dtype=np.float32)
+        image = np.asarray(rgb_image(read_image(row["image"], "image", where), where), dtype=np.float32)
         label = label_array(read_image(row["label"], "label", where), where, palette=palette).astype(np.int64)
+        # A step is the length of the colour change between neighbours: a change of hue alone counts, and on a grey
+        # image (three equal channels) it is the grey-level step times sqrt(3), which no contrast (a ratio) sees.
         neighbours = (
-            (label[:, :-1], label[:, 1:], np.abs(grey[:, 1:] - grey[:, :-1])),
-            (label[:-1], label[1:], np.abs(grey[1:] - grey[:-1])),
+            (label[:, :-1], label[:, 1:], np.linalg.norm(image[:, 1:] - image[:, :-1], axis=-1)),
+            (label[:-1], label[1:], np.linalg.norm(image[1:] - image[:-1], axis=-1)),
         )
         for first, second, step in neighbours:
             valid = (first < num_labels) & (second < num_labels)
@@ -88,10 +90,11 @@ def faint_border_note(dataset: Dataset, class_names: Sequence[str], palette: Pal
     )
     return (
         f"{share:.0%} of the labeled images' class borders barely show in the images: in {len(faint)} of the "
-        f"{len(borders)} pairs of touching classes the grey level changes less than {FAINT_CONTRAST:g}x as much "
+        f"{len(borders)} pairs of touching classes the image changes less than {FAINT_CONTRAST:g}x as much "
         f"across their border as inside them ({named}{', ...' if len(faint) > 4 else ''}). Pseudo-label training "
-        "moves borders towards changes in the image, and on such data (atlas regions of MRI slices) it has not "
-        "paid: examples/compare.py tells whether it pays on yours (docs/medical.md)."
+        "moves borders towards changes in the image, so it has little to go on where a class is defined by "
+        "position rather than by what the image shows (on atlas regions of MRI slices it has not paid): "
+        "examples/compare.py tells whether it pays on yours (docs/medical.md)."
     )
 
 
