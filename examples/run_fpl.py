@@ -16,7 +16,7 @@
 Every field of `ModelArguments`, `DataSource` and `FPLConfig`, and every option of the registered frameworks and
 losses (`--threshold`, `--feature_dropout`, ...), is a flag and a YAML key. Without `--config`,
 examples/configs/embedded.yaml gives the defaults; flags override the file, and a file's `base: other.yaml` key
-supplies the keys it leaves out. examples/configs/ holds the paper's recipes (README, "The paper's recipes").
+supplies the keys it leaves out. examples/configs/ holds the paper's recipes (docs/recipes.md).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 # python3-venv; with --medical or --test, mricron-data for the INIA19 MRI data set; with --test, Chromium for the
 # demo's browser test) and .venv with fpl-hf (with --medical, nibabel; with --test, its test dependencies: pytest,
 # nibabel, tensorboard, trackio, gradio, playwright, ruff), with the offline ImageNet weights.
-# CPU machines pin torch through constraints-cpu.txt.
+# constraints-cpu.txt pins the versions of torch and torchvision (PyPI's wheels: CUDA builds, which run on a CPU).
 #   bash scripts/setup.sh [--test] [--medical]
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -182,3 +182,38 @@ def test_the_camvid_pages_commands_run_at_a_tiny_size_on_a_fake_tree(workspace):
     assert report["evaluation"]["image_size"] == 240
     masks = [np.asarray(Image.open(path)) for path in sorted((workspace / "CamVid" / "testannot").iterdir())]
     assert sum(values["pixels"] for values in report["per_class"].values()) == sum((m != 11).sum() for m in masks)
+
+
+def heading_anchors(page: Path) -> set[str]:
+    """The anchors of a page's headings as the site makes them (lower case, punctuation dropped, spaces as dashes)."""
+    return {anchor_of(heading) for heading in re.findall(r"^#+ (.+)$", page.read_text(), flags=re.MULTILINE)}
+
+
+def test_every_link_and_pointer_names_a_page_and_heading_that_exist():
+    pages = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
+    broken = []
+    for page in pages:
+        text = page.read_text()
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if target.startswith(("http://", "https://", "mailto:")) or target.endswith((".png", ".jpg", ".svg")):
+                continue
+            path, _, anchor = target.partition("#")
+            linked = (page.parent / path).resolve() if path else page
+            if not linked.exists():
+                broken.append(f"{page.name}: {target} (no such file)")
+            elif anchor and linked.suffix == ".md" and anchor not in heading_anchors(linked):
+                broken.append(f"{page.name}: {target} (no such heading)")
+    # Prose pointers at a titled section: README, "Title" and "Title" below (in pages, scripts, configs, the package).
+    sources = [*pages, *ROOT.glob("examples/**/*.py"), *ROOT.glob("examples/**/*.yaml"), *ROOT.glob("fpl_hf/**/*.py")]
+    for source in sources:
+        text = source.read_text()
+        pointers = [(ROOT / "README.md", title) for title in re.findall(r'README, "([^"]+)"', text)]
+        pointers += [(source, title) for title in re.findall(r'"([A-Z][^"]{2,60})" below', text)]
+        for page, title in pointers:  # a heading named by its whole title or its beginning
+            if not any(anchor.startswith(anchor_of(title)) for anchor in heading_anchors(page)):
+                broken.append(f"{source.name}: {page.name}, {title!r} (no such heading)")
+    assert not broken, broken
+
+
+def anchor_of(title: str) -> str:
+    return re.sub(r"\s+", "-", re.sub(r"[^\w\s-]", "", title).strip().lower())
