@@ -217,3 +217,18 @@ def test_every_link_and_pointer_names_a_page_and_heading_that_exist():
 
 def anchor_of(title: str) -> str:
     return re.sub(r"\s+", "-", re.sub(r"[^\w\s-]", "", title).strip().lower())
+
+
+@pytest.mark.parametrize("framework", ["unimatch", "cps"])
+def test_every_logged_key_is_on_the_logged_metrics_page(scenes, tmp_path, framework):
+    from conftest import make_trainer
+
+    page = (DOCS / "logged-metrics.md").read_text()
+    trainer = make_trainer(scenes, tmp_path, framework=framework, max_steps=2, burn_in_steps=1, eval_strategy="steps")
+    trainer.train()
+    logged = {key for entry in trainer.state.log_history for key in entry}
+    assert {"k1", "pseudo_label_accuracy", "eval_mean_iou", "unsup_weight"} <= logged  # the run logged them
+    shown = {key for key in logged if not key.startswith(("eval_iou_", "train_", "total_flos"))}
+    missing = [key for key in shown if f"`{key}`" not in page and key not in ("step", "epoch", "grad_norm")]
+    missing += [key for key in logged if key.startswith("eval_iou_") and "`eval_iou_<class>`" not in page]
+    assert not missing, missing
