@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -232,3 +233,32 @@ def test_every_logged_key_is_on_the_logged_metrics_page(scenes, tmp_path, framew
     missing = [key for key in shown if f"`{key}`" not in page and key not in ("step", "epoch", "grad_norm")]
     missing += [key for key in logged if key.startswith("eval_iou_") and "`eval_iou_<class>`" not in page]
     assert not missing, missing
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (scripts/setup.sh installs it)")
+def test_the_site_renders_its_equations_offline_from_the_katex_it_ships(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    site = tmp_path / "site"
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    build = [str(BIN / "mkdocs"), "build", "--strict", "--quiet", "--site-dir", str(site)]
+    result = subprocess.run(build, cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr
+    page_file = site / "frameworks" / "index.html"
+    scripts = re.findall(r'<script src="([^"]+)"', page_file.read_text())
+    assert "../assets/katex/katex.min.js" in scripts and not [s for s in scripts if s.startswith("http")]
+    with sync_playwright() as playwright:  # a file:// page, no server, no network
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page()
+        page.goto(page_file.as_uri())
+        page.wait_for_selector(".katex", timeout=30_000)
+        rendered, raw = (
+            page.locator(".arithmatex .katex").count(),
+            page.locator(".arithmatex:not(:has(.katex))").count(),
+        )
+        errors = page.locator(".katex-error").count()
+        browser.close()
+    assert rendered >= 10 and raw == 0 and errors == 0, (rendered, raw, errors)
