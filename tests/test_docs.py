@@ -262,3 +262,21 @@ def test_the_site_renders_its_equations_offline_from_the_katex_it_ships(tmp_path
         errors = page.locator(".katex-error").count()
         browser.close()
     assert rendered >= 10 and raw == 0 and errors == 0, (rendered, raw, errors)
+
+
+def test_the_python_quick_start_runs_as_it_is_and_readme_shows_it_whole(tmp_path):
+    script = ROOT / "examples" / "quickstart.py"
+    code = script.read_text()
+    body = code[code.index('"""', 3) + 3 :].lstrip("\n")  # the file less its docstring
+    readme = (ROOT / "README.md").read_text()
+    assert f"```python\n{body}```" in readme
+    assert '--8<-- "examples/quickstart.py"' in (DOCS / "usage.md").read_text()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=900
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    trained = re.search(r"^validation mIoU (\d+\.\d+)$", result.stdout, flags=re.MULTILINE)
+    reloaded = re.search(r"^reloaded from outputs/quickstart: mIoU (\d+\.\d+)$", result.stdout, flags=re.MULTILINE)
+    assert trained and reloaded and trained.group(1) == reloaded.group(1), result.stdout  # saved as it was trained
+    assert (tmp_path / "outputs" / "quickstart" / "model.safetensors").is_file()

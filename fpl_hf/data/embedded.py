@@ -3,8 +3,8 @@
 Fashion-MNIST garments lie on exact black, so thresholding gives their masks. Two or three garments are pasted at
 random positions, scales and tints onto a smooth coloured background. The ten Fashion-MNIST labels are grouped
 into five garment types (top, trouser, dress, footwear, bag): at 64x64 pixels the ten fine labels are learnt too
-slowly for a CPU budget (docs/evidence.md, "The embedded benchmark, and how it was chosen"), while tops and dresses stay alike enough for
-pseudo-labels to go wrong.
+slowly for a CPU budget (docs/evidence.md, "The embedded benchmark, and how it was chosen"), while tops and dresses
+stay alike enough for pseudo-labels to go wrong.
 """
 
 from __future__ import annotations
