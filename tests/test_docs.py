@@ -270,7 +270,7 @@ def test_the_python_quick_start_runs_as_it_is_and_readme_shows_it_whole(tmp_path
     body = code[code.index('"""', 3) + 3 :].lstrip("\n")  # the file less its docstring
     readme = (ROOT / "README.md").read_text()
     assert f"```python\n{body}```" in readme
-    assert '--8<-- "examples/quickstart.py"' in (DOCS / "usage.md").read_text()
+    assert "--8<--\nexamples/quickstart.py\n--8<--" in (DOCS / "usage.md").read_text()
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(
         [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, env=env, timeout=900
