@@ -33,12 +33,21 @@ TINY_RUN = [
 ]
 
 
+def shell_lines(page: Path) -> list[str]:
+    """The lines of a page's ```bash blocks."""
+    return [
+        line
+        for block in re.findall(r"^```bash\n(.*?)^```", page.read_text(), re.M | re.S)
+        for line in block.splitlines()
+    ]
+
+
 def documented_commands(page: Path) -> list[list[str]]:
-    """The shell commands in a page's indented code blocks that run a script of examples/, continuation lines
-    joined, comments dropped, split into words (the part after `&&` where a setup step comes first)."""
+    """The shell commands in a page's ```bash blocks that run a script of examples/, continuation lines joined,
+    comments dropped, split into words (the part after `&&` where a setup step comes first)."""
     commands, current = [], ""
-    for line in page.read_text().splitlines():
-        if not line.startswith("    ") or not (current or re.search(r"\.venv/bin|^\s+(bash|python)", line)):
+    for line in shell_lines(page):
+        if not (current or re.search(r"\.venv/bin|^\s*(bash|python)", line)):
             continue
         body = line.strip()
         body = body[: body.index(" #")] if " #" in body else body
@@ -280,3 +289,13 @@ def test_the_python_quick_start_runs_as_it_is_and_readme_shows_it_whole(tmp_path
     reloaded = re.search(r"^reloaded from outputs/quickstart: mIoU (\d+\.\d+)$", result.stdout, flags=re.MULTILINE)
     assert trained and reloaded and trained.group(1) == reloaded.group(1), result.stdout  # saved as it was trained
     assert (tmp_path / "outputs" / "quickstart" / "model.safetensors").is_file()
+
+
+def test_shell_blocks_are_fenced_highlighted_and_fit_the_column():
+    for page in [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]:
+        text = page.read_text()
+        outside_fences = re.sub(r"^```.*?^```", "", text, flags=re.M | re.S)
+        commands = [line for line in outside_fences.splitlines() if re.match(r"^    (\.venv/bin|bash |python )", line)]
+        assert not commands, (page.name, commands)  # an indented block: no highlighting, no copy button
+        long = [line for line in shell_lines(page) if len(line) > 100]
+        assert not long, (page.name, long)
