@@ -1,6 +1,7 @@
-"""MkDocs hooks: the configuration page is generated from the code (the run's dataclasses, every registered
-framework's and loss's options, the presets), so that it cannot drift from it; the pictures under
-benchmarks/results/ are served as results/."""
+"""The site's tools: its MkDocs hook serves the pictures under benchmarks/results/ as results/; as a script,
+`python docs/hooks.py` writes the configuration page's options from the code (the run's dataclasses, every
+registered framework's and loss's options, the presets). tests/test_docs.py fails when the page and the code differ,
+so the page cannot drift, and building the site needs neither torch nor fpl_hf's other dependencies."""
 
 from __future__ import annotations
 
@@ -71,10 +72,13 @@ def configuration_markdown() -> str:
     return "\n\n".join(sections)
 
 
-def on_page_markdown(markdown: str, page, config, files) -> str:
-    if "<!-- options -->" in markdown:
-        return markdown.replace("<!-- options -->", configuration_markdown())
-    return markdown
+OPTIONS_MARKER = "<!-- The options below are written by `python docs/hooks.py` from the code. -->"
+
+
+def configuration_page() -> str:
+    """docs/configuration.md with its options as the code has them now."""
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    return text[: text.index(OPTIONS_MARKER) + len(OPTIONS_MARKER)] + "\n\n" + configuration_markdown() + "\n"
 
 
 def on_files(files, config):
@@ -82,3 +86,7 @@ def on_files(files, config):
     for path in sorted((results / "results").glob("*.png")):
         files.append(File(f"results/{path.name}", str(results), config["site_dir"], config["use_directory_urls"]))
     return files
+
+
+if __name__ == "__main__":
+    (ROOT / "docs" / "configuration.md").write_text(configuration_page())

@@ -145,7 +145,10 @@ def test_every_other_documented_training_command_parses(tmp_path):
 
 def test_the_configuration_page_lists_every_option_of_the_code():
     sys.path.insert(0, str(DOCS))
-    from hooks import configuration_markdown
+    from hooks import configuration_markdown, configuration_page
+
+    # The page as committed (read on GitHub too) is the page the code writes now.
+    assert (DOCS / "configuration.md").read_text() == configuration_page(), "run `python docs/hooks.py`"
 
     from fpl_hf.trainer import FRAMEWORKS, UNSUPERVISED_LOSSES
 
@@ -299,3 +302,19 @@ def test_shell_blocks_are_fenced_highlighted_and_fit_the_column():
         assert not commands, (page.name, commands)  # an indented block: no highlighting, no copy button
         long = [line for line in shell_lines(page) if len(line) > 100]
         assert not long, (page.name, long)
+
+
+def test_the_site_builds_without_torch(tmp_path):
+    # `pip install -r docs/requirements.txt` and `mkdocs build`: no torch, no fpl_hf dependency imported.
+    blocker = tmp_path / "blocked"
+    blocker.mkdir()
+    for module in ("torch", "transformers", "timm", "datasets"):
+        (blocker / f"{module}.py").write_text(f"raise ImportError('{module} is not installed here')\n")
+    env = {**os.environ, "PYTHONPATH": str(blocker), "NO_MKDOCS_2_WARNING": "1"}
+    build = [str(BIN / "mkdocs"), "build", "--strict", "--quiet", "--site-dir", str(tmp_path / "site")]
+    result = subprocess.run(build, cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "--crop_size" in (tmp_path / "site" / "configuration" / "index.html").read_text()
+    requirements = [line for line in (DOCS / "requirements.txt").read_text().splitlines() if not line.startswith("#")]
+    assert any(line.startswith("mkdocs-material") for line in requirements)
+    assert not any(line.startswith(("torch", "fpl", "-e", ".")) for line in requirements)

@@ -27,7 +27,8 @@ class DataSource:
     """Where a run's images come from and which are labeled; `run_fpl.py` takes every field as a flag and a YAML key.
 
     The labeled part is chosen by split lists when given, else by `num_labeled` or `labeled_fraction` (drawn with
-    the data seed); `all_labeled` keeps every training label (the fully supervised oracle).
+    the data seed); `all_labeled` keeps every training label (the fully supervised oracle). Every field, with what
+    it does, is on the [Configuration](configuration.md) page.
     """
 
     dataset: str = field(

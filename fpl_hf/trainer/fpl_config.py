@@ -49,7 +49,8 @@ class FPLConfig(TrainingArguments):
 
     Defaults follow the paper's CPS recipe (SGD, momentum 0.9, weight decay 1e-4 off BatchNorm and biases,
     poly 0.9 decay, T = 0.9, concave weight); the learning rate is the released code's effective 0.0025 of a
-    single process.
+    single process. Every field, with what it does, is on the [Configuration](configuration.md) page (and in
+    `run_fpl.py --help`).
     """
 
     framework: str = field(default="cps", metadata=RegistryHelp("Semi-supervised framework", FRAMEWORKS))
