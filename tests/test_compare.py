@@ -382,3 +382,17 @@ def test_a_source_without_draws_names_its_runs_by_seed(tmp_path):
     table = comparison.table()
     assert "None" not in table and "runs (seed: mIoU)" in table and "| 0: 35.0 |" in table
     assert "cps + fpl, seed 1: boom" in table
+
+
+def test_the_data_are_checked_once_for_the_comparison_and_no_run_checks_them_again(tmp_path, monkeypatch):
+    import fpl_hf.comparison
+
+    checks = []
+    real_check = fpl_hf.comparison.check_run_data
+    monkeypatch.setattr(fpl_hf.comparison, "check_run_data", lambda *a, **k: checks.append(a) or real_check(*a, **k))
+    calls = _fake_runs(monkeypatch, seconds=0.0)
+    flags = [*_tiny_folder_flags(tmp_path), "--output_dir", str(tmp_path / "c"), "--seeds", "0", "1", "--draws", "3"]
+    compare.main([*flags, "--settings", "cps:fpl"])
+    assert len(checks) == 1 and len(calls) == 4
+    for command, *_ in calls:
+        assert command[command.index("--skip_data_check") + 1] == "true"
