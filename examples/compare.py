@@ -141,11 +141,12 @@ def main(argv: list[str]) -> Comparison:
         for _, draw, seed in comparison.planned():
             comparison.start_model(draw, seed)
     # The data are checked once here, and every run skips its own check: a bad mask fails now, not in every run.
-    draw = args.data_seed if args.data_seed is not None else options.draws[0] if drawn else args.seed
-    note = check_comparison_data(source, draw, semi_supervised=any(row.semi_supervised for row in rows))
-    if note:
-        print(f"Note: {note}")
-    comparison.base_flags = [*run_flags, "--skip_data_check", "true"]
+    if not args.skip_data_check:
+        draw = args.data_seed if args.data_seed is not None else options.draws[0] if drawn else args.seed
+        note = check_comparison_data(source, draw, semi_supervised=any(row.semi_supervised for row in rows))
+        if note:
+            print(f"Note: {note}")
+        comparison.base_flags = [*run_flags, "--skip_data_check", "true"]
     try:
         comparison.run()
     except KeyboardInterrupt:

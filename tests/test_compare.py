@@ -396,3 +396,5 @@ def test_the_data_are_checked_once_for_the_comparison_and_no_run_checks_them_aga
     assert len(checks) == 1 and len(calls) == 4
     for command, *_ in calls:
         assert command[command.index("--skip_data_check") + 1] == "true"
+    compare.main([*flags, "--settings", "cps:ce", "--skip_data_check", "true"])  # the user's own skip: no check
+    assert len(checks) == 1 and len(calls) == 6
