@@ -1,17 +1,17 @@
 """Semi-supervised segmentation with Fuzzy Positive Learning.
 
-    accelerate launch examples/run_fpl.py                                   # UniMatch V2-style + FPL, embedded data
-    accelerate launch examples/run_fpl.py --framework cps --unsup_loss ce   # any framework, either loss
-    accelerate launch examples/run_fpl.py --max_steps 300 --burn_in_steps 100 --unsup_rampup_steps 50  # a shorter run
-    accelerate launch examples/run_fpl.py --config examples/configs/voc_aug_cps_fpl.yaml --data_root VOCdevkit/VOC2012 \
+    accelerate launch --quiet examples/run_fpl.py                                   # UniMatch V2-style + FPL, embedded data
+    accelerate launch --quiet examples/run_fpl.py --framework cps --unsup_loss ce   # any framework, either loss
+    accelerate launch --quiet examples/run_fpl.py --max_steps 300 --burn_in_steps 100 --unsup_rampup_steps 50  # a shorter run
+    accelerate launch --quiet examples/run_fpl.py --config examples/configs/voc_aug_cps_fpl.yaml --data_root VOCdevkit/VOC2012 \
         --labeled_list splits/pascal/1_16/labeled.txt --unlabeled_list splits/pascal/1_16/unlabeled.txt
-    accelerate launch examples/run_fpl.py --dataset folders --num_labels 8 --images_dir labeled/images \
+    accelerate launch --quiet examples/run_fpl.py --dataset folders --num_labels 8 --images_dir labeled/images \
         --masks_dir labeled/masks --unlabeled_dir unlabeled --validation_images_dir val/images \
         --validation_masks_dir val/masks                                 # your own folders
-    accelerate launch examples/run_fpl.py --unlabeled_dataset pool_shards/ --max_steps 20000 \
+    accelerate launch --quiet examples/run_fpl.py --unlabeled_dataset pool_shards/ --max_steps 20000 \
         --per_device_unlabeled_batch_size 16                              # a streamed pool, 2 unlabeled per labeled
-    accelerate launch examples/run_fpl.py --plugin my_framework.py --framework my_framework  # your own framework
-    accelerate launch --config_file examples/accelerate/one_node.yaml examples/run_fpl.py --config <recipe>.yaml
+    accelerate launch --quiet examples/run_fpl.py --plugin my_framework.py --framework my_framework  # your own framework
+    accelerate launch --quiet --config_file examples/accelerate/one_node.yaml examples/run_fpl.py --config <recipe>.yaml
 
 Every field of `ModelArguments`, `DataSource` and `FPLConfig`, and every option of the registered frameworks and
 losses (`--threshold`, `--feature_dropout`, ...), is a flag and a YAML key. Without `--config`,

@@ -2,7 +2,8 @@
 # Installs what fpl-hf needs: Debian's packages when absent (the Fashion-MNIST files of the embedded data set,
 # python3-venv; with --medical or --test, mricron-data for the INIA19 MRI data set; with --test, Chromium for the
 # demo's browser test) and .venv with fpl-hf (with --medical, nibabel; with --test, its test dependencies: pytest,
-# nibabel, tensorboard, trackio, gradio, playwright, ruff), with the offline ImageNet weights.
+# nibabel, tensorboard, trackio, gradio, playwright, ruff), with the offline ImageNet weights; and accelerate's
+# default config where the user has none (scripts/write_accelerate_config.py).
 # constraints-cpu.txt pins the versions of torch and torchvision (PyPI's wheels: CUDA builds, which run on a CPU).
 #   bash scripts/setup.sh [--test] [--medical]
 set -euo pipefail
@@ -42,3 +43,5 @@ python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
 extras="weights"; $medical && extras="weights,medical"; $test && extras="test"
 .venv/bin/pip install -q -c constraints-cpu.txt -e ".[${extras}]"
+# accelerate's default config where the user has none, so that `accelerate launch` prints no notice at each launch.
+.venv/bin/python scripts/write_accelerate_config.py

@@ -46,12 +46,32 @@ def test_debug_shows_the_traceback():
     assert run("--max_steps", "2", FPL_DEBUG="1").stderr.count("Traceback") == 1
 
 
-def test_through_accelerate_launch_the_message_stands_out_without_frames_of_ours():
+def accelerate_launch_as_documented(tmp_path, *flags: str) -> subprocess.CompletedProcess:
+    """`accelerate launch --quiet examples/run_fpl.py ...`, as the pages teach, after scripts/setup.sh has written
+    accelerate's default config (here into a fresh HF_HOME of the test's own)."""
+    home = str(tmp_path / "hf_home")
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "write_accelerate_config.py")],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "HF_HOME": home},
+    )
     accelerate = os.path.join(os.path.dirname(sys.executable), "accelerate")
-    result = run("--max_steps", "2", launcher=(accelerate, "launch", "--num_processes", "1", "--cpu"))
-    assert result.returncode != 0
-    assert "run_fpl.py: error: `burn_in_steps` (200) covers all 2 steps" in result.stderr
-    assert 'run_fpl.py", line' not in result.stderr and "fpl_hf/" not in result.stderr
+    return run(*flags, launcher=(accelerate, "launch", "--quiet"), HF_HOME=home)
+
+
+def test_through_accelerate_launch_a_mistake_is_our_message_once_and_nothing_else(tmp_path):
+    direct = run("--max_steps", "2")
+    launched = accelerate_launch_as_documented(tmp_path, "--max_steps", "2")
+    assert launched.returncode != 0 and "burn_in_steps" in direct.stderr
+    assert (launched.stdout + launched.stderr).strip() == direct.stderr.strip()
+
+
+def test_through_accelerate_launch_a_misspelt_flag_is_a_short_usage_and_the_flag_meant(tmp_path):
+    result = accelerate_launch_as_documented(tmp_path, "--learnin_rate", "0.1")
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert result.returncode != 0 and len(lines) <= 15, lines
+    assert "--learnin_rate: did you mean --learning_rate?" in lines[-1], lines
 
 
 def test_a_default_cpu_run_prints_no_warning_or_error_line(tmp_path):

@@ -304,6 +304,15 @@ def test_shell_blocks_are_fenced_highlighted_and_fit_the_column():
         assert not long, (page.name, long)
 
 
+def test_every_documented_launch_is_quiet():
+    # Without --quiet, a mistake ends in accelerate's CalledProcessError traceback and our message twice.
+    pages = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
+    launches = [words for page in pages for words in documented_commands(page) if "launch" in words]
+    assert len(launches) >= 10
+    loud = [" ".join(words) for words in launches if words[words.index("launch") + 1] != "--quiet"]
+    assert not loud, loud
+
+
 def test_the_site_builds_without_torch(tmp_path):
     # `pip install -r docs/requirements.txt` and `mkdocs build`: no torch, no fpl_hf dependency imported.
     blocker = tmp_path / "blocked"
