@@ -627,3 +627,44 @@ def test_spread_indices_cover_the_data_set_evenly_and_never_repeat():
     assert spread_indices(10, 4) == [0, 3, 6, 9]
     assert spread_indices(3, 1000) == [0, 1, 2]
     assert spread_indices(0, 5) == []
+
+
+def test_decoded_samples_are_read_once_and_items_are_the_same_as_without(tmp_path, monkeypatch):
+    from fpl_hf.data import training_items
+
+    rng = np.random.default_rng(0)
+    for index in range(6):
+        _save(tmp_path / "images" / f"{index}.png", rng.integers(0, 255, (30, 40, 3), dtype=np.uint8))
+        _save(tmp_path / "masks" / f"{index}.png", rng.integers(0, 3, (30, 40), dtype=np.uint8))
+    folders = load_folders(tmp_path / "images", tmp_path / "masks")[0]
+    labeled, unlabeled = split_labeled_unlabeled(folders, num_labeled=2, seed=0)
+    loads = []
+    counted = training_items.load_sample
+
+    def counting(dataset, index, *rest):
+        loads.append(index)
+        return counted(dataset, index, *rest)
+
+    monkeypatch.setattr(training_items, "load_sample", counting)
+
+    def items(cache_bytes: int) -> list[dict]:
+        data = SemiSupervisedDataset(
+            labeled, unlabeled, num_labels=3, crop_size=16, image_mean=[0.5] * 3, image_std=[0.5] * 3,
+            num_unlabeled=2, num_strong_views=2, num_cutmix_masks=2, image_size=20, scale_range=(1.0, 1.0),
+            decoded_cache_bytes=cache_bytes,
+        )  # fmt: skip
+        made = []
+        for epoch in range(3):
+            data.set_epoch(epoch)
+            made += [data[index] for index in range(len(data))]
+        return made
+
+    uncached = items(0)
+    uncached_loads, loads[:] = len(loads), []
+    cached = items(2**20)
+    assert len(loads) <= len(labeled) + len(unlabeled) < uncached_loads  # each file decoded once, not at every use
+    for plain, kept in zip(uncached, cached, strict=True):  # the same items, epoch after epoch: no view written to
+        assert plain.keys() == kept.keys() and all(torch.equal(plain[key], kept[key]) for key in plain)
+    loads[:] = []
+    items(1)  # a budget too small for one sample: decoded at every use, as without
+    assert len(loads) == uncached_loads
