@@ -94,7 +94,7 @@ def main(argv: list[str]) -> Comparison:
     options, run_flags = parser.parse_known_args(argv)
 
     with tempfile.TemporaryDirectory() as scratch:  # the run flags are checked before anything runs
-        _, source, args = run_fpl.parse_arguments([*run_flags, "--output_dir", scratch])
+        _, source, args, _ = run_fpl.parse_arguments([*run_flags, "--output_dir", scratch])
     rows = [labels_only()] + ([oracle()] if options.oracle else [])
     for text in options.settings or [f"{args.framework}:fpl", f"{args.framework}:ce"]:
         framework, _, loss = text.partition(":")

@@ -1,22 +1,28 @@
 """Semi-supervised segmentation with Fuzzy Positive Learning.
 
-    accelerate launch --quiet examples/run_fpl.py                                   # UniMatch V2-style + FPL, embedded data
-    accelerate launch --quiet examples/run_fpl.py --framework cps --unsup_loss ce   # any framework, either loss
-    accelerate launch --quiet examples/run_fpl.py --max_steps 300 --burn_in_steps 100 --unsup_rampup_steps 50  # a shorter run
-    accelerate launch --quiet examples/run_fpl.py --config examples/configs/voc_aug_cps_fpl.yaml --data_root VOCdevkit/VOC2012 \
-        --labeled_list splits/pascal/1_16/labeled.txt --unlabeled_list splits/pascal/1_16/unlabeled.txt
+    accelerate launch --quiet examples/run_fpl.py                  # UniMatch V2-style + FPL, embedded data
+    accelerate launch --quiet examples/run_fpl.py --framework cps --unsup_loss ce  # any framework, either loss
+    accelerate launch --quiet examples/run_fpl.py --max_steps 300 --burn_in_steps 100 \
+        --unsup_rampup_steps 50                                    # a shorter run
+    accelerate launch --quiet examples/run_fpl.py --config examples/configs/voc_aug_cps_fpl.yaml \
+        --data_root VOCdevkit/VOC2012 --labeled_list splits/pascal/1_16/labeled.txt \
+        --unlabeled_list splits/pascal/1_16/unlabeled.txt
     accelerate launch --quiet examples/run_fpl.py --dataset folders --num_labels 8 --images_dir labeled/images \
         --masks_dir labeled/masks --unlabeled_dir unlabeled --validation_images_dir val/images \
-        --validation_masks_dir val/masks                                 # your own folders
+        --validation_masks_dir val/masks                           # your own folders
     accelerate launch --quiet examples/run_fpl.py --unlabeled_dataset pool_shards/ --max_steps 20000 \
-        --per_device_unlabeled_batch_size 16                              # a streamed pool, 2 unlabeled per labeled
-    accelerate launch --quiet examples/run_fpl.py --plugin my_framework.py --framework my_framework  # your own framework
-    accelerate launch --quiet --config_file examples/accelerate/one_node.yaml examples/run_fpl.py --config <recipe>.yaml
+        --per_device_unlabeled_batch_size 16                       # a streamed pool, 2 unlabeled per labeled
+    accelerate launch --quiet examples/run_fpl.py --plugin my_framework.py \
+        --framework my_framework                                   # your own framework
+    accelerate launch --quiet --config_file examples/accelerate/one_node.yaml examples/run_fpl.py \
+        --config <recipe>.yaml
 
 Every field of `ModelArguments`, `DataSource` and `FPLConfig`, and every option of the registered frameworks and
-losses (`--threshold`, `--feature_dropout`, ...), is a flag and a YAML key. Without `--config`,
-examples/configs/embedded.yaml gives the defaults; flags override the file, and a file's `base: other.yaml` key
-supplies the keys it leaves out. examples/configs/ holds the paper's recipes (docs/recipes.md).
+losses (`--threshold`, `--feature_dropout`, ...), is a flag and a YAML key. Without `--config`, the data source's
+recipe gives the defaults (`SOURCE_CONFIGS`: the embedded toy's sizes for the embedded set, the photographs' CPU
+recipe for folders and Hub data sets, the paper's for VOC and Cityscapes), named in the first line a run prints and
+in its model card; flags override the file, and a file's `base: other.yaml` key supplies the keys it leaves out.
+examples/configs/ holds the paper's recipes (docs/recipes.md).
 """
 
 from __future__ import annotations
@@ -48,9 +54,24 @@ from fpl_hf.modeling.transformers_segmenter import (
     pretrained_for_classes,
 )
 from fpl_hf.trainer import FPLConfig, FPLTrainer
-from fpl_hf.trainer.argument_parser import FPLArgumentParser, import_plugins
+from fpl_hf.trainer.argument_parser import FPLArgumentParser, flag_value, import_plugins, load_config
 
-DEFAULT_CONFIG = Path(__file__).parent / "configs" / "embedded.yaml"
+CONFIGS = Path(__file__).parent / "configs"
+# Each data source starts from a recipe of its own, so that no run silently takes another's sizes: the embedded
+# toy's (crop 64, 600 steps) stay with it; photographs (folders, Hub data sets) start from the CPU recipe measured on
+# CamVid; VOC and Cityscapes from the paper's GPU recipes.
+SOURCE_CONFIGS = {
+    "embedded": CONFIGS / "embedded.yaml",
+    "inia19": CONFIGS / "inia19.yaml",
+    "camvid": CONFIGS / "camvid.yaml",
+    "voc": CONFIGS / "voc_low_data_cps_fpl.yaml",
+    "voc_aug": CONFIGS / "voc_aug_cps_fpl.yaml",
+    "cityscapes": CONFIGS / "cityscapes_cps_fpl.yaml",
+}
+REAL_IMAGES_CONFIG = CONFIGS / "real_images.yaml"
+DEFAULT_CONFIG = SOURCE_CONFIGS["embedded"]
+# What the line at the start of a run names of its recipe: the sizes that decide what a budget can show.
+RECIPE_KEYS = ("image_size", "crop_size", "max_steps", "burn_in_steps", "per_device_train_batch_size", "learning_rate")
 
 
 @dataclass
@@ -111,12 +132,22 @@ class ModelArguments:
     )
 
 
-def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataSource, FPLConfig]:
-    """The run's arguments, checked: the values, and that the folders and files the data source names exist."""
+def source_config(argv: list[str]) -> Path:
+    """The config a run's defaults come from: `--config FILE`, else its data source's recipe (`--dataset`)."""
+    given = flag_value(argv, "--config")
+    if given is not None:
+        return Path(given)
+    return SOURCE_CONFIGS.get(flag_value(argv, "--dataset") or "embedded", REAL_IMAGES_CONFIG)
+
+
+def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataSource, FPLConfig, Path]:
+    """The run's arguments, checked: the values, and that the folders and files the data source names exist; and
+    the config its defaults came from."""
     argv = import_plugins(argv)
+    recipe = source_config(argv)
     model_args, data_source, training_args = FPLArgumentParser(
         [ModelArguments, DataSource, FPLConfig]
-    ).parse_with_config(argv, DEFAULT_CONFIG)
+    ).parse_with_config(argv, recipe)
     data_source.check_paths()
     resume = training_args.resume_from_checkpoint
     if resume and not Path(resume).is_dir():
@@ -124,7 +155,20 @@ def parse_arguments(argv: list[str]) -> tuple[ModelArguments, DataSource, FPLCon
             f"`--resume_from_checkpoint` {resume}: no such folder. Give a checkpoint folder of an earlier run "
             "(its output directory's checkpoint-N)."
         )
-    return model_args, data_source, training_args
+    return model_args, data_source, training_args, recipe
+
+
+def describe_recipe(recipe: Path) -> str:
+    """The line that starts a run: where its defaults come from, their sizes, and how to change them."""
+    values = load_config(recipe)
+    sizes = ", ".join(f"{key} {values[key]}" for key in RECIPE_KEYS if key in values)
+    return f"defaults: {display_path(recipe)} ({sizes}); flags override them, or --config FILE replaces them"
+
+
+def display_path(path: Path) -> str:
+    """`path` relative to the working directory where it lies below it (examples/configs/...), else as it is."""
+    path = Path(path).resolve()
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
 
 
 def use_every_core() -> None:
@@ -136,9 +180,13 @@ def use_every_core() -> None:
         torch.set_num_threads(len(os.sched_getaffinity(0)))
 
 
-def main(model_args: ModelArguments, data_source: DataSource, training_args: FPLConfig) -> dict:
+def main(
+    model_args: ModelArguments, data_source: DataSource, training_args: FPLConfig, recipe: Path | None = None
+) -> dict:
     start = time.perf_counter()
     use_every_core()
+    if recipe is not None and training_args.should_log:
+        print(describe_recipe(recipe))
     set_seed(training_args.seed)
     # `--data_seed` fixes the scenes and the labeled draw while `--seed` varies the rest.
     data_seed = training_args.data_seed if training_args.data_seed is not None else training_args.seed
@@ -201,6 +249,7 @@ def main(model_args: ModelArguments, data_source: DataSource, training_args: FPL
         labeled_split=data_source.describe_labeled_split(data_seed),
         backbone_weights=source or ("random initialisation" if model_args.config_name else model_args.backbone_weights),
         demo_space=model_args.demo_space,
+        recipe=display_path(recipe) if recipe is not None else None,
     )
     branch_2 = None
     if model_args.branch_2_name_or_path:

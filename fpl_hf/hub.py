@@ -41,6 +41,7 @@ class ModelCardInfo:
         labeled_split: how the labeled images were chosen (e.g. "1/16 of train, CPS list"); counts are added.
         backbone_weights: where the encoder's pretrained weights came from (e.g. "ImageNet, timm").
         demo_space: a Space that shows the model (owner/name; examples/demo is one, ready to push): the card links it.
+        recipe: the config file the run's defaults came from (e.g. "examples/configs/real_images.yaml").
     """
 
     dataset_name: str = "custom"
@@ -48,6 +49,7 @@ class ModelCardInfo:
     labeled_split: str | None = None
     backbone_weights: str | None = None
     demo_space: str | None = None
+    recipe: str | None = None
 
 
 class HubPushError(RuntimeError):

@@ -11,7 +11,7 @@ parse_arguments = run_fpl.parse_arguments
 
 
 def parsed(name: str, tmp_path: Path, *flags: str):
-    return parse_arguments(["--config", str(CONFIGS / name), "--output_dir", str(tmp_path), *flags])
+    return parse_arguments(["--config", str(CONFIGS / name), "--output_dir", str(tmp_path), *flags])[:3]
 
 
 @pytest.mark.parametrize("name", sorted(path.name for path in CONFIGS.glob("*.yaml")))
@@ -108,7 +108,26 @@ def test_unknown_keys_and_missing_bases_are_named(tmp_path):
 
 
 def test_the_default_run_is_semi_supervised_with_burn_in_and_ramp_up(tmp_path):
-    model_args, data_args, args = parse_arguments(["--output_dir", str(tmp_path)])
+    model_args, data_args, args, recipe = parse_arguments(["--output_dir", str(tmp_path)])
     assert (data_args.dataset, data_args.drawn_labeled) == ("embedded", 20)
     assert (args.framework, args.unsup_loss) == ("unimatch_v2", "fpl")
     assert 0 < args.burn_in_steps < args.max_steps and args.unsup_rampup_steps > 0 and args.max_grad_norm == 0
+
+
+def test_each_data_source_starts_from_its_own_recipe_named_at_the_start(tmp_path, capsys):
+    for folder in ("images", "masks"):
+        (tmp_path / folder).mkdir()
+    folders = ["--dataset", "folders", "--num_labels", "2", "--images_dir", str(tmp_path / "images")]
+    folders += ["--masks_dir", str(tmp_path / "masks"), "--output_dir", str(tmp_path / "run")]
+    _, _, args, recipe = parse_arguments(folders)
+    assert recipe == CONFIGS / "real_images.yaml"  # photographs: not the embedded toy's crop 64 and 600 steps
+    assert (args.image_size, args.crop_size, args.max_steps, args.burn_in_steps) == (240, 128, 2000, 500)
+    _, _, args, _ = parse_arguments([*folders, "--crop_size", "96"])
+    assert (args.crop_size, args.max_steps) == (96, 2000)  # a flag over the recipe
+    _, _, args, recipe = parse_arguments(["--output_dir", str(tmp_path / "run")])
+    assert recipe == CONFIGS / "embedded.yaml" and (args.crop_size, args.max_steps) == (64, 600)
+    assert run_fpl.source_config(["--dataset", "scene_parse_150"]) == CONFIGS / "real_images.yaml"  # a Hub data set
+    assert run_fpl.source_config(["--dataset", "cityscapes"]) == CONFIGS / "cityscapes_cps_fpl.yaml"
+    assert run_fpl.source_config(["--dataset", "folders", "--config", "mine.yaml"]) == Path("mine.yaml")
+    line = run_fpl.describe_recipe(CONFIGS / "real_images.yaml")
+    assert line.startswith("defaults: ") and "real_images.yaml (image_size 240, crop_size 128, max_steps 2000" in line

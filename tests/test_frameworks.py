@@ -81,7 +81,7 @@ def test_the_documented_framework_file_is_listed_trains_resumes_and_gets_its_car
     assert "'self_training': EMA self-training on noisy views" in help_text and "--noise" in help_text
 
     flags = tiny_run(tmp_path, "--plugin", str(plugin), "--framework", "self_training", "--noise", "0.3")
-    model_args, data_source, args = run_fpl.parse_arguments(flags)
+    model_args, data_source, args, _ = run_fpl.parse_arguments(flags)
     assert args.framework_options.noise == 0.3 and args.ema_decay == 0.99  # its option, its default decay
     summary = run_fpl.main(model_args, data_source, args)
     semi_supervised = [entry for entry in summary["log_history"] if "unsup" in entry]
@@ -117,7 +117,7 @@ def test_the_documented_loss_file_trains_every_framework_and_feeds_the_logs(tmp_
         "--save_strategy",
         "no",
     )
-    model_args, data_source, args = run_fpl.parse_arguments(flags)
+    model_args, data_source, args, _ = run_fpl.parse_arguments(flags)
     assert args.loss_options.gamma == 1.5
     summary = run_fpl.main(model_args, data_source, args)
     logged = [entry for entry in summary["log_history"] if "unsup" in entry]
@@ -128,7 +128,7 @@ def test_the_documented_loss_file_trains_every_framework_and_feeds_the_logs(tmp_
 
 def test_options_of_another_framework_or_loss_are_named_not_used(tmp_path, caplog):
     with caplog.at_level("WARNING"):
-        _, _, args = run_fpl.parse_arguments(
+        _, _, args, _ = run_fpl.parse_arguments(
             [
                 "--output_dir",
                 str(tmp_path),

@@ -276,7 +276,7 @@ def test_the_medical_preset_sets_its_keys_under_flags_and_under_the_file_that_na
     assert preset == {"num_channels": 1, "cutmix_probability": 0}
 
     def parsed(*flags):
-        model_args, _, args = run_fpl.parse_arguments([*flags, "--output_dir", str(tmp_path)])
+        model_args, _, args, _ = run_fpl.parse_arguments([*flags, "--output_dir", str(tmp_path)])
         return model_args.num_channels, args.cutmix_probability
 
     channels, probability = parsed()

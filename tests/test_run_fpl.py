@@ -296,6 +296,8 @@ def test_the_last_save_holds_the_final_evaluation(tmp_path):
     summary = run_fpl.main(*run_fpl.parse_arguments(folder_flags(tmp_path, "--framework", "supervised")))
     card = (tmp_path / "run" / "README.md").read_text()
     assert f"value: {round(summary['final_mean_iou'], 4)}" in card
+    # A folder run's card names the photographs' recipe it started from, and the sizes it trained at.
+    assert "real_images.yaml`, flags over it |" in card and "longer side of 240, crop 32," in card
     assert (
         json.loads((tmp_path / "run" / "run_summary.json").read_text())["final_mean_iou"] == summary["final_mean_iou"]
     )

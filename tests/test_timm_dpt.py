@@ -84,7 +84,7 @@ def test_every_dpt_recipe_builds_a_valid_config(tmp_path):
     recipes = sorted((ROOT / "examples" / "configs").glob("*dinov2*.yaml"))
     assert len(recipes) == 4
     for path in recipes:
-        model_args, _, args = run_fpl.parse_arguments(["--config", str(path), "--output_dir", str(tmp_path)])
+        model_args, _, args, _ = run_fpl.parse_arguments(["--config", str(path), "--output_dir", str(tmp_path)])
         assert model_args.architecture == "dpt" and args.framework == "unimatch_v2" and args.encoder_lr_ratio == 0.025
         config = TimmDPTConfig(
             backbone=model_args.backbone,

@@ -52,7 +52,8 @@ def load_preset(name: str) -> dict[str, Any]:
     return load_config(path)
 
 
-def _flag_value(argv: list[str], flag: str) -> str | None:
+def flag_value(argv: list[str], flag: str) -> str | None:
+    """The value `argv` gives `flag` (`--flag VALUE` or `--flag=VALUE`), before any parsing; None where absent."""
     for position, word in enumerate(argv):
         if word == flag and position + 1 < len(argv):
             return argv[position + 1]
@@ -174,7 +175,7 @@ class FPLArgumentParser(HfArgumentParser):
             if unknown:
                 raise ValueError(f"{config_path}: unknown keys {unknown}.")
             self.set_defaults(**defaults)
-        preset = _flag_value(argv, "--preset")
+        preset = flag_value(argv, "--preset")
         if preset is not None:
             if preset not in preset_names():
                 self.error(f"argument --preset: unknown preset {preset!r}; the presets are {preset_names()}.")
@@ -211,4 +212,4 @@ class FPLArgumentParser(HfArgumentParser):
         )
 
 
-__all__ = ["FPLArgumentParser", "import_plugins", "load_config"]
+__all__ = ["FPLArgumentParser", "flag_value", "import_plugins", "load_config"]
