@@ -1,6 +1,7 @@
 """The shape of a framework: a declaration the trainer, config, data and card ask, a typed step, one loss entry
 per loss; UniMatch V2 as a framework added in one file."""
 
+import copy
 import dataclasses
 
 import pytest
@@ -239,3 +240,35 @@ def test_a_feature_perturbation_decodes_the_same_features_again(tiny_model):
     torch.testing.assert_close(same.perturbed_logits, same.logits)
     torch.testing.assert_close(zeroed.logits, same.logits)
     assert not torch.allclose(zeroed.perturbed_logits, same.logits)
+
+
+def bn_running_statistics(model) -> list[torch.Tensor]:
+    return [
+        buffer.clone()
+        for module in model.modules()
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm)
+        for buffer in (module.running_mean, module.running_var)
+    ]
+
+
+@pytest.mark.parametrize("update", [True, False])
+def test_unimatch_v2_strong_views_update_bn_or_leave_it_to_the_labeled_images(scenes, tmp_path, update):
+    options = {"strong_views_update_bn": update}
+    trainer = make_trainer(scenes, tmp_path, framework="unimatch_v2", framework_options=options)
+    assert trainer.args.framework_options.strong_views_update_bn is update
+    batch = one_batch(trainer)
+    model = trainer.model.train()
+    before = bn_running_statistics(model)
+    labeled_alone = copy.deepcopy(model)
+    torch.manual_seed(1)  # the same dropout before the decoder's BatchNorm in both labeled passes
+    with torch.no_grad():
+        labeled_alone(pixel_values=batch["pixel_values"])
+    torch.manual_seed(1)
+    loss = FRAMEWORKS["unimatch_v2"].step(trainer, model, batch)
+    after = bn_running_statistics(model)
+    assert torch.isfinite(loss)
+    same_as_labeled = all(torch.equal(a, b) for a, b in zip(after, bn_running_statistics(labeled_alone), strict=True))
+    assert same_as_labeled is not update  # without: the strong views' pass left them as the labeled pass made them
+    assert not all(torch.equal(a, b) for a, b in zip(after, before, strict=True))  # the labeled pass updates them
+    momenta = {module.momentum for module in model.modules() if isinstance(module, torch.nn.BatchNorm2d)}
+    assert 0.0 not in momenta  # restored after the pass

@@ -290,6 +290,22 @@ def without_dropout(model: nn.Module) -> Iterator[None]:
             module.train()
 
 
+@contextmanager
+def running_statistics_kept(model: nn.Module, kept: bool = True) -> Iterator[None]:
+    """With `kept`, BatchNorm layers normalise by the batch's statistics but leave their running statistics (what
+    evaluation and an EMA teacher normalise by) as they are: for passes on views whose colours and CutMix boxes are
+    not those of the images the model is evaluated on."""
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)] if kept else []
+    momenta = [layer.momentum for layer in layers]
+    for layer in layers:
+        layer.momentum = 0.0  # running = (1 - 0) * running + 0 * batch
+    try:
+        yield
+    finally:
+        for layer, momentum in zip(layers, momenta, strict=True):
+            layer.momentum = momentum
+
+
 def eval_mode_logits(model: SegmentationNetwork, pixel_values: torch.Tensor) -> torch.Tensor:
     """A teacher's logits in eval mode: one plain whole-image pass, never the flip/slide inference protocol that
     the model's config may set for `pipeline`."""

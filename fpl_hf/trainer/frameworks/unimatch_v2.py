@@ -4,6 +4,8 @@ view; two strong views, each CutMixed with another image's, learn from it throug
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import torch
 from torch import nn
 
@@ -13,10 +15,22 @@ from .base import (
     StepContext,
     eval_mode_logits,
     register_framework,
+    running_statistics_kept,
     total_loss,
     unlabeled_targets,
 )
 from .unimatch import WEAK_TO_STRONG, mixed_strong_views
+
+
+@dataclass
+class UniMatchV2Options:
+    strong_views_update_bn: bool = field(
+        default=True,
+        metadata={
+            "help": "UniMatch V2: the student's pass on the strong views updates BatchNorm's running statistics, as "
+            "in the released code; false leaves them to the labeled images, whose colours evaluation sees."
+        },
+    )
 
 
 def complementary_channel_dropout(features: torch.Tensor) -> torch.Tensor:
@@ -33,7 +47,7 @@ def complementary_channel_dropout(features: torch.Tensor) -> torch.Tensor:
     return features * masks[:, :, None, None]
 
 
-def step(context: StepContext, model: nn.Module, batch: SemiSupervisedBatch) -> torch.Tensor:
+def step(context: StepContext[UniMatchV2Options], model: nn.Module, batch: SemiSupervisedBatch) -> torch.Tensor:
     labeled, labels = batch["pixel_values"], batch["labels"]
     weak, boxes = batch["unlabeled_pixel_values"], batch["cutmix_masks"]
 
@@ -41,9 +55,10 @@ def step(context: StepContext, model: nn.Module, batch: SemiSupervisedBatch) -> 
     teacher_logits, partner_logits = eval_mode_logits(context.teacher, torch.cat([weak[:, 0], weak[:, 1]])).chunk(2)
 
     sup = context.supervised_loss(model(pixel_values=labeled).logits, labels)
-    outputs = model(
-        pixel_values=torch.cat(mixed_strong_views(batch)), feature_perturbation=complementary_channel_dropout
-    )
+    with running_statistics_kept(model, not context.options.strong_views_update_bn):
+        outputs = model(
+            pixel_values=torch.cat(mixed_strong_views(batch)), feature_perturbation=complementary_channel_dropout
+        )
     student_1, student_2 = outputs.perturbed_logits.chunk(2)
 
     unsup_1, unsup_2 = context.unsupervised_loss(
@@ -60,6 +75,7 @@ FRAMEWORK = register_framework(
         step=step,
         description="UniMatch V2: an EMA teacher labels the weak view for two CutMixed strong views, decoded through "
         "complementary channel dropout",
+        options=UniMatchV2Options,
         **WEAK_TO_STRONG,
         ema_decay=0.996,
     )
