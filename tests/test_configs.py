@@ -5,6 +5,7 @@ from conftest import ROOT, run_fpl
 
 from fpl_hf import DeepLabV3PlusConfig
 from fpl_hf.trainer import FRAMEWORKS
+from fpl_hf.trainer.argument_parser import FPLArgumentParser
 
 CONFIGS = ROOT / "examples" / "configs"
 parse_arguments = run_fpl.parse_arguments
@@ -96,6 +97,13 @@ def test_flags_override_the_file(tmp_path):
     assert (args.loss_options.threshold, args.loss_options.fpl_weight) == (0.95, "linear")
     _, _, args = parsed("voc_aug_cps_fpl.yaml", tmp_path, "--unsup_loss", "ce", "--confidence_threshold", "0.8")
     assert (args.unsup_loss, args.loss_options.confidence_threshold) == ("ce", 0.8)
+
+
+def test_the_parser_reads_a_config_given_with_an_equals_sign(tmp_path):
+    parser = FPLArgumentParser([run_fpl.ModelArguments, run_fpl.DataSource, run_fpl.FPLConfig])
+    flags = ["--config=" + str(CONFIGS / "voc_aug_cps_fpl.yaml"), "--output_dir", str(tmp_path)]
+    _, _, args = parser.parse_with_config(flags, CONFIGS / "embedded.yaml")
+    assert (args.framework, args.crop_size) == ("cps", 512)
 
 
 def test_unknown_keys_and_missing_bases_are_named(tmp_path):

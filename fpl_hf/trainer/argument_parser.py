@@ -164,11 +164,8 @@ class FPLArgumentParser(HfArgumentParser):
         """One instance of each dataclass type, from `argv`; `--config FILE` (default `default_config`) gives the
         defaults that flags override. `--plugin` must have been handled by `import_plugins` before this parser was
         built."""
-        config_path = default_config
-        if "--config" in argv:
-            position = argv.index("--config")
-            config_path = Path(argv[position + 1])
-            argv = argv[:position] + argv[position + 2 :]
+        given = flag_value(argv, "--config")  # `--config FILE` or `--config=FILE`; the parser's own flag drops it
+        config_path = Path(given) if given is not None else default_config
         if config_path is not None:
             defaults = load_config(config_path)
             unknown = sorted(set(defaults) - ({action.dest for action in self._actions} - {"config", "plugin", "help"}))
