@@ -251,24 +251,22 @@ def bn_running_statistics(model) -> list[torch.Tensor]:
     ]
 
 
-@pytest.mark.parametrize("update", [True, False])
-def test_unimatch_v2_strong_views_update_bn_or_leave_it_to_the_labeled_images(scenes, tmp_path, update):
-    options = {"strong_views_update_bn": update}
-    trainer = make_trainer(scenes, tmp_path, framework="unimatch_v2", framework_options=options)
-    assert trainer.args.framework_options.strong_views_update_bn is update
-    batch = one_batch(trainer)
-    model = trainer.model.train()
-    before = bn_running_statistics(model)
-    labeled_alone = copy.deepcopy(model)
-    torch.manual_seed(1)  # the same dropout before the decoder's BatchNorm in both labeled passes
-    with torch.no_grad():
-        labeled_alone(pixel_values=batch["pixel_values"])
-    torch.manual_seed(1)
-    loss = FRAMEWORKS["unimatch_v2"].step(trainer, model, batch)
-    after = bn_running_statistics(model)
-    assert torch.isfinite(loss)
-    same_as_labeled = all(torch.equal(a, b) for a, b in zip(after, bn_running_statistics(labeled_alone), strict=True))
-    assert same_as_labeled is not update  # without: the strong views' pass left them as the labeled pass made them
-    assert not all(torch.equal(a, b) for a, b in zip(after, before, strict=True))  # the labeled pass updates them
-    momenta = {module.momentum for module in model.modules() if isinstance(module, torch.nn.BatchNorm2d)}
-    assert 0.0 not in momenta  # restored after the pass
+@pytest.mark.parametrize("framework", ["unimatch", "unimatch_v2", "cps", "mean_teacher"])
+def test_strong_views_update_bn_or_leave_it_to_the_other_passes(scenes, tmp_path, framework):
+    for update in (True, False):
+        options = {"strong_views_update_bn": update}
+        trainer = make_trainer(scenes, tmp_path / str(update), framework=framework, framework_options=options)
+        assert trainer.args.framework_options.strong_views_update_bn is update
+        batch = one_batch(trainer)
+        brighter = {**batch, "unlabeled_strong_pixel_values": batch["unlabeled_strong_pixel_values"] + 5.0}
+        statistics = []
+        for views in (batch, brighter):  # the same step, strong views alone changed
+            model = copy.deepcopy(trainer.model).train()
+            torch.manual_seed(1)
+            assert torch.isfinite(FRAMEWORKS[framework].step(trainer, model, views))
+            statistics.append(bn_running_statistics(model))
+            momenta = {module.momentum for module in model.modules() if isinstance(module, torch.nn.BatchNorm2d)}
+            assert 0.0 not in momenta  # restored after the pass
+        traceless = all(torch.equal(a, b) for a, b in zip(*statistics, strict=True))
+        assert traceless is not update, f"{framework}: strong views updating BatchNorm's statistics: {update}"
+        assert not all(torch.equal(a, b) for a, b in zip(statistics[0], bn_running_statistics(trainer.model)))

@@ -118,7 +118,22 @@ class NoOptions:
 
 
 @dataclass
-class StudentViews:
+class StrongViewStatistics:
+    """The option of a framework whose student learns on strong views: colour-jittered or CutMixed images unlike
+    the ones the model is evaluated on."""
+
+    strong_views_update_bn: bool = field(
+        default=True,
+        metadata={
+            "help": "UniMatch, UniMatch V2, CPS and the mean teacher: the student's pass on the strong views updates "
+            "BatchNorm's running statistics, as in the released codes; false leaves them to the other passes "
+            "(labeled and weak images), whose colours evaluation and an EMA teacher see (docs/camvid.md)."
+        },
+    )
+
+
+@dataclass
+class StudentViews(StrongViewStatistics):
     """The options of a framework whose student may learn on strong views (CPS, the mean teacher)."""
 
     strong_views: bool = field(
@@ -337,6 +352,7 @@ __all__ = [
     "Step",
     "StepContext",
     "STUDENT_VIEWS",
+    "StrongViewStatistics",
     "StudentViews",
     "Targets",
     "eval_mode_logits",

@@ -19,9 +19,11 @@ from .base import (
     Framework,
     SemiSupervisedBatch,
     StepContext,
+    StrongViewStatistics,
     eval_mode_logits,
     mix,
     register_framework,
+    running_statistics_kept,
     total_loss,
     unlabeled_targets,
     without_dropout,
@@ -41,7 +43,7 @@ WEAK_TO_STRONG = dict(
 
 
 @dataclass
-class UniMatchOptions:
+class UniMatchOptions(StrongViewStatistics):
     feature_dropout: float = field(
         default=0.5, metadata={"help": "UniMatch: dropout rate of the feature-perturbation branch."}
     )
@@ -78,7 +80,8 @@ def step(context: StepContext[UniMatchOptions], model: nn.Module, batch: SemiSup
         outputs = model(pixel_values=torch.cat([labeled, weak[:, 0]]), feature_perturbation=channel_dropout)
     labeled_logits, weak_logits = outputs.logits.split([labeled.shape[0], weak.shape[0]])
     perturbed_logits = outputs.perturbed_logits[labeled.shape[0] :]
-    strong_logits_1, strong_logits_2 = model(pixel_values=torch.cat(mixed_strong_views(batch))).logits.chunk(2)
+    with running_statistics_kept(model, not context.options.strong_views_update_bn):
+        strong_logits_1, strong_logits_2 = model(pixel_values=torch.cat(mixed_strong_views(batch))).logits.chunk(2)
 
     weak_logits = weak_logits.detach()
     sup = context.supervised_loss(labeled_logits, labels)

@@ -4,8 +4,6 @@ view; two strong views, each CutMixed with another image's, learn from it throug
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 from torch import nn
 
@@ -13,6 +11,7 @@ from .base import (
     Framework,
     SemiSupervisedBatch,
     StepContext,
+    StrongViewStatistics,
     eval_mode_logits,
     register_framework,
     running_statistics_kept,
@@ -20,17 +19,6 @@ from .base import (
     unlabeled_targets,
 )
 from .unimatch import WEAK_TO_STRONG, mixed_strong_views
-
-
-@dataclass
-class UniMatchV2Options:
-    strong_views_update_bn: bool = field(
-        default=True,
-        metadata={
-            "help": "UniMatch V2: the student's pass on the strong views updates BatchNorm's running statistics, as "
-            "in the released code; false leaves them to the labeled images, whose colours evaluation sees."
-        },
-    )
 
 
 def complementary_channel_dropout(features: torch.Tensor) -> torch.Tensor:
@@ -47,7 +35,7 @@ def complementary_channel_dropout(features: torch.Tensor) -> torch.Tensor:
     return features * masks[:, :, None, None]
 
 
-def step(context: StepContext[UniMatchV2Options], model: nn.Module, batch: SemiSupervisedBatch) -> torch.Tensor:
+def step(context: StepContext[StrongViewStatistics], model: nn.Module, batch: SemiSupervisedBatch) -> torch.Tensor:
     labeled, labels = batch["pixel_values"], batch["labels"]
     weak, boxes = batch["unlabeled_pixel_values"], batch["cutmix_masks"]
 
@@ -75,7 +63,7 @@ FRAMEWORK = register_framework(
         step=step,
         description="UniMatch V2: an EMA teacher labels the weak view for two CutMixed strong views, decoded through "
         "complementary channel dropout",
-        options=UniMatchV2Options,
+        options=StrongViewStatistics,
         **WEAK_TO_STRONG,
         ema_decay=0.996,
     )
