@@ -21,6 +21,8 @@ import argparse
 import os
 import tempfile
 import time
+from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -201,13 +203,28 @@ def main() -> None:
     options = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
 
-    scenes = make_fashion_scenes(1000, size=64, seed=0)
-    embedded = split_labeled_unlabeled(scenes, num_labeled=20, seed=0)
-    folder = write_jpeg_folder(Path(tempfile.mkdtemp()))
-    jpegs = load_folders(str(folder / "images"), str(folder / "masks"), str(folder / "unlabeled"))
-    streamed = (embedded[0], stream_fashion_scenes(100_000, size=64, seed=0))
-    # name: ((labeled, unlabeled), framework, crop, scales, classes, batch of the timed training step, FPLConfig fields)
-    settings = {
+    # Each data set is built when a setting first needs it, so that --only builds none of the others.
+    @cache
+    def embedded() -> tuple:
+        return split_labeled_unlabeled(make_fashion_scenes(1000, size=64, seed=0), num_labeled=20, seed=0)
+
+    @cache
+    def streamed() -> tuple:
+        return embedded()[0], stream_fashion_scenes(100_000, size=64, seed=0)
+
+    @cache
+    def jpegs() -> tuple:
+        folder = write_jpeg_folder(Path(tempfile.mkdtemp()))
+        return load_folders(str(folder / "images"), str(folder / "masks"), str(folder / "unlabeled"))
+
+    @cache
+    def camvid() -> tuple:
+        data = load_training_data(DataSource(dataset="camvid", data_root=options.camvid, num_labeled=11), seed=10)
+        return data.labeled, data.unlabeled
+
+    # name: (its (labeled, unlabeled) builder, framework, crop, scales, classes, batch of the timed training step,
+    # FPLConfig fields)
+    settings: dict[str, tuple[Callable[[], tuple], str, int, list[float], int, int, dict]] = {
         "embedded (64x64), UniMatch V2 items at crop 64": (embedded, "unimatch_v2", 64, [0.75, 1.5], 6, 8, {}),
         "embedded, streamed pool of 100,000 generated scenes": (streamed, "unimatch_v2", 64, [0.75, 1.5], 6, 8, {}),
         "512x512 JPEG folder, CPS items at crop 512": (jpegs, "cps", 512, [0.5, 2.0], 21, 2, {}),
@@ -223,10 +240,9 @@ def main() -> None:
         ),
     }
     if options.camvid:
-        camvid = load_training_data(DataSource(dataset="camvid", data_root=options.camvid, num_labeled=11), seed=10)
         for cache_mb, kept in ((0, "decoded at every use"), (1024, "kept decoded")):
             settings[f"CamVid at 240, UniMatch V2 items at crop 128, {kept}"] = (
-                (camvid.labeled, camvid.unlabeled),
+                camvid,
                 "unimatch_v2",
                 128,
                 [0.75, 1.5],
@@ -239,7 +255,8 @@ def main() -> None:
     print(f"{os.cpu_count()} CPU cores, torch {torch.__version__}, {torch.get_num_threads()} threads\n")
     print("| data | workers | items/s | items/s per worker |")
     print("|---|---|---|---|")
-    for name, ((labeled, unlabeled), framework, crop, scales, num_labels, _, fields) in settings.items():
+    for name, (built, framework, crop, scales, num_labels, _, fields) in settings.items():
+        labeled, unlabeled = built()
         args = config(framework, crop, scales, 0, 1, **fields)
         data = training_dataset(
             labeled,
@@ -256,7 +273,8 @@ def main() -> None:
 
     print("\n| data | batch | workers | step (s) | share of the step waiting for data |")
     print("|---|---|---|---|---|")
-    for name, ((labeled, unlabeled), framework, crop, scales, num_labels, batch, fields) in settings.items():
+    for name, (built, framework, crop, scales, num_labels, batch, fields) in settings.items():
+        labeled, unlabeled = built()
         steps = options.steps if crop <= 128 else max(4, options.steps // 4)
         for workers in sorted({0, max(options.workers)}):
             share, step = waiting_share(
