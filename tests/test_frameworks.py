@@ -127,6 +127,17 @@ def test_the_documented_loss_file_trains_every_framework_and_feeds_the_logs(tmp_
     assert "weighted by the teacher's confidence to the power gamma" in card and "gamma = 1.5" in card
 
 
+def test_an_option_a_config_sets_for_other_frameworks_is_not_named_but_a_flag_is(tmp_path, caplog):
+    (tmp_path / "recipe.yaml").write_text("strong_views_update_bn: false\n")  # as real_images.yaml's
+    flags = ["--config", str(tmp_path / "recipe.yaml"), "--output_dir", str(tmp_path), "--framework", "supervised"]
+    with caplog.at_level("WARNING"):
+        run_fpl.parse_arguments(flags)
+    assert "is an option of" not in caplog.text
+    with caplog.at_level("WARNING"):
+        run_fpl.parse_arguments([*flags, "--strong_views_update_bn", "true"])
+    assert "--strong_views_update_bn True is an option of framework cps or mean_teacher or unimatch" in caplog.text
+
+
 def test_options_of_another_framework_or_loss_are_named_not_used(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         _, _, args, _ = run_fpl.parse_arguments(
@@ -146,7 +157,7 @@ def test_options_of_another_framework_or_loss_are_named_not_used(tmp_path, caplo
     assert "--feature_dropout 0.3 is an option of framework unimatch" in caplog.text
     assert "--threshold 0.8 is an option of unsup_loss fpl" in caplog.text
     assert (
-        dataclasses.asdict(args.framework_options) == {"strong_views": True}
+        dataclasses.asdict(args.framework_options) == {"strong_views": True, "strong_views_update_bn": True}
         and args.loss_options.confidence_threshold is None
     )
     with pytest.raises(ValueError, match=r"unknown options \['feature_dropout'\]"):

@@ -192,7 +192,7 @@ class FPLArgumentParser(HfArgumentParser):
             if values[field] is None:
                 values[field] = {name: options[name] for name in own}
             for name in set(options) - own:
-                default = self.option_fields[name][1].default
+                default = self.get_default(name)  # a config's value: a recipe may set options for all frameworks
                 foreign = [
                     other.name
                     for other in entries.values()
