@@ -306,10 +306,12 @@ def without_dropout(model: nn.Module) -> Iterator[None]:
 
 
 @contextmanager
-def running_statistics_kept(model: nn.Module, kept: bool = True) -> Iterator[None]:
-    """With `kept`, BatchNorm layers normalise by the batch's statistics but leave their running statistics (what
-    evaluation and an EMA teacher normalise by) as they are: for passes on views whose colours and CutMix boxes are
-    not those of the images the model is evaluated on."""
+def strong_views_pass(context: StepContext[StrongViewStatistics], model: nn.Module) -> Iterator[None]:
+    """The student's pass on strong views. Unless the framework's `strong_views_update_bn` says otherwise, BatchNorm
+    layers normalise by the batch's statistics but leave their running statistics (what evaluation and an EMA teacher
+    normalise by) as they are: these views' colours and CutMix boxes are not those of the images the model is
+    evaluated on."""
+    kept = not context.options.strong_views_update_bn
     layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)] if kept else []
     momenta = [layer.momentum for layer in layers]
     for layer in layers:
@@ -361,6 +363,7 @@ __all__ = [
     "register",
     "register_framework",
     "student_images",
+    "strong_views_pass",
     "teacher_pass",
     "total_loss",
     "unlabeled_targets",

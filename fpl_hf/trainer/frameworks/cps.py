@@ -20,7 +20,7 @@ from .base import (
     StudentViews,
     mix,
     register_framework,
-    running_statistics_kept,
+    strong_views_pass,
     student_images,
     teacher_pass,
     total_loss,
@@ -101,7 +101,7 @@ def step(context: StepContext[StudentViews], model: BranchPair, batch: SemiSuper
             teacher_1_b, teacher_2_b = model(unlabeled[:, 1]) if context.mixes else (None, None)
         targets_1 = unlabeled_targets(batch, teacher_1_a, teacher_1_b, box)
         targets_2 = unlabeled_targets(batch, teacher_2_a, teacher_2_b, box)
-        with running_statistics_kept(model, not context.options.strong_views_update_bn):
+        with strong_views_pass(context, model):
             student_1, student_2 = model(mix(views[:, 0], views[:, 1], box) if context.mixes else views[:, 0])
     else:  # CPS without CutMix: each branch's prediction of the same weak image teaches the other
         student_1, student_2 = model(unlabeled[:, 0])

@@ -15,7 +15,7 @@ from .base import (
     eval_mode_logits,
     mix,
     register_framework,
-    running_statistics_kept,
+    strong_views_pass,
     student_images,
     total_loss,
     unlabeled_targets,
@@ -34,7 +34,7 @@ def step(context: StepContext[StudentViews], model: nn.Module, batch: SemiSuperv
         targets = unlabeled_targets(batch, teacher_a, eval_mode_logits(context.teacher, unlabeled[:, 1]), box)
     else:
         student_input, targets = views[:, 0], unlabeled_targets(batch, teacher_a)
-    with running_statistics_kept(model, not context.options.strong_views_update_bn):
+    with strong_views_pass(context, model):
         student_logits = model(pixel_values=student_input).logits
 
     (unsup,) = context.unsupervised_loss(targets.for_student(student_logits))

@@ -23,7 +23,7 @@ from .base import (
     eval_mode_logits,
     mix,
     register_framework,
-    running_statistics_kept,
+    strong_views_pass,
     total_loss,
     unlabeled_targets,
     without_dropout,
@@ -80,7 +80,7 @@ def step(context: StepContext[UniMatchOptions], model: nn.Module, batch: SemiSup
         outputs = model(pixel_values=torch.cat([labeled, weak[:, 0]]), feature_perturbation=channel_dropout)
     labeled_logits, weak_logits = outputs.logits.split([labeled.shape[0], weak.shape[0]])
     perturbed_logits = outputs.perturbed_logits[labeled.shape[0] :]
-    with running_statistics_kept(model, not context.options.strong_views_update_bn):
+    with strong_views_pass(context, model):
         strong_logits_1, strong_logits_2 = model(pixel_values=torch.cat(mixed_strong_views(batch))).logits.chunk(2)
 
     weak_logits = weak_logits.detach()

@@ -14,7 +14,7 @@ from .base import (
     StrongViewStatistics,
     eval_mode_logits,
     register_framework,
-    running_statistics_kept,
+    strong_views_pass,
     total_loss,
     unlabeled_targets,
 )
@@ -43,7 +43,7 @@ def step(context: StepContext[StrongViewStatistics], model: nn.Module, batch: Se
     teacher_logits, partner_logits = eval_mode_logits(context.teacher, torch.cat([weak[:, 0], weak[:, 1]])).chunk(2)
 
     sup = context.supervised_loss(model(pixel_values=labeled).logits, labels)
-    with running_statistics_kept(model, not context.options.strong_views_update_bn):
+    with strong_views_pass(context, model):
         outputs = model(
             pixel_values=torch.cat(mixed_strong_views(batch)), feature_perturbation=complementary_channel_dropout
         )
