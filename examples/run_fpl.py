@@ -267,6 +267,7 @@ def main(
     trainer.save_model()  # the trained weights are safe before anything that can still fail
     final = trainer.evaluate()
     facts = trainer.run_facts()
+    by_class = trainer.pseudo_labels_by_class()
     summary = {
         **facts,
         "final_mean_iou": final["eval_mean_iou"],
@@ -274,6 +275,7 @@ def main(
         "best_step": trainer.best_metrics["step"],
         "seconds": time.perf_counter() - start,
         "processes": args.world_size,
+        **({"pseudo_labels_by_class": by_class} if by_class else {}),
         "log_history": trainer.state.log_history,
     }
     if args.should_save:  # before the last save, which pushes the output directory when --push_to_hub

@@ -296,6 +296,7 @@ class Comparison:
                 for name in STATISTICS
                 if late and all(name in entry for entry in late)
             },
+            **{key: summary[key] for key in ("pseudo_labels_by_class",) if key in summary},
         }
 
     def rows(self) -> list[dict]:
@@ -382,7 +383,43 @@ class Comparison:
         ]
         if failures:
             lines += ["", f"{len(failures)} failed (the same command tries them again):", *failures]
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines + self._class_table()) + "\n"
+
+    def _class_table(self) -> list[str]:
+        """Markdown lines: per semi-supervised setting, each class's pseudo-labels right and truth outside the trained
+        set (mean over the runs that counted them), and each class's share of the pixels; none where no run did."""
+        counted = {
+            row.name: [r["pseudo_labels_by_class"] for r in self.succeeded(row.name) if "pseudo_labels_by_class" in r]
+            for row in self.settings
+        }
+        counted = {name: runs for name, runs in counted.items() if runs}
+        if not counted:
+            return []
+        every_run = [run for runs in counted.values() for run in runs]
+        classes = list(dict.fromkeys(name for run in every_run for name in run))
+
+        def cells(runs: list[dict], *keys: str) -> str:
+            """Each class's mean of `keys` over `runs`, joined by a slash, as the row's cells."""
+            shown = []
+            for name in classes:
+                values = [run[name] for run in runs if name in run]
+                means = (f"{100 * statistics.mean(value[key] for value in values):.0f}" for key in keys)
+                shown.append(" / ".join(means) if values else "")
+            return " | ".join(shown)
+
+        return [
+            "",
+            "Pseudo-labels by class (`pseudo_labels_by_class`, second half of the semi-supervised phase, mean over "
+            "runs): right / truth outside the trained set, % of the class's pixels whose label is known.",
+            "",
+            f"| setting | {' | '.join(classes)} |",
+            f"|---|{'---|' * len(classes)}",
+            f"| share of the pixels | {cells(every_run, 'pixels')} |",
+            *(
+                f"| {setting} | {cells(runs, 'pseudo_label_accuracy', 'case_outside_set')} |"
+                for setting, runs in counted.items()
+            ),
+        ]
 
     def curves_figure(self, path: Path) -> None:
         """Validation mIoU over training (mean over runs) of every setting, and the share of unlabeled pixels with

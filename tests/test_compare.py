@@ -72,9 +72,14 @@ def test_compare_runs_each_row_draw_and_seed_and_writes_the_table_json_and_curve
     assert all(len(r["curve"]) == 3 and 0 <= r["final_mean_iou"] <= 1 for r in results)
     semi = [r for r in results if r["setting"] == "mean_teacher + fpl"]
     assert all(len(r["k1_curve"]) == 2 and "pseudo_label_accuracy" in r for r in semi)  # the drawn-away labels
+    for run in semi:  # counted by class over the second half of the semi-supervised phase (step 2)
+        by_class = run["pseudo_labels_by_class"]
+        assert sum(value["pixels"] for value in by_class.values()) == pytest.approx(1.0)
+        assert all(0 <= value["pseudo_label_accuracy"] <= 1 for value in by_class.values())
+    assert not any("pseudo_labels_by_class" in r for r in results if r["setting"] != "mean_teacher + fpl")
 
     table = (output / "table.md").read_text()
-    rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines()[2:]}
+    rows = {line.split(" | ")[0].strip("| "): line for line in table.split("\n\n")[0].splitlines()[2:]}
     assert set(rows) == {"labels only", "all labels (oracle)", "mean_teacher + fpl"}
     final = {key: [100 * r["final_mean_iou"] for r in results if r["setting"] == key] for key in rows}
     mean = {key: sum(values) / len(values) for key, values in final.items()}
@@ -123,6 +128,28 @@ def test_fpl_is_compared_with_the_ce_it_replaces_on_the_runs_both_have(tmp_path)
     assert "versus_replaced" not in ce
     line = next(line for line in comparison.table().splitlines() if line.startswith("| cps + fpl"))
     assert "| +2.00 (2) |" in line
+
+
+def test_the_table_shows_the_pseudo_labels_of_each_class_over_the_runs_that_counted_them(tmp_path):
+    comparison = Comparison([labels_only(), setting("cps", "fpl"), setting("cps", "ce")], tmp_path)
+    run = dict(seconds=60.0, curve=[], k1_curve=[], final_mean_iou=0.4)
+
+    def counted(road, fence):
+        return {
+            "road": {"pixels": 0.9, "pseudo_label_accuracy": road, "case_outside_set": 1 - road},
+            "fence": {"pixels": 0.1, "pseudo_label_accuracy": fence, "case_outside_set": 0.5},
+        }
+
+    comparison.results = [
+        dict(setting=LABELS_ONLY, draw=0, seed=0, **run),
+        dict(setting="cps + fpl", draw=0, seed=0, pseudo_labels_by_class=counted(0.9, 0.2), **run),
+        dict(setting="cps + fpl", draw=0, seed=1, pseudo_labels_by_class=counted(0.7, 0.4), **run),
+        dict(setting="cps + ce", draw=0, seed=0, **run),  # an older run, without the counts
+    ]
+    lines = comparison.table().split("\n\n")[-1].splitlines()
+    assert lines[0] == "| setting | road | fence |"
+    assert lines[2] == "| share of the pixels | 90 | 10 |"
+    assert lines[3] == "| cps + fpl | 80 / 20 | 30 / 50 |" and len(lines) == 4  # CE counted nothing: no row
 
 
 def _tiny_folder_flags(tmp_path):

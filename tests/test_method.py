@@ -136,6 +136,7 @@ def test_the_trainer_gives_the_cross_entropy_its_confidence_threshold_and_mask(s
 def test_logged_k_shares_and_pseudo_label_statistics_equal_a_count_by_hand(scenes, tmp_path):
     trainer = make_trainer(scenes, tmp_path, framework="cps", loss_options={"threshold": 0.9, "semantics": "code"})
     trainer.model.train()
+    trainer.state.global_step = trainer.state.max_steps = 2  # the last step: the classes are counted
     # Five pixels of a 4-class teacher, (probabilities, hidden label). Code semantics: n = 1 + #{m : cum(m) < 0.9}
     # over the top 3, K = n - 1 (at least 1); the fuzzy set is the top K.
     pixels = [
@@ -156,6 +157,30 @@ def test_logged_k_shares_and_pseudo_label_statistics_equal_a_count_by_hand(scene
     assert logged["pseudo_label_accuracy"] == pytest.approx(1 / 4)
     assert logged["case_wrong_in_set"] == pytest.approx(1 / 4)
     assert logged["case_outside_set"] == pytest.approx(2 / 4)
+    # By class: 0 has one pixel (right), 1 two (both wrong, one outside), 3 one (outside); 2 none, left out.
+    names = trainer.model.config.id2label
+    assert trainer.pseudo_labels_by_class() == {
+        names[0]: {"pixels": 1 / 4, "pseudo_label_accuracy": 1.0, "case_outside_set": 0.0},
+        names[1]: {"pixels": 2 / 4, "pseudo_label_accuracy": 0.0, "case_outside_set": 0.5},
+        names[3]: {"pixels": 1 / 4, "pseudo_label_accuracy": 0.0, "case_outside_set": 1.0},
+    }
+
+
+def test_the_counts_by_class_are_kept_over_the_second_half_of_the_semi_supervised_phase(scenes, tmp_path):
+    trainer = make_trainer(scenes, tmp_path, framework="cps", max_steps=10, burn_in_steps=2)
+    trainer.model.train()
+    teacher = torch.tensor([[0.9, 0.05, 0.05], [0.2, 0.7, 0.1]]).T.reshape(1, 3, 1, 2).log()
+    valid = torch.ones(1, 1, 2, dtype=torch.bool)
+    for step, labels in ((5, [[[1, 1]]]), (6, [[[0, 0]]]), (9, [[[0, 255]]])):  # steps 6-9 are the second half
+        trainer.state.global_step, trainer.state.max_steps = step, 10
+        trainer.unsupervised_loss(PseudoLabelPair(torch.zeros_like(teacher), teacher, valid, torch.tensor(labels)))
+    by_class = trainer.pseudo_labels_by_class()
+    assert set(by_class) == {trainer.model.config.id2label[0]}  # step 5's pixels of class 1 are not counted
+    assert by_class[trainer.model.config.id2label[0]] == {
+        "pixels": 1.0,
+        "pseudo_label_accuracy": pytest.approx(2 / 3),
+        "case_outside_set": pytest.approx(1 / 3),
+    }
 
 
 def test_a_step_without_known_labels_leaves_the_cases_out_of_the_logged_means(scenes, tmp_path, monkeypatch):

@@ -31,7 +31,7 @@ from ..losses import ohem_cross_entropy
 from ..metrics import ConfusionMatrix
 from ..modeling import SegmentationNetwork
 from ..modeling.transformers_segmenter import exported, image_processor_for
-from ..statistics import pseudo_label_statistics
+from ..statistics import pseudo_label_class_counts, pseudo_label_statistics, pseudo_labels_by_class
 from .callbacks import DatasetEpochCallback, EMATeacherCallback, ProgressCallback
 from .fpl_config import FPLConfig
 from .frameworks import PseudoLabelPair
@@ -119,6 +119,7 @@ class FPLTrainer(ExplainedHubPushes, CheckpointedNetworks, SegmentationOptimizer
         if self.teacher is not None:
             self.add_callback(EMATeacherCallback(self.teacher, args.ema_decay, self.schedule))
         self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
+        self._class_counts: torch.Tensor | None = None  # pseudo_label_class_counts, summed (see pseudo_labels_by_class)
         self.model_card_info = model_card_info or ModelCardInfo()
         self.last_metrics: dict[str, float] | None = None
         self.best_metrics: dict[str, float] | None = None
@@ -214,9 +215,28 @@ class FPLTrainer(ExplainedHubPushes, CheckpointedNetworks, SegmentationOptimizer
         """The `args.unsup_loss` term of each pair, on its valid (non-padding) pixels, with the statistics of the
         sets it trained logged."""
         outputs = self.args.unsupervised_loss.compute(pairs, self.args.loss_options)
+        burn_in = self.schedule.burn_in_steps
+        settled = self.state.global_step >= burn_in + (self.state.max_steps - burn_in) // 2
         for output, pair in zip(outputs, pairs):
             self.record(**pseudo_label_statistics(output, pair.diagnostic_labels, self.ignore_index))
+            if settled:  # the second half of the semi-supervised phase, as compare.py's statistics
+                counts = pseudo_label_class_counts(output, pair.diagnostic_labels, self.ignore_index)
+                self._class_counts = counts if self._class_counts is None else self._class_counts + counts
         return [output.loss for output in outputs]
+
+    def pseudo_labels_by_class(self) -> dict[str, dict[str, float]] | None:
+        """Which classes the pseudo-labels of the second half of the semi-supervised phase got right, where the
+        unlabeled images' own labels are known: per class, its share of those pixels, the share whose pseudo-label
+        was right and the share whose truth lay outside the trained set (`fpl_hf.statistics.pseudo_labels_by_class`),
+        over every process; None where nothing was counted. Every process must call it (the counts are summed
+        across processes); counts start anew when a run resumes."""
+        counts = self._class_counts
+        if counts is None:
+            counts = torch.zeros(3, self.num_labels, device=self.args.device)
+        counts = self.accelerator.reduce(counts, reduction="sum")
+        if not counts[0].any():
+            return None
+        return pseudo_labels_by_class(counts, [self.model.config.id2label[index] for index in range(self.num_labels)])
 
     def record(self, **values: Any) -> None:
         """Keeps each value for the next log, a tensor as it is: reading it now would make a GPU step wait."""
