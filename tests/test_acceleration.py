@@ -3,9 +3,9 @@ gives, with teachers and second branches."""
 
 import pytest
 import torch
-from conftest import make_trainer, tiny_config
+from conftest import make_trainer, tiny_config, tiny_dinov2_dpt_config, tiny_transformers_model
 
-from fpl_hf import DeepLabV3PlusForSemanticSegmentation
+from fpl_hf import DeepLabV3PlusForSemanticSegmentation, TimmDPTForSemanticSegmentation
 from fpl_hf.trainer import FPLConfig, FPLTrainer
 from fpl_hf.trainer.frameworks import unimatch_v2
 
@@ -20,11 +20,27 @@ def deterministic_model():
     )
 
 
-def losses(scenes, tmp_path, framework, **overrides):
+def deterministic_network(family):
+    """A tiny network of `family` with its dropout and stochastic depth off: random masks are drawn in memory
+    order, so two memory layouts would drop different elements."""
+    if family == "timm_dpt":
+        torch.manual_seed(0)
+        network = TimmDPTForSemanticSegmentation(tiny_dinov2_dpt_config())
+    else:
+        network = tiny_transformers_model(family)
+    for module in network.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+        if hasattr(module, "drop_prob"):
+            module.drop_prob = 0.0
+    return network
+
+
+def losses(scenes, tmp_path, framework, model=None, **overrides):
     trainer = make_trainer(
         scenes,
         tmp_path,
-        model=deterministic_model(),
+        model=model or deterministic_model(),
         framework=framework,
         max_steps=3,
         burn_in_steps=1,
@@ -50,6 +66,30 @@ def test_channels_last_trains_as_contiguous_memory_does(scenes, tmp_path, framew
     batch = trainer._prepare_inputs(trainer.data_collator([trainer.train_dataset[0], trainer.train_dataset[1]]))
     assert batch["pixel_values"].is_contiguous(memory_format=torch.channels_last)
     assert batch["unlabeled_pixel_values"][:, 0].stride(1) == 1  # channels innermost: every image of it NHWC
+
+
+@pytest.mark.parametrize(
+    ("family", "framework"),
+    [
+        ("segformer", "unimatch_v2"),
+        ("upernet_dinov2", "unimatch_v2"),
+        ("dpt", "unimatch_v2"),
+        ("timm_dpt", "unimatch_v2"),
+        ("mobilevit", "mean_teacher"),  # no encoder features to perturb
+    ],
+)
+def test_channels_last_trains_every_model_family_as_contiguous_memory_does(
+    scenes, tmp_path, family, framework, no_random_perturbation
+):
+    """real_images.yaml trains channels-last whatever the model: its layer norms, attention and token reshapes
+    must compute what they compute on contiguous tensors."""
+    reference, _ = losses(scenes, tmp_path / "eager", framework, model=deterministic_network(family))
+    nhwc, trainer = losses(
+        scenes, tmp_path / "nhwc", framework, model=deterministic_network(family), channels_last=True
+    )
+    assert len(nhwc) == 3 and nhwc == pytest.approx(reference, rel=1e-4, abs=1e-5)
+    weights = [p for p in trainer.model.parameters() if p.dim() == 4]
+    assert weights and all(p.is_contiguous(memory_format=torch.channels_last) for p in weights)
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)
