@@ -101,15 +101,6 @@ class FPLConfig(TrainingArguments):
     cutmix_probability: float | None = field(
         default=None, metadata={"help": "Probability of mixing at all; default the framework's."}
     )
-    distribution_alignment: bool = field(
-        default=False,
-        metadata={
-            "help": "Align the teacher's predictions with the labeled pixels' class frequencies before any loss "
-            "reads them (ReMixMatch's distribution alignment, per pixel): a class the teacher predicts less often "
-            "than the labeled images show it gains probability everywhere, so that rare classes enter the "
-            "pseudo-labels and FPL's sets. For long-tailed scenes (CamVid, Cityscapes); the papers do not use it."
-        },
-    )
     ema_decay: float | None = field(
         default=None,
         metadata={

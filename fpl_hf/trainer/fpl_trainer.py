@@ -33,7 +33,6 @@ from ..modeling import SegmentationNetwork
 from ..modeling.transformers_segmenter import exported, image_processor_for
 from ..statistics import pseudo_label_class_counts, pseudo_label_statistics, pseudo_labels_by_class
 from .callbacks import DatasetEpochCallback, EMATeacherCallback, ProgressCallback
-from .distribution_alignment import DistributionAlignment
 from .fpl_config import FPLConfig
 from .frameworks import PseudoLabelPair
 from .frameworks.supervised import step as supervised_step
@@ -100,9 +99,6 @@ class FPLTrainer(ExplainedHubPushes, CheckpointedNetworks, SegmentationOptimizer
             if note:
                 logger.warning(note)
         self.ignore_index = IGNORE_INDEX  # the data's, whatever name a model config gives its own
-        self.alignment = (
-            DistributionAlignment(self.num_labels, self.ignore_index) if args.distribution_alignment else None
-        )
         self._confusion = ConfusionMatrix(self.num_labels, self.ignore_index)
         statistics = train_dataset if train_dataset is not None else eval_dataset
         if kwargs.get("processing_class") is None and isinstance(statistics, (TrainingItems, EvaluationDataset)):
@@ -182,8 +178,6 @@ class FPLTrainer(ExplainedHubPushes, CheckpointedNetworks, SegmentationOptimizer
         if self.teacher is not None:
             self.teacher.to(inputs["pixel_values"].device)
         step = self.state.global_step
-        if self.alignment is not None:
-            self.alignment.observe_labels(inputs["labels"])
         # accelerate puts autocast around the prepared model's forward alone; teacher passes need it too.
         with self.accelerator.autocast():
             if self.schedule.in_burn_in(step):
@@ -219,9 +213,7 @@ class FPLTrainer(ExplainedHubPushes, CheckpointedNetworks, SegmentationOptimizer
 
     def unsupervised_loss(self, *pairs: PseudoLabelPair) -> list[torch.Tensor]:
         """The `args.unsup_loss` term of each pair, on its valid (non-padding) pixels, with the statistics of the
-        sets it trained logged; with `args.distribution_alignment`, of the pair's teacher aligned first."""
-        if self.alignment is not None:
-            pairs = [self.alignment(pair) for pair in pairs]
+        sets it trained logged."""
         outputs = self.args.unsupervised_loss.compute(pairs, self.args.loss_options)
         burn_in = self.schedule.burn_in_steps
         settled = self.state.global_step >= burn_in + (self.state.max_steps - burn_in) // 2
