@@ -135,6 +135,20 @@ def tiny_dinov2_dpt_config(**overrides):
     return TimmDPTConfig(**values)
 
 
+def tiny_model_of(family: str):
+    """A tiny random 11-class model of any family fpl_hf trains: "deeplabv3plus", "timm_dpt" (fpl_hf's DPT on a
+    DINOv2 ViT) or a transformers family of `tiny_transformers_model`."""
+    from fpl_hf import DeepLabV3PlusForSemanticSegmentation, TimmDPTForSemanticSegmentation
+
+    if family == "deeplabv3plus":
+        torch.manual_seed(0)
+        return DeepLabV3PlusForSemanticSegmentation(tiny_config(num_labels=11))
+    if family == "timm_dpt":
+        torch.manual_seed(0)
+        return TimmDPTForSemanticSegmentation(tiny_dinov2_dpt_config())
+    return tiny_transformers_model(family)
+
+
 @pytest.fixture
 def tiny_model():
     from fpl_hf import DeepLabV3PlusForSemanticSegmentation

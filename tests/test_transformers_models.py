@@ -8,13 +8,17 @@ import sys
 
 import pytest
 import torch
-from conftest import make_trainer, run_fpl, tiny_config, tiny_dinov2_dpt_config, tiny_transformers_model
+from conftest import make_trainer, run_fpl, tiny_model_of, tiny_transformers_model
 from transformers import AutoImageProcessor, AutoModelForSemanticSegmentation
 
-from fpl_hf import DeepLabV3PlusForSemanticSegmentation, TimmDPTForSemanticSegmentation
 from fpl_hf.data import make_fashion_scenes
 from fpl_hf.evaluation import evaluate_model
-from fpl_hf.modeling.transformers_segmenter import TransformersSegmenter, image_processor_for, pretrained_for_classes
+from fpl_hf.modeling.transformers_segmenter import (
+    TransformersSegmenter,
+    as_segmenter,
+    image_processor_for,
+    pretrained_for_classes,
+)
 
 FAMILIES = ["segformer", "upernet_dinov2", "dpt"]
 
@@ -185,13 +189,7 @@ def test_run_fpl_trains_a_transformers_folder_under_cps_and_fpl(tmp_path, family
 
 @pytest.mark.parametrize("family", ["segformer", "upernet_dinov2", "dpt", "mobilevit", "deeplabv3plus", "timm_dpt"])
 def test_every_model_family_gives_logits_at_the_input_size(family):
-    if family == "deeplabv3plus":
-        network = DeepLabV3PlusForSemanticSegmentation(tiny_config(num_labels=11))
-    elif family == "timm_dpt":
-        network = TimmDPTForSemanticSegmentation(tiny_dinov2_dpt_config())
-    else:
-        network = TransformersSegmenter(tiny_transformers_model(family))
-    network.eval()
+    network = as_segmenter(tiny_model_of(family)).eval()
     pixels = torch.randn(2, 3, 40, 56)
     with torch.no_grad():
         assert network.segment(pixels).shape == (2, 11, 40, 56)
