@@ -108,9 +108,3 @@ class PeakMemory:
         else:
             self._running = False
             self._thread.join()
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU ({torch.get_num_threads()} threads)"

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import torch
-from _measure import PeakMemory, device_name
+from _measure import PeakMemory
 from bench_models import MODELS
 from transformers import SegformerConfig, SegformerForSemanticSegmentation
 
@@ -31,6 +31,7 @@ from fpl_hf import (
     TimmDPTForSemanticSegmentation,
 )
 from fpl_hf.data import cutmix_mask, prepared_batch
+from fpl_hf.launchers import describe_device
 from fpl_hf.modeling.transformers_segmenter import TransformersSegmenter
 from fpl_hf.trainer import FPLConfig, FPLTrainer
 from fpl_hf.trainer.argument_parser import load_config
@@ -191,7 +192,7 @@ def main() -> None:
     parser.add_argument("--compile_backend", default="inductor", help="torch.compile backend of the compiled rows.")
     options = parser.parse_args()
     device = torch.device(options.device)
-    print(f"device: {device_name(device)}, torch {torch.__version__}, {'bf16' if options.bf16 else 'fp32'}")
+    print(f"device: {describe_device(device)}, torch {torch.__version__}, {'bf16' if options.bf16 else 'fp32'}")
     print(
         "| recipe | model | framework | crop | images a step (labeled + unlabeled) | mode | s/step "
         "| labeled img/s | unlabeled img/s | peak memory GiB |"

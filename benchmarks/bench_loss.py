@@ -13,8 +13,9 @@ from functools import partial
 
 import torch
 import torch.nn.functional as F
-from _measure import device_name, median_seconds, peak_bytes
+from _measure import median_seconds, peak_bytes
 
+from fpl_hf.launchers import describe_device
 from fpl_hf.losses import fuzzy_positive_loss
 
 SHAPES = [(8, 21, 128, 128), (2, 19, 256, 512), (4, 21, 256, 256)]
@@ -36,7 +37,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args()
     device = torch.device(args.device)
-    print(f"device: {device_name(device)}, torch {torch.__version__}")
+    print(f"device: {describe_device(device)}, torch {torch.__version__}")
     print(f"{'shape (B,C,H,W)':>20} {'loss':>14} {'ms':>8} {'peak MiB':>9} {'time x CE':>10} {'mem x CE':>9}")
     for shape in SHAPES:
         generator = torch.Generator(device=device).manual_seed(0)

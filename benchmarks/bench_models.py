@@ -17,7 +17,7 @@ from functools import partial
 
 import torch
 import torch.nn.functional as F
-from _measure import device_name, median_seconds, peak_bytes
+from _measure import median_seconds, peak_bytes
 from transformers import SegformerConfig, SegformerForSemanticSegmentation
 
 from fpl_hf import (
@@ -26,6 +26,7 @@ from fpl_hf import (
     TimmDPTConfig,
     TimmDPTForSemanticSegmentation,
 )
+from fpl_hf.launchers import describe_device
 from fpl_hf.modeling.transformers_segmenter import TransformersSegmenter
 
 
@@ -96,7 +97,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     options = parser.parse_args()
     device = torch.device(options.device)
-    print(f"Device: {device_name(device)}; torch {torch.__version__}; one training pass on a batch of 2.")
+    print(f"Device: {describe_device(device)}; torch {torch.__version__}; one training pass on a batch of 2.")
     print("| model | recipes | crop | parameters | time per image | peak memory, batch of 2 |")
     print("|---|---|---|---|---|---|")
     for name in options.models:

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from _measure import PeakMemory, device_name
+from _measure import PeakMemory
 from transformers import TrainerCallback
 
 from fpl_hf import DeepLabV3PlusConfig, DeepLabV3PlusForSemanticSegmentation
@@ -36,6 +36,7 @@ from fpl_hf.data import (
     split_labeled_unlabeled,
     training_dataset,
 )
+from fpl_hf.launchers import describe_device
 from fpl_hf.modeling.transformers_segmenter import label_fields
 from fpl_hf.trainer import FRAMEWORKS, FPLConfig, FPLTrainer, ema_update
 from fpl_hf.trainer.networks import ema_teacher, trained_module
@@ -184,7 +185,7 @@ def main() -> None:
     # 40 labeled images: whole batches in every epoch of the labels-only run (the Trainer keeps a last partial one).
     data = split_labeled_unlabeled(scenes, num_labeled=40, seed=0)
     print(
-        f"device: {device_name(device)}, torch {torch.__version__}; the embedded step, {options.steps} steps, "
+        f"device: {describe_device(device)}, torch {torch.__version__}; the embedded step, {options.steps} steps, "
         f"the first {options.warmup} left out, {options.rounds} rounds"
     )
     print(

@@ -13,10 +13,11 @@ import argparse
 import tempfile
 
 import torch
-from _measure import device_name, median_seconds, peak_bytes
+from _measure import median_seconds, peak_bytes
 
 from fpl_hf import DeepLabV3PlusConfig, DeepLabV3PlusForSemanticSegmentation
 from fpl_hf.data import SemiSupervisedDataset, make_fashion_scenes, split_labeled_unlabeled
+from fpl_hf.launchers import describe_device
 from fpl_hf.trainer import FPLConfig, FPLTrainer
 
 
@@ -85,7 +86,7 @@ def main() -> None:
         seed=0,
     )
     print(
-        f"device: {device_name(device)}, torch {torch.__version__}; {options.backbone}, {options.num_labels} "
+        f"device: {describe_device(device)}, torch {torch.__version__}; {options.backbone}, {options.num_labels} "
         f"classes, crop {options.crop_size}, batch {options.batch_size}; median of {options.repeats} steps"
     )
     print(

@@ -46,6 +46,7 @@ from fpl_hf import (
 )
 from fpl_hf.data import DataSource, EvaluationDataset, load_training_data, training_dataset
 from fpl_hf.hub import ModelCardInfo, describe_run
+from fpl_hf.launchers import describe_device
 from fpl_hf.modeling.pretrained import encoder_statistics
 from fpl_hf.modeling.transformers_segmenter import (
     image_processor_for,
@@ -275,6 +276,7 @@ def main(
         "best_step": trainer.best_metrics["step"],
         "seconds": time.perf_counter() - start,
         "processes": args.world_size,
+        "machine": f"{describe_device(args.device)}, torch {torch.__version__}",
         **({"pseudo_labels_by_class": by_class} if by_class else {}),
         "log_history": trainer.state.log_history,
     }

@@ -296,7 +296,7 @@ class Comparison:
                 for name in STATISTICS
                 if late and all(name in entry for entry in late)
             },
-            **{key: summary[key] for key in ("pseudo_labels_by_class",) if key in summary},
+            **{key: summary[key] for key in ("pseudo_labels_by_class", "machine") if key in summary},
         }
 
     def rows(self) -> list[dict]:

@@ -5,6 +5,7 @@ SLURM cluster through submitit, one job a run. A launcher turns a run's `run_fpl
 from __future__ import annotations
 
 import os
+import platform
 import queue
 import subprocess
 import sys
@@ -21,6 +22,28 @@ def gpu_count() -> int:
     import torch
 
     return torch.cuda.device_count()
+
+
+def describe_device(device: object) -> str:
+    """The device a run trains on or a benchmark measures, as results name it: the GPU's name, or the CPU's model
+    and the threads torch uses ("AMD EPYC (2 threads)"). Runs on different machines part by a few points from the
+    same seed, so every result says where it ran."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    threads = torch.get_num_threads()
+    return f"{_cpu_model()} ({threads} thread{'s' if threads > 1 else ''})"
+
+
+def _cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")  # Linux; elsewhere platform's coarser answer
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return platform.processor() or platform.machine() or "CPU"
 
 
 def training_command(run_fpl: Path, flags: Sequence[str], gpus_per_run: int, port: int = 29500) -> list[str]:

@@ -4,17 +4,19 @@ import importlib.util
 import json
 import os
 import pickle
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import ROOT
 from PIL import Image
 from test_run_fpl import TINY, write_slices
 
 from fpl_hf.comparison import LABELS_ONLY, Comparison, Setting, labels_only, setting, swept
-from fpl_hf.launchers import JOB_ID, RUN_LOG, LocalLauncher, SlurmLauncher, training_command
+from fpl_hf.launchers import JOB_ID, RUN_LOG, LocalLauncher, SlurmLauncher, _cpu_model, training_command
 
 _spec = importlib.util.spec_from_file_location("compare", ROOT / "examples" / "compare.py")
 compare = sys.modules["compare"] = importlib.util.module_from_spec(_spec)
@@ -70,6 +72,9 @@ def test_compare_runs_each_row_draw_and_seed_and_writes_the_table_json_and_curve
         (name, draw, 0) for name in ("labels only", "all labels (oracle)", "mean_teacher + fpl") for draw in (3, 4)
     )
     assert all(len(r["curve"]) == 3 and 0 <= r["final_mean_iou"] <= 1 for r in results)
+    # Each run names where it ran (the same seed parts by points across machines): this CPU, its threads, torch.
+    machine = re.compile(rf"{re.escape(_cpu_model())} \(\d+ threads?\), torch {re.escape(torch.__version__)}")
+    assert all(machine.fullmatch(r["machine"]) for r in results), [r["machine"] for r in results]
     semi = [r for r in results if r["setting"] == "mean_teacher + fpl"]
     assert all(len(r["k1_curve"]) == 2 and "pseudo_label_accuracy" in r for r in semi)  # the drawn-away labels
     for run in semi:  # counted by class over the second half of the semi-supervised phase (step 2)
