@@ -10,6 +10,7 @@ import json
 import statistics
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -354,8 +355,8 @@ class Comparison:
 
     def table(self) -> str:
         """Markdown: mean +- std over every run of a setting, the gain over labels-only, each draw's gain, FPL against
-        the CE it replaces (same runs, their number in brackets), each run, and the pseudo-label statistics (where
-        the unlabeled images' own labels are known)."""
+        the CE it replaces (same runs, their number in brackets), each run, the machines where runs ran on more than
+        one, and the pseudo-label statistics (where the unlabeled images' own labels are known)."""
         runs_of = "seed" if list(self.draws) == [None] else "draw/seed"
         lines = [
             "| setting | final mIoU (mean +- std) | vs. labels only | per draw: gain | vs. CE, same runs "
@@ -377,6 +378,10 @@ class Comparison:
                 f"| {row['setting']} | {row['mean']:.2f} +- {row['std']:.2f} ({row['runs']}) | {gain} | "
                 f"{per_draw} | {versus} | {runs} | {' | '.join(shown)} | {row['minutes']:.1f} |"
             )
+        # The same seed parts by a few points between machines: say so where the runs compared crossed machines.
+        machines = Counter(r["machine"] for row in self.settings for r in self.succeeded(row.name) if "machine" in r)
+        if len(machines) > 1:
+            lines += ["", "Runs of more than one machine: " + "; ".join(f"{n} on {m}" for m, n in machines.items())]
         failures = [
             f"- FAILED: {r['setting']}, {run_name(r['draw'], r['seed'])}: {r['error']} (log: {r['log']})"
             for r in self.failed()

@@ -135,6 +135,21 @@ def test_fpl_is_compared_with_the_ce_it_replaces_on_the_runs_both_have(tmp_path)
     assert "| +2.00 (2) |" in line
 
 
+def test_the_table_names_the_machines_when_its_runs_ran_on_more_than_one(tmp_path):
+    comparison = Comparison([labels_only(), setting("cps", "fpl")], tmp_path)
+    run = dict(seconds=60.0, curve=[], k1_curve=[], final_mean_iou=0.4, seed=0)
+    comparison.results = [
+        dict(setting=LABELS_ONLY, draw=0, machine="CPU A (1 thread), torch 2", **run),
+        dict(setting=LABELS_ONLY, draw=1, machine="CPU A (1 thread), torch 2", **run),
+        dict(setting="cps + fpl", draw=0, machine="GPU B, torch 2", **run),
+        dict(setting="cps + ce", draw=0, machine="GPU C, torch 2", **run),  # not a row of this comparison
+        dict(setting="cps + fpl", draw=1, **run),  # from before runs named their machine
+    ]
+    assert "Runs of more than one machine: 2 on CPU A (1 thread), torch 2; 1 on GPU B, torch 2\n" in comparison.table()
+    comparison.results = comparison.results[:2]
+    assert "machine" not in comparison.table()
+
+
 def test_the_table_shows_the_pseudo_labels_of_each_class_over_the_runs_that_counted_them(tmp_path):
     comparison = Comparison([labels_only(), setting("cps", "fpl"), setting("cps", "ce")], tmp_path)
     run = dict(seconds=60.0, curve=[], k1_curve=[], final_mean_iou=0.4)
