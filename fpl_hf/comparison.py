@@ -248,12 +248,16 @@ class Comparison:
         """Every `progress_seconds`, a line for each run in progress: its step, latest mIoU and the time left."""
         stop = threading.Event()
 
+        last: dict[Path, dict] = {}
+
         def watch() -> None:
             while not stop.wait(self.progress_seconds):
                 for directory, (row, draw, seed) in list(running.items()):
                     progress = read_progress(directory)
                     if progress:
-                        report(f"  {row.name}, {run_name(draw, seed)}: {describe_progress(progress)}")
+                        described = describe_progress(progress, last.get(directory))
+                        report(f"  {row.name}, {run_name(draw, seed)}: {described}")
+                        last[directory] = progress
 
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
@@ -467,13 +471,21 @@ def read_progress(directory: Path) -> dict | None:
         return None
 
 
-def describe_progress(progress: dict) -> str:
+def describe_progress(progress: dict, previous: dict | None = None) -> str:
+    """A run's step, latest mIoU and time left. The time left is at the pace since `previous` (the run's last
+    report) where there is one: the supervised burn-in's steps are far faster than the semi-supervised ones, so the
+    mean pace since the start would promise a semi-supervised run's end too early (a CPS run: 42 minutes said at
+    step 600 where about 70 were left)."""
     step, total, seconds = progress["step"], progress["max_steps"], progress["seconds"]
     text = f"step {step}/{total}"
     if progress.get("eval_mean_iou") is not None:
         text += f", mIoU {100 * progress['eval_mean_iou']:.2f} (step {progress['eval_step']})"
-    if step:
-        text += f", about {seconds / step * (total - step) / 60:.0f} min left"
+    if previous is not None and step > previous["step"]:
+        pace = (seconds - previous["seconds"]) / (step - previous["step"])
+    else:
+        pace = seconds / step if step else None
+    if pace is not None:
+        text += f", about {pace * (total - step) / 60:.0f} min left"
     return text
 
 

@@ -15,7 +15,7 @@ from conftest import ROOT
 from PIL import Image
 from test_run_fpl import TINY, write_slices
 
-from fpl_hf.comparison import LABELS_ONLY, Comparison, Setting, labels_only, setting, swept
+from fpl_hf.comparison import LABELS_ONLY, Comparison, Setting, describe_progress, labels_only, setting, swept
 from fpl_hf.launchers import JOB_ID, RUN_LOG, LocalLauncher, SlurmLauncher, _cpu_model, training_command
 
 _spec = importlib.util.spec_from_file_location("compare", ROOT / "examples" / "compare.py")
@@ -207,6 +207,15 @@ def _fake_runs(monkeypatch, seconds=0.3, returncode=0):
 
     monkeypatch.setattr(fpl_hf.launchers.subprocess, "run", fake_run)
     return calls
+
+
+def test_the_time_left_is_at_the_pace_since_the_last_report_not_since_the_start():
+    # A fast supervised burn-in (500 steps in 10 minutes) and then slow semi-supervised steps (100 in 5 minutes).
+    burn_in = {"step": 500, "max_steps": 2000, "seconds": 600.0}
+    now = {"step": 600, "max_steps": 2000, "seconds": 900.0, "eval_mean_iou": 0.4, "eval_step": 500}
+    assert describe_progress(burn_in) == "step 500/2000, about 30 min left"  # no earlier report: the mean pace
+    assert describe_progress(now, burn_in) == "step 600/2000, mIoU 40.00 (step 500), about 70 min left"
+    assert describe_progress(now, now).endswith("about 35 min left")  # no step since the last report: the mean pace
 
 
 def test_draw_0_is_a_data_seed_like_any_other_and_no_draw_passes_none():
